@@ -1,0 +1,59 @@
+"""The ``ij-bridge`` command line.
+
+Each sub-command group lives in its own module with a ``register(subparsers)``
+function; this module only composes them. Heavy imports (torch, the JVM) happen
+inside the command handlers, so ``ij-bridge --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+# modules that contribute sub-commands, in the order shown by --help
+_GROUPS = ["ij_bridge.cli.imagej", "ij_bridge.cli.n2v", "ij_bridge.cli.stardist"]
+
+
+class CLIError(Exception):
+    """An error with a message meant for the user; exits with status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ij-bridge",
+        description="Noise2Void and StarDist in PyTorch for ImageJ workflows.",
+    )
+    parser.add_argument("--version", action="version", version=f"ij-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a group not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"ij-bridge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ij-bridge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Starting ImageJ 1.x in this process, or joining a JVM that already has it.
+
+ImageJ is found in this order:
+
+1. the ``imagej`` argument: an ``ij.jar``, a folder of jars, or a ``Fiji.app``;
+2. the environment variable ``IJ_BRIDGE_IMAGEJ`` (same forms);
+3. a JVM already running in this process whose class path has ``ij.IJ``
+   (PyImageJ's, for example);
+4. Debian's ``/usr/share/java/ij.jar`` (``apt-get install libij-java``).
+
+Display modes
+-------------
+``headless``
+    ``java.awt.headless=true``. Conversions work; anything that needs a window
+    (ROI Manager, dialogs, macros that call commands) raises
+    :class:`HeadlessError` naming ``mode="virtual"`` as the fix.
+``virtual``
+    Starts ``Xvfb`` on a free display for the life of the process (never an
+    existing one), so windows exist but are unseen. This is the mode for batch
+    work on servers.
+``interactive``
+    The ImageJ window on the user's ``DISPLAY``.
+``auto``
+    ``interactive`` when ``DISPLAY`` is set, else ``virtual`` when Xvfb is
+    installed, else ``headless``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("ij_bridge")
+
+__all__ = [
+    "start", "attach", "is_started", "mode", "runtime_info", "require_display",
+    "ij_version", "java_version", "ImageJNotFoundError", "HeadlessError", "MODES",
+    "DEBIAN_IJ_JAR",
+]
+
+DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
+MODES = ("auto", "headless", "virtual", "interactive")
+ENV_IMAGEJ = "IJ_BRIDGE_IMAGEJ"
+ENV_HEAP = "IJ_BRIDGE_HEAP"
+
+_INSTALL_HINT = (
+    "ImageJ 1.x was not found. Install it with `sudo apt-get install libij-java` "
+    f"(gives {DEBIAN_IJ_JAR}), or pass ij_bridge.start(imagej=...) / set {ENV_IMAGEJ} "
+    "to an ij.jar, a folder of jars or a Fiji.app."
+)
+
+
+class ImageJNotFoundError(RuntimeError):
+    """No ImageJ installation could be located."""
+
+
+class HeadlessError(RuntimeError):
+    """An operation needs a (possibly virtual) display but ImageJ runs headless."""
+
+
+@dataclass
+class _State:
+    started: bool = False
+    mode: str | None = None
+    display: str | None = None
+    source: str | None = None          # where ImageJ came from
+    classpath: list[str] = field(default_factory=list)
+    xvfb: subprocess.Popen | None = None
+    gateway: Any = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_state = _State()
+
+
+# --------------------------------------------------------------------------- discovery
+def _jars_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.jar") if p.is_file())
+
+
+def _classpath_for(location: str | os.PathLike) -> tuple[list[str], dict[str, str]]:
+    """Class path entries and system properties for an ImageJ location."""
+    path = Path(location).expanduser()
+    if not path.exists():
+        raise ImageJNotFoundError(f"ImageJ location {str(path)!r} does not exist. {_INSTALL_HINT}")
+    props: dict[str, str] = {}
+    if path.is_file():
+        if path.suffix != ".jar":
+            raise ImageJNotFoundError(f"{str(path)!r} is not a .jar file. {_INSTALL_HINT}")
+        jars = [path]
+    elif (path / "jars").is_dir():  # Fiji.app or an ImageJ folder with jars/ and plugins/
+        jars = _jars_in(path / "jars")
+        if (path / "plugins").is_dir():
+            jars += _jars_in(path / "plugins")
+            props["plugins.dir"] = str(path)
+        props["imagej.dir"] = str(path)
+    else:
+        jars = _jars_in(path)
+    if not any(j.name.startswith(("ij-", "ij.")) or j.name == "ij.jar" for j in jars):
+        raise ImageJNotFoundError(f"no ij.jar (ImageJ 1.x) found under {str(path)!r}. {_INSTALL_HINT}")
+    return [str(j) for j in jars], props
+
+
+def _running_jvm_has_imagej() -> bool:
+    import jpype
+
+    if not jpype.isJVMStarted():
+        return False
+    try:
+        jpype.JClass("ij.IJ")
+        return True
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- Xvfb
+def _pdeathsig() -> None:  # pragma: no cover - runs in the child
+    """Ask the kernel to stop Xvfb if the Python process dies without cleanup."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _start_xvfb(timeout: float = 15.0) -> tuple[subprocess.Popen, str]:
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        raise HeadlessError(
+            "mode='virtual' needs Xvfb: install it with `sudo apt-get install xvfb`, "
+            "or use mode='headless' (no ROI Manager, dialogs or macros)."
+        )
+    read_fd, write_fd = os.pipe()
+    # -displayfd lets Xvfb pick a free display itself and tell us which: no races,
+    # and never an existing display.
+    preexec = _pdeathsig if threading.current_thread() is threading.main_thread() else None
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(write_fd), "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=preexec,
+    )
+    os.close(write_fd)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or proc.poll() is not None:
+                proc.kill()
+                raise HeadlessError("Xvfb did not start (no display number reported); "
+                                    "check that `Xvfb -displayfd 1` works on this machine.")
+            ready, _, _ = select.select([read_fd], [], [], remaining)
+            if ready:
+                chunk = os.read(read_fd, 64)
+                if not chunk:
+                    continue
+                data += chunk
+    finally:
+        os.close(read_fd)
+    display = f":{int(data.strip())}"
+    log.info("started Xvfb on display %s (pid %d)", display, proc.pid)
+    return proc, display
+
+
+def _stop_xvfb() -> None:
+    proc = _state.xvfb
+    if proc is None:
+        return
+    _state.xvfb = None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+atexit.register(_stop_xvfb)
+
+
+# --------------------------------------------------------------------------- start
+def _resolve_mode(requested: str) -> str:
+    if requested not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if os.environ.get("DISPLAY"):
+        return "interactive"
+    if shutil.which("Xvfb"):
+        return "virtual"
+    return "headless"
+
+
+def _detect_mode_of_running_jvm() -> str:
+    import jpype
+
+    if bool(jpype.JClass("java.awt.GraphicsEnvironment").isHeadless()):
+        return "headless"
+    return "interactive"
+
+
+def start(
+    imagej: str | os.PathLike | None = None,
+    mode: str = "auto",
+    *,
+    max_heap: str | None = None,
+    jvm_options: Sequence[str] = (),
+) -> dict:
+    """Start ImageJ in this process (idempotent).
+
+    Parameters
+    ----------
+    imagej : str or path, optional
+        An ``ij.jar``, a folder of jars or a ``Fiji.app``. Default: see module docs.
+    mode : {"auto", "headless", "virtual", "interactive"}
+        Display mode (module docs).
+    max_heap : str, optional
+        JVM maximum heap such as ``"8g"``; default ``$IJ_BRIDGE_HEAP`` or Java's own default.
+    jvm_options : sequence of str
+        Extra JVM options.
+
+    Returns
+    -------
+    dict
+        :func:`runtime_info` of the running ImageJ.
+
+    Raises
+    ------
+    ImageJNotFoundError
+        When no ImageJ can be found (the message says what to install).
+    RuntimeError
+        When ImageJ already runs in another mode than the one explicitly requested.
+    """
+    with _state.lock:
+        if _state.started:
+            if mode not in ("auto", _state.mode):
+                raise RuntimeError(
+                    f"ImageJ already runs in mode {_state.mode!r} in this process; the mode "
+                    f"cannot change to {mode!r} (a JVM starts once per process)."
+                )
+            return runtime_info()
+        import jpype
+
+        if imagej is None and not os.environ.get(ENV_IMAGEJ) and _running_jvm_has_imagej():
+            _state.source = "running JVM"
+            _state.mode = _detect_mode_of_running_jvm() if mode == "auto" else mode
+            _state.display = os.environ.get("DISPLAY")
+            _state.started = True
+            _install_imagej_instance()
+            return runtime_info()
+        if jpype.isJVMStarted():
+            raise RuntimeError(
+                "A JVM is already running in this process without ImageJ on its class path. "
+                "Start ij_bridge (or PyImageJ) before anything else starts Java, or put ij.jar "
+                "on that JVM's class path."
+            )
+        location = imagej or os.environ.get(ENV_IMAGEJ)
+        if location is None:
+            if not DEBIAN_IJ_JAR.is_file():
+                raise ImageJNotFoundError(_INSTALL_HINT)
+            location = DEBIAN_IJ_JAR
+        classpath, props = _classpath_for(location)
+        resolved = _resolve_mode(mode)
+        if resolved == "virtual":
+            _state.xvfb, display = _start_xvfb()
+            os.environ["DISPLAY"] = display
+            _state.display = display
+        elif resolved == "interactive":
+            if not os.environ.get("DISPLAY"):
+                raise HeadlessError("mode='interactive' needs a DISPLAY; use mode='virtual' on servers.")
+            _state.display = os.environ["DISPLAY"]
+        props["java.awt.headless"] = "true" if resolved == "headless" else "false"
+        # ImageJ formats numbers with the JVM's locale: pin it so that results are
+        # the same on every machine.
+        props.setdefault("user.language", "en")
+        props.setdefault("user.country", "US")
+        import scyjava
+
+        try:
+            scyjava.config.set_java_constraints(fetch="never")  # the system JDK, never a download
+            heap = max_heap or os.environ.get(ENV_HEAP)
+            if heap:
+                scyjava.config.set_heap_max(heap)
+            scyjava.config.add_classpath(*classpath)
+            scyjava.config.add_options([f"-D{k}={v}" for k, v in props.items()] + list(jvm_options))
+            scyjava.start_jvm()
+        except Exception:
+            _stop_xvfb()
+            raise
+        _state.source = str(location)
+        _state.classpath = classpath
+        _state.mode = resolved
+        _state.started = True
+        _install_imagej_instance()
+        log.info("ImageJ %s started (%s mode) from %s", ij_version(), resolved, location)
+        return runtime_info()
+
+
+def _install_imagej_instance() -> None:
+    """Create ImageJ's (hidden) main instance so that menus and commands exist."""
+    if _state.mode == "headless":
+        return
+    import jpype
+
+    ImageJ = jpype.JClass("ij.ImageJ")
+    IJ = jpype.JClass("ij.IJ")
+    if IJ.getInstance() is None:
+        ImageJ(ImageJ.STANDALONE if _state.mode == "interactive" else ImageJ.NO_SHOW)
+        if _state.mode == "interactive":
+            # the user's window must not end Python when closed
+            IJ.getInstance().exitWhenQuitting(False)
+
+
+def attach(gateway: Any) -> dict:
+    """Use the JVM of a PyImageJ gateway (``imagej.init(...)``).
+
+    The gateway's ImageJ 1.x layer (``ij.*`` classes, present in every Fiji) is
+    used; the bridge keeps a reference to the gateway for the user's convenience.
+    """
+    with _state.lock:
+        import jpype
+
+        if not jpype.isJVMStarted():
+            raise RuntimeError("the PyImageJ gateway has no running JVM; call imagej.init() first.")
+        if not _running_jvm_has_imagej():
+            raise ImageJNotFoundError("the gateway's JVM has no ImageJ 1.x (ij.IJ) on its class path; "
+                                      "initialise PyImageJ with an endpoint that includes net.imagej:ij.")
+        _state.gateway = gateway
+        if not _state.started:
+            _state.source = "PyImageJ gateway"
+            _state.mode = _detect_mode_of_running_jvm()
+            _state.display = os.environ.get("DISPLAY")
+            _state.started = True
+        return runtime_info()
+
+
+def is_started() -> bool:
+    """True once :func:`start` or :func:`attach` succeeded in this process."""
+    return _state.started
+
+
+def mode() -> str | None:
+    """The display mode ImageJ runs in, or None before start."""
+    return _state.mode
+
+
+def _ensure_started() -> None:
+    if not _state.started:
+        start()
+
+
+def require_display(what: str) -> None:
+    """Raise :class:`HeadlessError` if ``what`` cannot work in the current mode."""
+    _ensure_started()
+    if _state.mode == "headless":
+        raise HeadlessError(
+            f"{what} needs a display, but ImageJ runs headless (java.awt.headless=true). "
+            "Start ImageJ with ij_bridge.start(mode='virtual') (needs Xvfb) for headless servers, "
+            "or mode='interactive' on a desktop."
+        )
+
+
+def ij_version() -> str:
+    """ImageJ 1.x version string, e.g. ``'1.53t'``."""
+    _ensure_started()
+    import jpype
+
+    return str(jpype.JClass("ij.IJ").getVersion())
+
+
+def java_version() -> str:
+    _ensure_started()
+    import jpype
+
+    return str(jpype.JClass("java.lang.System").getProperty("java.version"))
+
+
+def runtime_info() -> dict:
+    """A summary of the running ImageJ: versions, mode, display, source."""
+    if not _state.started:
+        return {"started": False}
+    return {
+        "started": True,
+        "imagej_version": ij_version(),
+        "java_version": java_version(),
+        "mode": _state.mode,
+        "display": _state.display,
+        "source": _state.source,
+        "xvfb_pid": _state.xvfb.pid if _state.xvfb else None,
+        "gateway": _state.gateway is not None,
+    }

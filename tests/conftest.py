@@ -1,0 +1,63 @@
+"""Shared fixtures.
+
+The JVM starts once per process, so every test that touches ImageJ shares one
+ImageJ in ``virtual`` mode (a private Xvfb display, started by the bridge itself).
+Tests of other modes run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; skips with a clear reason only when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (CI always has it)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ij():
+    """A real ImageJ 1.x in this process, under a private virtual display."""
+    import ij_bridge
+
+    ij_bridge.start(mode="virtual")
+    import jpype
+
+    return jpype.JClass("ij.IJ")
+
+
+@pytest.fixture()
+def clean_imagej(ij):
+    """Close images, reset the ROI Manager and Results around a test."""
+    import jpype
+
+    WindowManager = jpype.JClass("ij.WindowManager")
+    ij.run("Close All")
+    yield ij
+    ij.run("Close All")
+    RoiManager = jpype.JClass("ij.plugin.frame.RoiManager")
+    rm = RoiManager.getInstance()
+    if rm is not None:
+        rm.reset()
+    ResultsTable = jpype.JClass("ij.measure.ResultsTable")
+    ResultsTable.getResultsTable().reset()
+    del WindowManager
+
+
+def run_python(code: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python (for a JVM in another mode than this process's)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=REPO)

@@ -14,7 +14,13 @@ import sys
 from .. import __version__
 
 # modules that contribute sub-commands, in the order shown by --help
-_GROUPS = ["ij_bridge.cli.imagej", "ij_bridge.cli.n2v", "ij_bridge.cli.stardist"]
+_GROUPS = [
+    "ij_bridge.cli.imagej",     # info, demo
+    "ij_bridge.cli.macro",      # macro
+    "ij_bridge.cli.batch",      # batch, install-macros
+    "ij_bridge.cli.n2v",        # n2v train|predict
+    "ij_bridge.cli.stardist",   # stardist train|predict
+]
 
 
 class CLIError(Exception):

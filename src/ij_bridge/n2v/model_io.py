@@ -1,0 +1,155 @@
+"""N2V model files: one self-contained folder or zip.
+
+Layout::
+
+    n2v_model.json   format, versions, config, normalisation, history, checksum
+    weights.pt       torch state dict (loaded with ``weights_only=True``)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import N2VConfig
+
+__all__ = ["save_model", "load_model", "MODEL_JSON", "WEIGHTS", "FORMAT", "FORMAT_VERSION"]
+
+MODEL_JSON = "n2v_model.json"
+WEIGHTS = "weights.pt"
+FORMAT = "ij-bridge-n2v"
+FORMAT_VERSION = 1
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _json_float(v: float) -> float | None:
+    return None if not math.isfinite(v) else float(v)
+
+
+def _payload(model: Any) -> tuple[bytes, bytes]:
+    buf = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
+    torch.save(state, buf)
+    weights = buf.getvalue()
+    history = None
+    if model.history is not None:
+        history = [{k: (_json_float(v) if isinstance(v, float) else
+                        (bool(v) if isinstance(v, (bool, np.bool_)) else int(v)))
+                    for k, v in row.items()} for row in model.history.to_dict("records")]
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ij_bridge_version": _version(),
+        "torch_version": torch.__version__,
+        "config": model.config.to_dict(),
+        "normalization": {"mean": [float(v) for v in model.mean], "std": [float(v) for v in model.std]},
+        "weights": {"file": WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest()},
+        "history": history,
+    }
+    return json.dumps(meta, indent=2).encode(), weights
+
+
+def save_model(model: Any, path: Path, overwrite: bool = True) -> Path:
+    """Write ``model`` to a folder or (``*.zip``) a zip archive; returns the path."""
+    meta, weights = _payload(model)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    if path.suffix.lower() == ".zip":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(MODEL_JSON, meta)
+            zf.writestr(WEIGHTS, weights)
+        tmp.replace(path)
+    else:
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / WEIGHTS).write_bytes(weights)
+        (path / MODEL_JSON).write_bytes(meta)
+    return path
+
+
+def _read(path: Path) -> tuple[bytes, callable]:
+    if not path.exists():
+        raise FileNotFoundError(f"N2V model not found: {path}")
+    if path.is_dir():
+        def get(name: str) -> bytes:
+            f = path / name
+            if not f.is_file():
+                raise FileNotFoundError(f"N2V model {path} is incomplete: {name} is missing")
+            return f.read_bytes()
+        return get(MODEL_JSON), get
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path} is not a valid zip file (corrupt or not an N2V model): {exc}") from None
+    names = set(zf.namelist())
+
+    def get_zip(name: str) -> bytes:
+        if name not in names:
+            raise FileNotFoundError(f"N2V model {path} is incomplete: {name} is missing in the zip")
+        try:
+            return zf.read(name)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ValueError(f"{path}: cannot read {name} ({exc}); the file is corrupt") from None
+    return get_zip(MODEL_JSON), get_zip
+
+
+def load_model(cls: type, path: Path, device: Any = None) -> Any:
+    """Load a model written by :func:`save_model`."""
+    raw, get = _read(path)
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {MODEL_JSON} is corrupt ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an ij-bridge N2V model ({MODEL_JSON} lacks format={FORMAT!r})")
+    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer ij-bridge ({meta.get('ij_bridge_version')}); "
+                         "update ij-bridge to load it")
+    try:
+        config = N2VConfig.from_dict(meta["config"])
+        mean = np.asarray(meta["normalization"]["mean"], dtype=np.float64)
+        std = np.asarray(meta["normalization"]["std"], dtype=np.float64)
+        wmeta = meta["weights"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {MODEL_JSON} is invalid ({type(exc).__name__}: {exc})") from None
+    if config.n_channels is None or len(mean) != config.n_channels or len(std) != config.n_channels:
+        raise ValueError(f"{path}: normalisation does not match the model's channel count")
+    weights = get(wmeta.get("file", WEIGHTS))
+    if hashlib.sha256(weights).hexdigest() != wmeta.get("sha256"):
+        raise ValueError(f"{path}: {WEIGHTS} does not match its checksum; the file is corrupt")
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for broken pickles
+        raise ValueError(f"{path}: cannot read the weights ({exc})") from None
+    model = cls(config, device=device)
+    model._build(config.n_channels)
+    try:
+        model.net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the configured network ({exc})") from None
+    model.net.eval()
+    model.mean, model.std = mean, std
+    if meta.get("history"):
+        import pandas as pd
+
+        model.history = pd.DataFrame(meta["history"])
+    return model
+
+

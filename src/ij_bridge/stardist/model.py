@@ -1,0 +1,819 @@
+"""StarDist models in PyTorch: network, training, prediction, model files.
+
+>>> from ij_bridge.stardist import StarDist2D, StarDistConfig
+>>> model = StarDist2D(StarDistConfig(epochs=1, steps_per_epoch=2))   # doctest: +SKIP
+>>> model.train(X, Y, validation_data=(Xv, Yv))                        # doctest: +SKIP
+>>> labels, details = model.predict_instances(image)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .config import StarDistConfig
+from .geometry import (
+    Rays, check_label_image, dist_to_coord, edt_prob, fill_label_holes, polygons_to_label,
+    polyhedra_to_label, rays_golden_spiral, star_dist_2d, star_dist_3d,
+)
+from .nms import non_maximum_suppression, non_maximum_suppression_3d, polygon_candidates
+
+__all__ = ["StarDist2D", "StarDist3D", "StarDistBase", "StarDistNet", "normalize_percentiles",
+           "bundled_models", "FORMAT"]
+
+Progress = Callable[[int, int, str], None]
+FORMAT = "ij-bridge-stardist"
+FORMAT_VERSION = 1
+_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+# ----------------------------------------------------------------------------- network
+
+class StarDistNet(nn.Module):
+    """Grid stem + U-Net + 3×3 head + (probability, distances) outputs.
+
+    The stem (two 3×3 convolutions and a max-pool per factor of two of the
+    grid) brings the input to the output grid, as in the original; the
+    U-Net then works at grid resolution.
+    """
+
+    def __init__(self, cfg: StarDistConfig):
+        super().__init__()
+        from ..nets.unet import UNet
+
+        d = cfg.ndim
+        conv = nn.Conv2d if d == 2 else nn.Conv3d
+        pool = nn.MaxPool2d if d == 2 else nn.MaxPool3d
+        k = cfg.unet_kernel_size
+        nf = cfg.unet_n_filters
+        layers: list[nn.Module] = []
+        pooled = np.ones(d, int)
+        grid = np.asarray(cfg.grid)
+        c = cfg.n_channels
+        self.stem_steps: list[tuple[int, ...]] = []
+        while tuple(pooled) != tuple(grid):
+            p = tuple(int(v) for v in 1 + (grid > pooled))
+            pooled *= np.asarray(p)
+            for _ in range(2):
+                layers += [conv(c, nf, k, padding=k // 2), nn.ReLU(inplace=True)]
+                c = nf
+            layers.append(pool(p))
+            self.stem_steps.append(p)
+        self.stem = nn.Sequential(*layers)
+        self.unet = UNet(in_channels=c, ndim=d, depth=cfg.unet_depth, n_filters=nf, kernel_size=k,
+                         batch_norm=False, pool=cfg.unet_pool)
+        self.head = nn.Sequential(conv(self.unet.out_channels, cfg.head_channels, k, padding=k // 2),
+                                  nn.ReLU(inplace=True))
+        self.out_prob = conv(cfg.head_channels, 1, 1)
+        self.out_dist = conv(cfg.head_channels, cfg.n_rays, 1)
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.head(self.unet(self.stem(x)))
+        return self.out_prob(h), self.out_dist(h)
+
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Upper bound of the receptive field radius (input pixels) per axis."""
+        cfg = self.cfg
+        r = cfg.unet_kernel_size // 2
+        out = []
+        for ax in range(cfg.ndim):
+            s, rad = 1, 0
+            for p in self.stem_steps:
+                rad += 2 * r * s + (p[ax] - 1) * s
+                s *= p[ax]
+            pool = (cfg.unet_pool or (2,) * cfg.ndim)[ax]
+            for _ in range(cfg.unet_depth):
+                rad += 2 * r * s + (pool - 1) * s
+                s *= pool
+            rad += 2 * r * s
+            for _ in range(cfg.unet_depth):
+                s //= pool
+                rad += (pool - 1) * s + 2 * r * s
+            rad += r * s
+            out.append(rad)
+        return tuple(out)
+
+
+# ----------------------------------------------------------------------- preprocessing
+
+def normalize_percentiles(x: np.ndarray, low: float = 1.0, high: float = 99.8,
+                          axis: Sequence[int] | None = None, eps: float = 1e-20) -> np.ndarray:
+    """Map the ``low`` and ``high`` percentiles to 0 and 1 (float32, no clipping).
+
+    Parameters
+    ----------
+    x : ndarray
+        Image.
+    low, high : float
+        Percentiles.
+    axis : sequence of int, optional
+        Axes to compute percentiles over (default: all; pass the spatial axes
+        for per-channel normalisation).
+    """
+    x = np.asarray(x, np.float32)
+    lo, hi = np.percentile(x, (low, high), axis=axis, keepdims=True)
+    return ((x - lo) / np.maximum(hi - lo, eps)).astype(np.float32)
+
+
+def _memory_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    avail = 8 * 2**30
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return min(0.25 * avail, 4 * 2**30)
+
+
+def bundled_models() -> list[str]:
+    """Names of the models that ship with the package (usable in ``from_pretrained``)."""
+    if not _MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in _MODELS_DIR.iterdir() if (p / "config.json").is_file()
+                  and p.name.startswith("stardist"))
+
+
+# --------------------------------------------------------------------------------- base
+
+class StarDistBase:
+    """Common machinery of :class:`StarDist2D` and :class:`StarDist3D`."""
+
+    ndim = 2
+
+    def __init__(self, config: StarDistConfig | None = None, device: str | torch.device | None = None,
+                 **kwargs: Any):
+        if config is None:
+            config = StarDistConfig(ndim=self.ndim, **kwargs)
+        else:
+            if kwargs:
+                d = config.to_dict()
+                d.update(kwargs)
+                config = StarDistConfig.from_dict(d)
+        if config.ndim != self.ndim:
+            raise ValueError(f"{type(self).__name__} needs a config with ndim={self.ndim}, "
+                             f"got ndim={config.ndim}")
+        self.config = config
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.net = StarDistNet(config)
+        self.net.to(self.device)
+        self.thresholds = {"prob": float(config.prob_thresh), "nms": float(config.nms_thresh)}
+        self.history: dict[str, list] = {}
+        self.rays = self._make_rays()
+
+    # -- geometry hooks ------------------------------------------------------------
+    def _make_rays(self):
+        return None
+
+    def _star_dist(self, lbl: np.ndarray, grid) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- input handling -------------------------------------------------------------
+    def _to_channels_first(self, image: Any, name: str = "image") -> np.ndarray:
+        """(spatial..., [C]) numpy / xarray -> (C, *spatial) float32."""
+        d = self.ndim
+        if hasattr(image, "dims") and hasattr(image, "transpose"):
+            dims = [str(x).lower() for x in image.dims]
+            spatial = ["y", "x"] if d == 2 else ["z", "y", "x"]
+            missing = [s for s in spatial if s not in dims]
+            if missing:
+                raise ValueError(f"{name} has dims {tuple(image.dims)}; a {d}D model needs "
+                                 f"{spatial} (and optionally 'c')")
+            extra = [x for x in dims if x not in spatial + ["c"]]
+            bad = [x for x, n in zip(dims, image.shape) if x in extra and n > 1]
+            if bad:
+                raise ValueError(f"{name} has extra dims {bad}; select one plane/time point "
+                                 f"(e.g. image.isel({bad[0]}=0)) or use the {3 if d == 2 else 2}D model")
+            orig = list(image.dims)
+            order = [orig[dims.index(s)] for s in spatial]
+            if "c" in dims:
+                order.append(orig[dims.index("c")])
+            arr = np.asarray(image.squeeze([orig[dims.index(x)] for x in extra]).transpose(*order).values) \
+                if extra else np.asarray(image.transpose(*order).values)
+            if "c" not in dims:
+                arr = arr[..., None]
+        else:
+            arr = np.asarray(image)
+            if arr.ndim == d:
+                arr = arr[..., None]
+            elif arr.ndim != d + 1:
+                raise ValueError(f"{name} has shape {arr.shape}; a {d}D model takes "
+                                 f"{'(Y, X) or (Y, X, C)' if d == 2 else '(Z, Y, X) or (Z, Y, X, C)'}")
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
+            raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise ValueError(f"{name} is complex; use its magnitude")
+        if arr.shape[-1] != self.config.n_channels:
+            raise ValueError(f"{name} has {arr.shape[-1]} channel(s) (last axis of shape {arr.shape}), "
+                             f"the model expects {self.config.n_channels}")
+        if any(s < 1 for s in arr.shape):
+            raise ValueError(f"{name} is empty: shape {arr.shape}")
+        return np.moveaxis(arr, -1, 0).astype(np.float32, copy=False)
+
+    def _normalize(self, x: np.ndarray, percentiles=None) -> np.ndarray:
+        lo, hi = percentiles if percentiles is not None else self.config.percentiles
+        return normalize_percentiles(x, lo, hi, axis=tuple(range(1, x.ndim)))
+
+    # -- raw prediction ---------------------------------------------------------------
+    def _forward_padded(self, x: np.ndarray) -> np.ndarray:
+        """(C, *spatial) with spatial divisible by the divisor -> (1+R, *spatial/grid)."""
+        self.net.eval()
+        with torch.no_grad():
+            t = torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device)
+            prob, dist = self.net(t)
+            out = torch.cat([torch.sigmoid(prob), dist], dim=1)[0]
+        return out.float().cpu().numpy()
+
+    def _halo(self) -> tuple[int, ...]:
+        div = self.config.divisor
+        return tuple(int(math.ceil(r / q) * q) for r, q in zip(self.net.receptive_radius(), div))
+
+    def predict(self, image: Any, normalize: bool = True, n_tiles: Sequence[int] | int | None = None,
+                percentiles: Sequence[float] | None = None, progress: Progress | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Probability and distance maps at grid resolution.
+
+        Returns
+        -------
+        prob : ndarray
+            ``ceil(spatial / grid)`` float32.
+        dist : ndarray
+            ``ceil(spatial / grid) + (n_rays,)`` float32.
+        """
+        x = self._to_channels_first(image)
+        if normalize:
+            x = self._normalize(x, percentiles)
+        return self._predict_prepared(x, n_tiles, progress)
+
+    def _predict_prepared(self, x: np.ndarray, n_tiles=None, progress=None):
+        from ..tiles import auto_n_tiles, tile_shape_for, tiled_apply
+
+        spatial = x.shape[1:]
+        div = self.config.divisor
+        grid = self.config.grid
+        padded = tuple(int(math.ceil(s / q) * q) for s, q in zip(spatial, div))
+        pad = [(0, 0)] + [(0, p - s) for s, p in zip(spatial, padded)]
+        xp = np.pad(x, pad, mode="reflect") if any(p[1] for p in pad) else x
+        halo = self._halo()
+        if n_tiles is None:
+            bpp = 4.0 * self.config.unet_n_filters * 8 + 4 * self.config.n_rays
+            work = [s + 2 * h for s, h in zip(padded, halo)]
+            n_tiles = auto_n_tiles(work, bpp, _memory_budget(self.device))
+        n_tiles = (int(n_tiles),) * self.ndim if np.isscalar(n_tiles) else tuple(int(v) for v in n_tiles)
+        if len(n_tiles) != self.ndim or any(v < 1 for v in n_tiles):
+            raise ValueError(f"n_tiles needs {self.ndim} positive values, got {n_tiles}")
+        out_shape = tuple(int(math.ceil(s / g)) for s, g in zip(spatial, grid))
+        if all(v == 1 for v in n_tiles):
+            out = self._forward_padded(xp)
+            if progress:
+                progress(1, 1, "predicting")
+        else:
+            tile = tile_shape_for(padded, n_tiles)
+            tile = tuple(int(math.ceil(t / q) * q) for t, q in zip(tile, div))
+            cb = (lambda i, n: progress(i, n, "predicting tiles")) if progress else None
+            out = tiled_apply(self._forward_padded, xp, tile, halo, scale=grid, progress=cb)
+        out = out[(slice(None),) + tuple(slice(0, s) for s in out_shape)]
+        prob = np.ascontiguousarray(out[0])
+        dist = np.ascontiguousarray(np.moveaxis(out[1:], 0, -1))
+        return prob, np.maximum(dist, 0)
+
+    # -- instances --------------------------------------------------------------------
+    def predict_instances(self, image: Any, prob_thresh: float | None = None,
+                          nms_thresh: float | None = None, n_tiles: Sequence[int] | int | None = None,
+                          normalize: bool = True, percentiles: Sequence[float] | None = None,
+                          progress: Progress | None = None, show_progress: bool = False,
+                          ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Segment star-convex objects.
+
+        Parameters
+        ----------
+        image : ndarray or xarray.DataArray
+            2D model: ``(Y, X)`` or ``(Y, X, C)``; 3D: ``(Z, Y, X)`` or
+            ``(Z, Y, X, C)``. An ``xarray.DataArray`` is read by its dim names
+            (``z``, ``y``, ``x``, ``c``).
+        prob_thresh, nms_thresh : float, optional
+            Default: the model's (optimised) thresholds, ``self.thresholds``.
+        n_tiles : int or tuple of int, optional
+            Tiles per axis; default: as few as fit in memory (usually 1).
+        normalize : bool
+            Percentile-normalise each channel (set False for data already in [0, 1]).
+        percentiles : (float, float), optional
+            Default ``config.percentiles``, (1, 99.8).
+        progress : callable, optional
+            ``progress(done, total, message)``.
+
+        Returns
+        -------
+        labels : ndarray
+            int32 label image of the input's spatial shape.
+        details : dict
+            ``coord`` (n, 2, n_rays) polygon vertices (row, col) in 2D, or
+            ``dist`` (n, n_rays) and ``rays_vertices``/``rays_faces`` in 3D;
+            ``points`` (n, ndim) centres; ``prob`` (n,). Object ``i`` has label
+            ``i + 1``; objects are sorted by decreasing probability.
+        """
+        prob_thresh = self.thresholds["prob"] if prob_thresh is None else float(prob_thresh)
+        nms_thresh = self.thresholds["nms"] if nms_thresh is None else float(nms_thresh)
+        if not 0 <= prob_thresh <= 1 or not 0 <= nms_thresh <= 1:
+            raise ValueError(f"thresholds must lie in [0, 1], got prob={prob_thresh}, nms={nms_thresh}")
+        x = self._to_channels_first(image)
+        if normalize:
+            x = self._normalize(x, percentiles)
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=100, desc="StarDist", leave=False)
+
+        def cb(done, total, message):
+            if bar is not None:
+                bar.n = int(100 * done / max(total, 1))
+                bar.set_description(message)
+                bar.refresh()
+            if progress is not None:
+                progress(done, total, message)
+
+        prob, dist = self._predict_prepared(x, n_tiles, cb)
+        labels, details = self._instances(prob, dist, x.shape[1:], prob_thresh, nms_thresh, cb)
+        if bar is not None:
+            bar.close()
+        return labels, details
+
+    def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
+        raise NotImplementedError
+
+    # -- training -----------------------------------------------------------------------
+    def _prepare_training(self, X, Y, name):
+        if isinstance(X, np.ndarray) and X.ndim == self.ndim:
+            X = [X]
+        if isinstance(Y, np.ndarray) and Y.ndim == self.ndim:
+            Y = [Y]
+        X, Y = list(X), list(Y)
+        if len(X) != len(Y):
+            raise ValueError(f"{name}: {len(X)} images but {len(Y)} label images; they must pair up")
+        if not X:
+            raise ValueError(f"{name}: no images given")
+        imgs, lbls = [], []
+        for i, (x, y) in enumerate(zip(X, Y)):
+            xi = self._to_channels_first(x, f"{name} image {i}")
+            yi = np.asarray(y.values if hasattr(y, "dims") else y)
+            yi = check_label_image(yi, f"{name} label image {i}")
+            if yi.shape != xi.shape[1:]:
+                raise ValueError(f"{name} pair {i}: image shape {xi.shape[1:]} (spatial) and label "
+                                 f"shape {yi.shape} differ")
+            yi = fill_label_holes(yi, name=f"{name} label image {i}")
+            imgs.append(self._normalize(xi))
+            lbls.append(yi)
+        return imgs, lbls
+
+    def _targets(self, lbl, grid):
+        prob = edt_prob(lbl, self.config.anisotropy)
+        dist = self._star_dist(lbl, grid)
+        sl = tuple(slice(None, None, g) for g in grid)
+        return prob[sl], np.moveaxis(dist, -1, 0)
+
+    def _augment(self, img, prob, dist, rng):
+        return img, prob, dist
+
+    def _sample_batch(self, data, rng):
+        cfg = self.config
+        ps = cfg.patch_size
+        xs, ps_, ds = [], [], []
+        for _ in range(cfg.batch_size):
+            i = int(rng.integers(len(data)))
+            img, prob, dist, fg = data[i]
+            shape = img.shape[1:]
+            if len(fg) and rng.random() < cfg.foreground_prob:
+                c = np.unravel_index(fg[rng.integers(len(fg))], shape)
+                lo = [max(0, min(ci - int(rng.integers(p)), s - p)) for ci, p, s in zip(c, ps, shape)]
+            else:
+                lo = [int(rng.integers(s - p + 1)) for p, s in zip(ps, shape)]
+            sl = tuple(slice(a, a + p) for a, p in zip(lo, ps))
+            x, pr, di = img[(slice(None),) + sl], prob[sl], dist[(slice(None),) + sl]
+            if cfg.augment:
+                x, pr, di = self._augment(x, pr, di, rng)
+                scale = rng.uniform(0.6, 1.6)
+                shift = rng.uniform(-0.2, 0.2)
+                x = x * np.float32(scale) + np.float32(shift)
+            g = tuple(slice(None, None, q) for q in cfg.grid)
+            xs.append(np.ascontiguousarray(x))
+            ps_.append(np.ascontiguousarray(pr[g]))
+            ds.append(np.ascontiguousarray(di[(slice(None),) + g]))
+        return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ps_))[:, None],
+                torch.from_numpy(np.stack(ds)))
+
+    def _loss(self, prob_logit, dist_pred, prob_true, dist_true):
+        cfg = self.config
+        l_prob = F.binary_cross_entropy_with_logits(prob_logit, prob_true)
+        mask = prob_true
+        l_dist = (mask * (dist_pred - dist_true).abs()).mean() / (mask.mean() + 1e-6)
+        bg = (prob_true == 0).float()
+        l_reg = (bg * dist_pred.abs()).mean()
+        total = l_prob + cfg.dist_loss_weight * (l_dist + cfg.background_reg * l_reg)
+        return total, l_prob, l_dist
+
+    def _val_loss(self, val):
+        cfg = self.config
+        losses = []
+        self.net.eval()
+        with torch.no_grad():
+            for x, _, prob, dist in val:
+                spatial = x.shape[1:]
+                padded = tuple(int(math.ceil(s / q) * q) for s, q in zip(spatial, cfg.divisor))
+                pad = [(0, 0)] + [(0, p - s) for s, p in zip(spatial, padded)]
+                xp = np.pad(x, pad, mode="reflect")
+                t = torch.from_numpy(xp)[None].to(self.device)
+                pl, dl = self.net(t)
+                crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in prob.shape)
+                pl, dl = pl[crop], dl[crop]
+                loss, _, _ = self._loss(pl, dl, torch.from_numpy(prob)[None, None].to(self.device),
+                                        torch.from_numpy(dist)[None].to(self.device))
+                losses.append(float(loss))
+        return float(np.mean(losses))
+
+    def train(self, X: Sequence[Any], Y: Sequence[Any],
+              validation_data: tuple[Sequence[Any], Sequence[Any]] | None = None,
+              epochs: int | None = None, steps_per_epoch: int | None = None,
+              progress: Progress | None = None, show_progress: bool = True,
+              optimize_thresholds: bool = True, checkpoint: str | Path | None = None,
+              ) -> dict[str, list]:
+        """Train on lists of images and label images.
+
+        Parameters
+        ----------
+        X, Y : sequence of array_like
+            Images (see :meth:`predict_instances` for layouts) and label
+            images of the same spatial shape; each at least ``patch_size``.
+        validation_data : (X_val, Y_val), optional
+            Evaluated every epoch: loss, and F1 / accuracy at IoU 0.5 of the
+            instances predicted with the current thresholds. The best epoch
+            (highest validation accuracy, then lowest validation loss) is kept.
+        epochs, steps_per_epoch : int, optional
+            Override the config.
+        progress : callable, optional
+            ``progress(done_steps, total_steps, message)``.
+        optimize_thresholds : bool
+            After training, choose thresholds on the validation data.
+        checkpoint : path, optional
+            Save the best model there whenever it improves.
+
+        Returns
+        -------
+        dict
+            The history (also ``self.history``): ``epoch``, ``loss``,
+            ``prob_loss``, ``dist_loss``, ``lr``, ``seconds`` and, with
+            validation data, ``val_loss``, ``val_f1``, ``val_accuracy``.
+        """
+        from ..metrics import matching_dataset
+
+        cfg = self.config
+        epochs = int(epochs or cfg.epochs)
+        steps = int(steps_per_epoch or cfg.steps_per_epoch)
+        imgs, lbls = self._prepare_training(X, Y, "training data")
+        for i, x in enumerate(imgs):
+            if any(s < p for s, p in zip(x.shape[1:], cfg.patch_size)):
+                raise ValueError(f"training image {i} has spatial shape {x.shape[1:]}, smaller than "
+                                 f"patch_size {cfg.patch_size}; use a smaller patch_size "
+                                 f"(multiple of {cfg.divisor})")
+        val = None
+        if validation_data is not None:
+            Xv, Yv = validation_data
+            vimgs, vlbls = self._prepare_training(Xv, Yv, "validation data")
+            val = []
+            for x, y in zip(vimgs, vlbls):
+                p, d = self._targets(y, cfg.grid)
+                val.append((x, y, p.astype(np.float32), d.astype(np.float32)))
+        data = []
+        full = (1,) * self.ndim
+        for x, y in zip(imgs, lbls):
+            p, d = self._targets(y, full)
+            data.append((x, p.astype(np.float32), d.astype(np.float32), np.flatnonzero(y > 0)))
+
+        rng = np.random.default_rng(cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
+            hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
+                                                     "seconds")}
+            if val is not None:
+                for k in ("val_loss", "val_f1", "val_accuracy"):
+                    hist[k] = []
+            total = epochs * steps
+            bar = None
+            if show_progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=total, desc="StarDist training", unit="step")
+            best_key, best_state, best_epoch = None, None, 0
+            done = 0
+            for epoch in range(1, epochs + 1):
+                t0 = time.perf_counter()
+                self.net.train()
+                acc = np.zeros(3)
+                for _ in range(steps):
+                    xb, pb, db = self._sample_batch(data, rng)
+                    xb, pb, db = xb.to(self.device), pb.to(self.device), db.to(self.device)
+                    pl, dl = self.net(xb)
+                    loss, lp, ld = self._loss(pl, dl, pb, db)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    acc += [float(loss), float(lp), float(ld)]
+                    done += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+                    if progress is not None:
+                        progress(done, total, f"epoch {epoch}/{epochs}")
+                acc /= steps
+                hist["epoch"].append(epoch)
+                hist["loss"].append(float(acc[0]))
+                hist["prob_loss"].append(float(acc[1]))
+                hist["dist_loss"].append(float(acc[2]))
+                hist["lr"].append(float(opt.param_groups[0]["lr"]))
+                if val is not None:
+                    vloss = self._val_loss(val)
+                    preds = [self._instances(*self._predict_prepared(x), x.shape[1:],
+                                             self.thresholds["prob"], self.thresholds["nms"])[0]
+                             for x, _, _, _ in val]
+                    m = matching_dataset([v[1] for v in val], preds, thresh=0.5)
+                    hist["val_loss"].append(vloss)
+                    hist["val_f1"].append(float(m.f1))
+                    hist["val_accuracy"].append(float(m.accuracy))
+                    sched.step(vloss)
+                    key = (float(m.accuracy), -vloss)
+                else:
+                    sched.step(acc[0])
+                    key = (0.0, -float(acc[0]))
+                hist["seconds"].append(time.perf_counter() - t0)
+                if bar is not None and val is not None:
+                    bar.set_postfix(epoch=epoch, loss=f"{acc[0]:.4f}", val_f1=f"{hist['val_f1'][-1]:.3f}")
+                if best_key is None or key > best_key:
+                    best_key, best_epoch = key, epoch
+                    best_state = copy.deepcopy(self.net.state_dict())
+                    if checkpoint is not None:
+                        self.history = hist
+                        self.save(checkpoint)
+            if bar is not None:
+                bar.close()
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        hist["best_epoch"] = [best_epoch]
+        self.history = hist
+        if val is not None and optimize_thresholds:
+            from .thresholds import optimize_thresholds as _opt
+            _opt(self, [v[0] for v in val], [v[1] for v in val], normalize=False, progress=progress,
+                 _channels_first=True)
+            if checkpoint is not None:
+                self.save(checkpoint)
+        return hist
+
+    def plot_history(self, path: str | Path) -> Path:
+        """Write a PNG of the losses and validation scores against epochs."""
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        h = self.history
+        if not h.get("epoch"):
+            raise RuntimeError("no training history; train the model first")
+        has_val = "val_f1" in h
+        fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5, 4), squeeze=False)
+        ax = axes[0, 0]
+        ax.plot(h["epoch"], h["loss"], label="training loss")
+        if has_val:
+            ax.plot(h["epoch"], h["val_loss"], label="validation loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.legend()
+        if has_val:
+            ax = axes[0, 1]
+            ax.plot(h["epoch"], h["val_f1"], "o-", label="F1 @ IoU 0.5")
+            ax.plot(h["epoch"], h["val_accuracy"], "s-", label="accuracy @ IoU 0.5")
+            if h.get("best_epoch"):
+                ax.axvline(h["best_epoch"][0], color="grey", ls="--", label="best epoch")
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("validation score")
+            ax.legend()
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    # -- model files ----------------------------------------------------------------------
+    def _meta(self, weights_dtype: str) -> dict[str, Any]:
+        from .. import __version__
+
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_class": type(self).__name__,
+            "config": self.config.to_dict(),
+            "thresholds": dict(self.thresholds),
+            "normalization": {"method": "percentile", "percentiles": list(self.config.percentiles),
+                              "per_channel": True},
+            "weights": "weights.pt",
+            "weights_dtype": weights_dtype,
+            "ij_bridge_version": __version__,
+            "torch_version": torch.__version__,
+            "input_layout": "YXC" if self.ndim == 2 else "ZYXC",
+        }
+        if self.rays is not None:
+            meta["rays"] = self.rays.to_dict()
+        return meta
+
+    def save(self, path: str | Path, half: bool = False) -> Path:
+        """Save as a folder, or as a zip when ``path`` ends in ``.zip``.
+
+        Contents: ``config.json`` (config, thresholds, normalisation, versions),
+        ``weights.pt`` (state dict; float16 when ``half``), ``history.json``.
+        """
+        path = Path(path)
+        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+                 for k, v in self.net.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        meta = json.dumps(self._meta("float16" if half else "float32"), indent=2)
+        hist = json.dumps(self.history)
+        if path.suffix.lower() == ".zip":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("config.json", meta)
+                zf.writestr("weights.pt", buf.getvalue())
+                zf.writestr("history.json", hist)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "config.json").write_text(meta)
+            (path / "weights.pt").write_bytes(buf.getvalue())
+            (path / "history.json").write_text(hist)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "StarDistBase":
+        """Load a model saved by :meth:`save` (folder or .zip) or a bundled model's name."""
+        p = Path(path)
+        if not p.exists() and (_MODELS_DIR / str(path)).is_dir():
+            p = _MODELS_DIR / str(path)
+        if not p.exists():
+            hint = f" Bundled models: {', '.join(bundled_models())}." if bundled_models() else ""
+            raise FileNotFoundError(f"StarDist model not found: {path}.{hint}")
+        files: dict[str, bytes] = {}
+        if p.is_dir():
+            for name in ("config.json", "weights.pt", "history.json"):
+                if (p / name).is_file():
+                    files[name] = (p / name).read_bytes()
+        else:
+            try:
+                with zipfile.ZipFile(p) as zf:
+                    names = set(zf.namelist())
+                    for name in ("config.json", "weights.pt", "history.json"):
+                        if name in names:
+                            files[name] = zf.read(name)
+            except zipfile.BadZipFile as exc:
+                raise ValueError(f"{p} is not a StarDist model folder or a valid .zip ({exc})") from None
+        if "config.json" not in files:
+            raise FileNotFoundError(f"{p} has no config.json; is it a StarDist model saved by ij-bridge?")
+        try:
+            meta = json.loads(files["config.json"])
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{p}: config.json is corrupt ({exc})") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{p}: not an ij-bridge StarDist model (format={meta.get('format')!r})")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ValueError(f"{p}: model format {meta['format_version']} is newer than this "
+                             f"ij-bridge supports ({FORMAT_VERSION}); upgrade ij-bridge")
+        klass = {"StarDist2D": StarDist2D, "StarDist3D": StarDist3D}.get(meta.get("model_class"))
+        if klass is None:
+            raise ValueError(f"{p}: unknown model class {meta.get('model_class')!r}")
+        if cls is not StarDistBase and klass is not cls:
+            raise ValueError(f"{p} holds a {klass.__name__}; load it with {klass.__name__}.load")
+        if "weights.pt" not in files:
+            raise FileNotFoundError(f"{p} has no weights.pt; the model folder is incomplete")
+        cfg = StarDistConfig.from_dict(meta["config"])
+        model = klass(cfg, device=device)
+        try:
+            state = torch.load(io.BytesIO(files["weights.pt"]), map_location="cpu", weights_only=True)
+            state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+            model.net.load_state_dict(state)
+        except Exception as exc:  # corrupt or mismatched weights
+            raise ValueError(f"{p}: weights.pt is corrupt or does not fit the config ({exc})") from None
+        model.net.to(model.device)
+        th = meta.get("thresholds", {})
+        model.thresholds = {"prob": float(th.get("prob", cfg.prob_thresh)),
+                            "nms": float(th.get("nms", cfg.nms_thresh))}
+        if "rays" in meta:
+            model.rays = Rays.from_dict(meta["rays"])
+        if "history.json" in files:
+            try:
+                model.history = json.loads(files["history.json"])
+            except json.JSONDecodeError:
+                warnings.warn(f"{p}: history.json is corrupt; ignored")
+        model.source = str(p)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, name: str = "stardist_nuclei2d", device=None) -> "StarDistBase":
+        """Load a model bundled with the package (see :func:`bundled_models`)."""
+        if not (_MODELS_DIR / name / "config.json").is_file():
+            raise FileNotFoundError(f"no bundled model {name!r}; available: {bundled_models()}")
+        return cls.load(_MODELS_DIR / name, device=device)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}(n_rays={c.n_rays}, grid={c.grid}, n_channels={c.n_channels}, "
+                f"thresholds={self.thresholds})")
+
+
+# ------------------------------------------------------------------------------- 2D / 3D
+
+class StarDist2D(StarDistBase):
+    """StarDist for 2D images (star-convex polygons).
+
+    Parameters
+    ----------
+    config : StarDistConfig, optional
+        Defaults: 32 rays, grid (2, 2), patch (128, 128).
+    device : str or torch.device, optional
+        Default CUDA when available, else CPU.
+    **kwargs
+        Override config fields, e.g. ``StarDist2D(n_rays=64)``.
+    """
+
+    ndim = 2
+
+    def _star_dist(self, lbl, grid):
+        return star_dist_2d(lbl, self.config.n_rays, grid)
+
+    def _augment(self, img, prob, dist, rng):
+        n = self.config.n_rays
+        k = np.arange(n)
+        if n % 4 == 0 and img.shape[1] == img.shape[2] and rng.random() < 0.5:
+            # transpose: angle phi -> pi/2 - phi
+            img, prob, dist = img.transpose(0, 2, 1), prob.T, dist.transpose(0, 2, 1)
+            dist = dist[(n // 4 - k) % n]
+        if rng.random() < 0.5:  # flip rows: phi -> -phi
+            img, prob, dist = img[:, ::-1], prob[::-1], dist[:, ::-1]
+            dist = dist[(-k) % n]
+        if n % 2 == 0 and rng.random() < 0.5:  # flip cols: phi -> pi - phi
+            img, prob, dist = img[:, :, ::-1], prob[:, ::-1], dist[:, :, ::-1]
+            dist = dist[(n // 2 - k) % n]
+        return img, prob, dist
+
+    def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
+        points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)
+        d = np.maximum(d, 1e-3)
+        coord = dist_to_coord(d, points)
+        keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress)
+        coord, points, p = coord[keep], points[keep], p[keep]
+        labels = polygons_to_label(coord, shape, prob=p)
+        return labels, {"coord": coord, "points": points, "prob": p}
+
+
+class StarDist3D(StarDistBase):
+    """StarDist for 3D stacks (star-convex polyhedra, rays on a golden spiral).
+
+    Parameters as :class:`StarDist2D`; defaults 96 rays, grid (1, 2, 2),
+    patch (32, 64, 64); set ``anisotropy=(z, y, x)`` for anisotropic voxels.
+    Geometric augmentation is off in 3D (the spiral rays have no symmetry to
+    permute); intensity augmentation is on.
+    """
+
+    ndim = 3
+
+    def _make_rays(self):
+        return rays_golden_spiral(self.config.n_rays, self.config.anisotropy)
+
+    def _star_dist(self, lbl, grid):
+        return star_dist_3d(lbl, self.rays, grid)
+
+    def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
+        points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)
+        d = np.maximum(d, 1e-3)
+        keep = non_maximum_suppression_3d(d, points, p, self.rays, nms_thresh, progress=progress)
+        points, p, d = points[keep], p[keep], d[keep]
+        labels = polyhedra_to_label(d, points, self.rays, shape, prob=p)
+        return labels, {"dist": d, "points": points, "prob": p,
+                        "rays_vertices": self.rays.vertices.copy(), "rays_faces": self.rays.faces.copy()}

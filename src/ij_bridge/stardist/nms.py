@@ -1,0 +1,194 @@
+"""Non-maximum suppression of star-convex candidates.
+
+The rule is the original StarDist's: candidates are visited in order of
+decreasing probability; a candidate is kept unless its intersection with an
+already kept object, divided by the smaller of the two areas (volumes),
+exceeds ``nms_thresh``.
+
+2D uses exact polygon intersections (GEOS through shapely 2, vectorised per
+kept object) and an STR-tree of bounding boxes to find the few candidates that
+can overlap a kept one, so that 100,000 candidates take seconds.
+
+3D uses a rasterised intersection: each candidate is voxelised inside its
+bounding box (star-convex inside test, see
+:func:`~ij_bridge.stardist.geometry.inside_polyhedron`) only when a kept object
+is nearby, and the overlap with each nearby kept object is the number of its
+voxels inside that object. Volumes are voxel counts of the same rasterisation,
+so the ratio is consistent; the error is that of voxelisation (about one voxel
+layer on the surface).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .geometry import Rays, dist_to_coord, inside_polyhedron, polygon_areas, polyhedron_mask
+
+__all__ = ["non_maximum_suppression", "non_maximum_suppression_3d", "polygon_candidates", "nms_from_maps"]
+
+
+def polygon_candidates(prob: np.ndarray, dist: np.ndarray, prob_thresh: float,
+                       grid=(1, 1), max_candidates: int | None = None):
+    """Candidates above ``prob_thresh`` from grid-resolution maps.
+
+    Returns ``(points (n, 2) full-resolution row/col, prob (n,), dist (n, n_rays))``
+    sorted by decreasing probability.
+    """
+    ind = np.nonzero(prob > prob_thresh)
+    p = prob[ind]
+    order = np.argsort(-p, kind="stable")
+    if max_candidates is not None:
+        order = order[:max_candidates]
+    points = np.stack(ind, axis=1)[order] * np.asarray(grid)[None]
+    return points.astype(np.int64), p[order].astype(np.float32), dist[ind][order].astype(np.float32)
+
+
+def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: float = 0.4,
+                            progress: Callable[[int, int, str], None] | None = None,
+                            ) -> np.ndarray:
+    """Greedy NMS of 2D star-convex polygons.
+
+    Parameters
+    ----------
+    coord : ndarray
+        ``(n, 2, n_rays)`` polygon vertices, (row, col).
+    prob : ndarray
+        ``(n,)`` scores; higher is visited first (ties keep input order).
+    nms_thresh : float
+        Suppress a candidate when ``intersection / min(area) > nms_thresh``.
+    progress : callable, optional
+        ``progress(done, total, message)``.
+
+    Returns
+    -------
+    ndarray
+        Indices of the kept candidates, in order of decreasing probability.
+
+    Examples
+    --------
+    >>> from ij_bridge.stardist.geometry import dist_to_coord
+    >>> c = dist_to_coord(np.full((2, 8), 5.0), np.array([[10, 10], [10, 12]]))
+    >>> non_maximum_suppression(c, np.array([0.9, 0.8]), 0.3).tolist()
+    [0]
+    """
+    import shapely
+
+    coord = np.asarray(coord, np.float64)
+    prob = np.asarray(prob)
+    if coord.ndim != 3 or coord.shape[1] != 2 or len(prob) != len(coord):
+        raise ValueError(f"need coord (n, 2, n_rays) and prob (n,), got {coord.shape}, {prob.shape}")
+    n = len(coord)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-prob, kind="stable")
+    # shapely wants (x, y); the geometry does not care, keep (row, col)
+    ring = coord.transpose(0, 2, 1)
+    polys = shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
+    areas = polygon_areas(coord)
+    tree = shapely.STRtree(polys)
+    suppressed = np.zeros(n, bool)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    keep = []
+    step = max(1, n // 100)
+    for r, i in enumerate(order):
+        if progress is not None and r % step == 0:
+            progress(r, n, "non-maximum suppression")
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        cand = tree.query(polys[i])
+        cand = cand[(rank[cand] > r) & ~suppressed[cand]]
+        if len(cand) == 0:
+            continue
+        try:
+            inter = shapely.area(shapely.intersection(polys[i], polys[cand]))
+        except shapely.errors.GEOSException:  # degenerate predicted shapes
+            fixed = shapely.make_valid(polys[cand])
+            inter = shapely.area(shapely.intersection(shapely.make_valid(polys[i]), fixed))
+        ratio = inter / (np.minimum(areas[i], areas[cand]) + 1e-10)
+        suppressed[cand[ratio > nms_thresh]] = True
+    if progress is not None:
+        progress(n, n, "non-maximum suppression")
+    return np.asarray(keep, np.int64)
+
+
+def nms_from_maps(prob: np.ndarray, dist: np.ndarray, prob_thresh: float, nms_thresh: float,
+                  grid=(1, 1), progress=None):
+    """Candidates from 2D prediction maps, then NMS. Returns ``(points, prob, dist, coord)``."""
+    points, p, d = polygon_candidates(prob, dist, prob_thresh, grid)
+    d = np.maximum(d, 1e-3)
+    coord = dist_to_coord(d, points)
+    keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress)
+    return points[keep], p[keep], d[keep], coord[keep]
+
+
+def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.ndarray, rays: Rays,
+                               nms_thresh: float = 0.4,
+                               progress: Callable[[int, int, str], None] | None = None,
+                               ) -> np.ndarray:
+    """Greedy NMS of star-convex polyhedra (rasterised intersections).
+
+    Parameters
+    ----------
+    dist : ndarray
+        ``(n, n_rays)`` distances in voxels.
+    points : ndarray
+        ``(n, 3)`` (z, y, x) centres.
+    prob : ndarray
+        ``(n,)`` scores.
+    rays : Rays
+        The rays of ``dist``.
+    nms_thresh : float
+        Suppress when ``intersection / min(volume) > nms_thresh``.
+
+    Returns
+    -------
+    ndarray
+        Indices of kept candidates, by decreasing probability.
+    """
+    dist = np.asarray(dist, np.float64)
+    points = np.asarray(points, np.float64)
+    prob = np.asarray(prob)
+    n = len(dist)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-prob, kind="stable")
+    verts = points[:, None, :] + dist[:, :, None] * rays.vertices[None].astype(np.float64)
+    lo = np.floor(verts.min(axis=1)).astype(np.int64)
+    hi = np.ceil(verts.max(axis=1)).astype(np.int64) + 1
+    shape = tuple(int(v) for v in hi.max(axis=0) + 1)
+    kept: list[int] = []
+    kept_lo = np.zeros((0, 3), np.int64)
+    kept_hi = np.zeros((0, 3), np.int64)
+    kept_vol: list[int] = []
+    step = max(1, n // 100)
+    big = (max(shape) + 10,) * 3
+    for r, i in enumerate(order):
+        if progress is not None and r % step == 0:
+            progress(r, n, "non-maximum suppression (3D)")
+        near = np.nonzero(np.all((kept_lo < hi[i]) & (kept_hi > lo[i]), axis=1))[0]
+        sl, mask = polyhedron_mask(dist[i], points[i] - lo[i], rays, big)
+        vol_i = int(mask.sum())
+        if len(near):
+            zz, yy, xx = np.nonzero(mask)
+            vox = np.stack([zz, yy, xx], 1) + np.array([s.start for s in sl]) + lo[i]
+            suppress = False
+            for j in near:
+                k = kept[j]
+                inside = inside_polyhedron(vox - points[k], dist[k], rays)
+                inter = int(inside.sum())
+                if inter / (min(vol_i, kept_vol[j]) + 1e-10) > nms_thresh:
+                    suppress = True
+                    break
+            if suppress:
+                continue
+        kept.append(i)
+        kept_vol.append(max(vol_i, 1))
+        kept_lo = np.vstack([kept_lo, lo[i][None]])
+        kept_hi = np.vstack([kept_hi, hi[i][None]])
+    if progress is not None:
+        progress(n, n, "non-maximum suppression (3D)")
+    return np.asarray(kept, np.int64)

@@ -1,0 +1,625 @@
+"""Images between numpy/xarray and ImageJ 1.x ``ImagePlus``, calibration included.
+
+Conventions
+-----------
+Python side: an :class:`xarray.DataArray` with dims named ``t, c, z, y, x`` in that
+(OME) order, a subset as present; RGB images carry a trailing sample dim ``s`` of
+size 3 (ImageJ's and tifffile's "S" axis), values R, G, B. Coordinates of ``x, y,
+z, t`` are in physical units; ``attrs["units"]`` maps each of those dims to its unit.
+A plain numpy array is accepted and treated as uncalibrated: a 2-D array is
+``(y, x)``; any other number of dims needs ``dims=`` (no guessing, so ``(Y, X, 3)``
+is never silently taken for RGB or for three channels).
+
+Dim names on input are case-insensitive and may use PyImageJ's names: ``row`` (y),
+``col`` (x), ``ch``/``channel`` (c), ``pln``/``plane`` (z), ``time``/``frame`` (t),
+``rgb``/``sample`` (s).
+
+ImageJ side: 8-bit, 16-bit, 32-bit or RGB ``ImagePlus``, a stack or hyperstack in
+ImageJ's order (channel fastest, then slice, then frame). With more than one of
+C, Z, T the image is marked as a hyperstack; with C > 1 it is a ``CompositeImage``.
+
+Pixel types (``to_imageplus``)
+------------------------------
+=====================  =====================================  ==========================
+numpy dtype            ImageJ image                           ``from_imageplus`` gives
+=====================  =====================================  ==========================
+uint8                  8-bit                                  uint8 (lossless)
+uint16                 16-bit                                 uint16 (lossless)
+int16                  16-bit, signed-16-bit calibration      int16 (lossless)
+                       (raw = value + 32768, ImageJ's value
+                       function; ImageJ shows true values)
+int8                   as int16                               int16, same values
+bool                   8-bit, False → 0, True → 255           uint8 0/255
+                       (ImageJ's binary-mask convention)
+float32                32-bit                                 float32 (lossless)
+float16                32-bit                                 float32, same values
+float64                32-bit, rounded to nearest float32     float32
+                       (warns on overflow to ±inf or on
+                       non-zero values that become 0)
+int32, uint32, int64,  32-bit                                 float32
+uint64                 (lossless for |v| ≤ 2**24; otherwise
+                       a :class:`LossyConversionWarning`
+                       says how many values changed and by
+                       how much)
+uint8 with dim ``s``   RGB (``ColorProcessor``)               uint8, dim ``s`` of size 3
+of size 3
+other (complex, str,   ``TypeError``
+object, datetime)
+=====================  =====================================  ==========================
+
+Calibration
+-----------
+ImageJ keeps origins in pixels: physical ``x = (i - xOrigin) * pixelWidth``. Here
+coordinates are physical; conversion both ways uses that formula, so an xarray coming
+out of :func:`from_imageplus` goes back with exactly the same ``Calibration``.
+
+* numpy input → uncalibrated (pixel size 1, unit ``"pixel"``).
+* An xarray coordinate on ``x``/``y``/``z`` with a constant step gives
+  ``pixelWidth``/``pixelHeight``/``pixelDepth`` = step and origin = ``-coord[0] /
+  step`` (pixels). A coordinate whose step is not constant (relative deviation >
+  1e-6), decreases, or is not numeric raises ``ValueError``: ImageJ cannot represent
+  it. A dim without a coordinate is uncalibrated.
+* ``t``: ``frameInterval`` = step, time unit from ``attrs["units"]["t"]`` (default
+  ``"sec"``). ImageJ has no time origin: a non-zero first time is kept in the
+  ImagePlus property ``ij_bridge.t_origin`` (read back by :func:`from_imageplus`).
+  An uncalibrated time axis comes back with unit ``"frame"`` and coordinates
+  ``0, 1, ...``.
+* Units: ``attrs["units"]`` per dim (``Calibration.setXUnit/setYUnit/setZUnit/
+  setTimeUnit``). ImageJ itself rewrites ``"um"`` to ``"µm"`` and ``"A"`` to ``"Å"``;
+  :func:`from_imageplus` reports ImageJ's spelling. Other units are kept as given.
+* :func:`from_imageplus` also stores every ``Calibration`` number in
+  ``attrs["calibration"]`` (pixel sizes, origins, units, frame interval), so that dims
+  absent from the array (the z spacing of a single plane, say) survive a round trip.
+  When the array's coordinates still agree exactly with ``attrs["calibration"]``
+  those exact numbers are used; otherwise the coordinates win.
+* Value calibration: signed 16-bit as above; other 8/16-bit value functions come back
+  in ``attrs["value_calibration"]`` (``function``, ``coefficients``, ``unit``) with the
+  raw pixels, and are set again by :func:`to_imageplus`; a 32-bit value unit is
+  ``attrs["value_unit"]``.
+* Also kept: ``attrs["title"]``, ``attrs["info"]`` (ImageJ's "Info" property),
+  ``attrs["slice_labels"]`` (in ImageJ stack order) and ``attrs["display_range"]``.
+  Channel coordinates are not kept (ImageJ has none): channels come back as 0..C-1.
+
+Speed: whole stacks move through one ``java.nio`` direct buffer that views the numpy
+memory; Java copies each plane in bulk. No per-pixel or per-row Python loops.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import lru_cache
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims",
+           "DIM_ORDER"]
+
+#: The dims this bridge uses, in order (``s`` only for RGB).
+DIM_ORDER = ("t", "c", "z", "y", "x", "s")
+
+_ALIASES = {
+    "t": "t", "time": "t", "frame": "t", "frames": "t",
+    "c": "c", "ch": "c", "channel": "c", "channels": "c",
+    "z": "z", "pln": "z", "plane": "z", "slice": "z", "slices": "z",
+    "y": "y", "row": "y",
+    "x": "x", "col": "x",
+    "s": "s", "rgb": "s", "sample": "s",
+}
+
+T_ORIGIN_PROPERTY = "ij_bridge.t_origin"
+_UNCALIBRATED_TIME = "frame"
+
+
+class LossyConversionWarning(UserWarning):
+    """A pixel value changed on the way into ImageJ (the message says how)."""
+
+
+# --------------------------------------------------------------------------- dims
+def normalise_dims(dims: Sequence[Hashable]) -> tuple[str, ...]:
+    """Map dim names (ours, PyImageJ's, any case) to ``t, c, z, y, x, s``.
+
+    Raises
+    ------
+    ValueError
+        For unknown or repeated names, or when ``y`` or ``x`` is missing.
+    """
+    out = []
+    for d in dims:
+        key = str(d).strip().lower()
+        if key not in _ALIASES:
+            raise ValueError(
+                f"unknown dim {d!r}; use t, c, z, y, x (or PyImageJ's time, ch, pln, row, col) "
+                "and s (or rgb) of size 3 for RGB colour samples")
+        out.append(_ALIASES[key])
+    if len(set(out)) != len(out):
+        raise ValueError(f"dims {tuple(dims)!r} name the same axis twice (as {tuple(out)!r})")
+    if "y" not in out or "x" not in out:
+        raise ValueError(f"dims {tuple(dims)!r} need both a y (row) and an x (col) dim")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- Java
+@lru_cache(maxsize=None)
+def _j(name: str):
+    import jpype
+
+    return jpype.JClass(name)
+
+
+def _ensure_started() -> None:
+    from . import runtime
+
+    runtime._ensure_started()
+
+
+_JTYPES = {  # numpy dtype of the ImageJ pixel array -> (jpype primitive, nio view method)
+    np.dtype(np.uint8): ("JByte", None),
+    np.dtype(np.uint16): ("JShort", "asShortBuffer"),
+    np.dtype(np.float32): ("JFloat", "asFloatBuffer"),
+    np.dtype(np.int32): ("JInt", "asIntBuffer"),  # packed RGB
+}
+
+
+def _typed_buffer(arr: np.ndarray):
+    """A Java typed buffer viewing the memory of the contiguous array ``arr``."""
+    import jpype.nio
+
+    flat = arr.reshape(-1).view(np.uint8)
+    bb = jpype.nio.convertToDirectBuffer(flat)
+    bb = bb.order(_j("java.nio.ByteOrder").nativeOrder())
+    method = _JTYPES[arr.dtype][1]
+    return bb if method is None else getattr(bb, method)()
+
+
+def _planes_to_java(stack: np.ndarray) -> list:
+    """Java primitive arrays, one per plane of the C-contiguous (N, H, W) ``stack``."""
+    import jpype
+
+    stack = np.ascontiguousarray(stack)
+    jtype = getattr(jpype, _JTYPES[stack.dtype][0])
+    n, h, w = stack.shape
+    buf = _typed_buffer(stack)
+    planes = []
+    for _ in range(n):
+        arr = jpype.JArray(jtype)(h * w)
+        buf.get(arr)  # bulk copy in Java, advances the buffer's position
+        planes.append(arr)
+    del buf
+    return planes
+
+
+def _java_to_planes(pixels: Sequence, dtype: np.dtype, h: int, w: int) -> np.ndarray:
+    """Copy Java primitive arrays (one per plane) into a new (N, H, W) numpy array."""
+    out = np.empty((len(pixels), h, w), dtype=dtype)
+    if out.size == 0:
+        return out
+    buf = _typed_buffer(out)
+    for arr in pixels:
+        buf.put(arr)
+    del buf
+    return out
+
+
+# --------------------------------------------------------------------------- dtypes
+def _convert_dtype(arr: np.ndarray, is_rgb: bool) -> tuple[np.ndarray, bool]:
+    """Pixels as uint8/uint16/float32 (or uint8 RGB), and whether signed-16 applies."""
+    dt = arr.dtype
+    if is_rgb:
+        if dt != np.uint8:
+            raise TypeError(f"RGB images (dim 's') must be uint8, got {dt}; scale to 0..255 and "
+                            "use .astype('uint8'), or rename dim 's' to 'c' for a multi-channel image")
+        return arr, False
+    if dt.kind == "b":
+        return arr.astype(np.uint8) * np.uint8(255), False
+    if dt.kind not in "uif":
+        raise TypeError(f"cannot convert dtype {dt} to an ImageJ image; ImageJ holds 8-, 16-bit "
+                        "integers, 32-bit floats and RGB")
+    if dt.byteorder not in ("=", "|") and dt.itemsize > 1:
+        arr = arr.astype(dt.newbyteorder("="))
+        dt = arr.dtype
+    if dt == np.uint8 or dt == np.uint16 or dt == np.float32:
+        return arr, False
+    if dt == np.int16 or dt == np.int8:
+        raw = arr.astype(np.int16, copy=dt == np.int8).view(np.uint16) ^ np.uint16(0x8000)
+        return raw, True
+    if dt == np.float16:
+        return arr.astype(np.float32), False
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    if dt == np.float64:
+        finite_in = np.isfinite(arr)
+        overflow = int(np.count_nonzero(finite_in & ~np.isfinite(out)))
+        underflow = int(np.count_nonzero((arr != 0) & (out == 0)))
+        if overflow or underflow:
+            warnings.warn(
+                f"float64 → ImageJ 32-bit: {overflow} value(s) overflow to ±inf and {underflow} "
+                "non-zero value(s) become 0 (float32 range is about 1.2e-38..3.4e38); rescale "
+                "the data first to keep them", LossyConversionWarning, stacklevel=3)
+        return out, False
+    # wide integers
+    back = out.astype(dt) if np.all(np.isfinite(out)) else None
+    if back is None or not np.array_equal(back, arr):
+        diff = np.abs(out.astype(np.float64) - arr.astype(np.float64))
+        changed = int(np.count_nonzero(diff))
+        warnings.warn(
+            f"{dt} → ImageJ 32-bit float: {changed} value(s) are not exactly representable "
+            f"(largest change {float(diff.max()):g}); float32 holds integers exactly only up "
+            "to 2**24 = 16777216", LossyConversionWarning, stacklevel=3)
+    return out, False
+
+
+# --------------------------------------------------------------------------- calibration
+def _uniform_step(name: str, coord: np.ndarray) -> tuple[float, float, float]:
+    """(step, origin in pixels, first value) of an evenly spaced increasing coordinate.
+
+    The step and origin are chosen among a few candidates (first difference, mean
+    step, and both rounded to 12 significant digits) as the pair that reproduces the
+    coordinate best with ImageJ's formula ``(i - origin) * step``. For a single
+    sample the step is NaN.
+    """
+    c = np.asarray(coord)
+    if c.dtype.kind not in "uif":
+        raise ValueError(f"coordinate {name!r} is not numeric ({c.dtype}); ImageJ calibration "
+                         f"needs numbers. Drop it with data.drop_vars({name!r}) to go uncalibrated")
+    c = c.astype(np.float64)
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"coordinate {name!r} has NaN or inf values")
+    n = c.size
+    if n == 1:
+        return math.nan, math.nan, float(c[0])
+    candidates = {c[1] - c[0], (c[-1] - c[0]) / (n - 1)}
+    candidates |= {float(f"{s:.12g}") for s in list(candidates)}
+    idx = np.arange(n, dtype=np.float64)
+    best, best_err = None, math.inf
+    for s in sorted(candidates):
+        if not s > 0:
+            continue
+        o = -c[0] / s + 0.0  # no negative zero
+        for oo in (o, float(f"{o:.12g}")):
+            err = float(np.max(np.abs((idx - oo) * s - c)))
+            if err < best_err:
+                best, best_err = (s, oo), err
+    if best is None:
+        raise ValueError(f"coordinate {name!r} must increase (ImageJ pixel sizes are positive)")
+    s, o = best
+    if best_err > 1e-6 * s:
+        d = np.diff(c)
+        raise ValueError(
+            f"coordinate {name!r} is not evenly spaced (steps from {d.min():g} to {d.max():g}); "
+            "ImageJ calibration needs one constant step. Resample, or drop the coordinate "
+            f"with data.drop_vars({name!r}) to go uncalibrated")
+    return float(s), float(o), float(c[0])
+
+
+def _calibration_from_xarray(da: xr.DataArray, dims: tuple[str, ...],
+                             orig_names: Mapping[str, Hashable]) -> dict:
+    """Calibration fields (ImageJ names) from coords/attrs of ``da``."""
+    attrs = da.attrs or {}
+    units = {}
+    for d, u in (attrs.get("units") or {}).items():
+        key = _ALIASES.get(str(d).lower())
+        if key is not None and u is not None:
+            units[key] = str(u)
+    prev = dict(attrs.get("calibration") or {})
+    cal: dict[str, Any] = {
+        "pixel_width": 1.0, "pixel_height": 1.0, "pixel_depth": 1.0,
+        "x_origin": 0.0, "y_origin": 0.0, "z_origin": 0.0,
+        "frame_interval": 0.0, "t_origin": 0.0,
+        "x_unit": "pixel", "y_unit": None, "z_unit": None, "time_unit": "sec",
+    }
+    spec = {"x": ("pixel_width", "x_origin", "x_unit"), "y": ("pixel_height", "y_origin", "y_unit"),
+            "z": ("pixel_depth", "z_origin", "z_unit"), "t": ("frame_interval", "t_origin", "time_unit")}
+    for d, (size_key, origin_key, unit_key) in spec.items():
+        if d not in dims:
+            # absent dim: keep what an earlier from_imageplus recorded
+            for k in (size_key, origin_key, unit_key):
+                if prev.get(k) is not None:
+                    cal[k] = prev[k]
+            continue
+        name = orig_names[d]
+        n = da.sizes[name]
+        has_coord = name in da.coords
+        if not has_coord:
+            if d == "t":
+                cal[unit_key] = units.get("t", cal[unit_key])
+                if units.get("t") == _UNCALIBRATED_TIME:
+                    cal[unit_key] = "sec"
+            elif d in units:
+                cal[unit_key] = units[d]
+            continue
+        coord = np.asarray(da.coords[name].values)
+        if d == "t" and units.get("t") == _UNCALIBRATED_TIME:
+            continue  # frame numbers: uncalibrated time
+        step, origin, first = _uniform_step(str(name), coord)
+        # exact numbers recorded by from_imageplus win while the coords still agree
+        ps, po = prev.get(size_key), prev.get(origin_key)
+        if ps is not None and po is not None and ps > 0 and coord.dtype.kind in "uif":
+            if d == "t":
+                expected = po + np.arange(n) * ps
+            else:
+                expected = (np.arange(n) - po) * ps
+            if np.array_equal(expected, coord.astype(np.float64)):
+                step, origin, first = float(ps), float(po), float(po)
+        if math.isnan(step):  # one sample: the step cannot be seen in the coordinate
+            step = float(ps) if ps else 1.0
+            origin = -first / step + 0.0
+        cal[size_key] = step
+        cal[origin_key] = first if d == "t" else origin
+        cal[unit_key] = units.get(d, prev.get(unit_key) or cal[unit_key])
+    for k in ("value_calibration", "value_unit", "info", "invert_y"):
+        if k in attrs and attrs[k] is not None:
+            cal[k] = attrs[k]
+    return cal
+
+
+def _apply_calibration(imp, cal: dict, signed16: bool) -> None:
+    Calibration = _j("ij.measure.Calibration")
+    jc = Calibration(imp)
+    jc.pixelWidth = float(cal["pixel_width"])
+    jc.pixelHeight = float(cal["pixel_height"])
+    jc.pixelDepth = float(cal["pixel_depth"])
+    jc.xOrigin = float(cal["x_origin"])
+    jc.yOrigin = float(cal["y_origin"])
+    jc.zOrigin = float(cal["z_origin"])
+    jc.frameInterval = float(cal["frame_interval"])
+    jc.setXUnit(str(cal["x_unit"]))
+    jc.setYUnit(None if cal["y_unit"] is None else str(cal["y_unit"]))
+    jc.setZUnit(None if cal["z_unit"] is None else str(cal["z_unit"]))
+    jc.setTimeUnit(str(cal["time_unit"]))
+    if cal.get("invert_y"):
+        jc.setInvertY(True)
+    if signed16:
+        jc.setSigned16BitCalibration()
+    elif cal.get("value_calibration") and imp.getBitDepth() in (8, 16):
+        vc = cal["value_calibration"]
+        import jpype
+
+        coeffs = vc.get("coefficients")
+        jcoeffs = None if coeffs is None else jpype.JArray(jpype.JDouble)([float(v) for v in coeffs])
+        jc.setFunction(int(vc["function"]), jcoeffs, str(vc.get("unit") or "Gray Value"))
+    if cal.get("value_unit") and imp.getBitDepth() == 32:
+        jc.setValueUnit(str(cal["value_unit"]))
+    if cal.get("info") is not None:
+        imp.setProperty("Info", str(cal["info"]))
+    imp.setCalibration(jc)
+    if cal.get("t_origin"):
+        imp.setProperty(T_ORIGIN_PROPERTY, _j("java.lang.Double")(float(cal["t_origin"])))
+
+
+# --------------------------------------------------------------------------- to ImageJ
+def _as_dataarray(data: Any, dims: Sequence[Hashable] | None) -> tuple[xr.DataArray, tuple[str, ...]]:
+    if isinstance(data, xr.DataArray):
+        if dims is not None:
+            raise ValueError("dims= is for numpy arrays; an xarray.DataArray names its own dims "
+                             "(rename them with data.rename(...))")
+        da = data
+    else:
+        arr = np.asarray(data)
+        if dims is None:
+            if arr.ndim != 2:
+                raise ValueError(
+                    f"a {arr.ndim}-D numpy array needs dims=, e.g. dims=('z', 'y', 'x') for a "
+                    "z-stack, ('c', 'y', 'x') for channels or ('y', 'x', 's') for RGB; or pass an "
+                    "xarray.DataArray with named dims. Only 2-D arrays are taken as (y, x)")
+            dims = ("y", "x")
+        if len(dims) != arr.ndim:
+            raise ValueError(f"dims {tuple(dims)!r} name {len(dims)} axes but the array has "
+                             f"{arr.ndim} (shape {arr.shape})")
+        da = xr.DataArray(arr, dims=tuple(str(d) for d in dims))
+    if da.ndim < 2:
+        raise ValueError(f"an image needs at least 2 dims (y, x); got shape {da.shape}")
+    norm = normalise_dims(da.dims)
+    if da.size == 0:
+        raise ValueError(f"cannot convert an empty array (shape {da.shape}) to an ImageJ image")
+    if "s" in norm:
+        if da.sizes[da.dims[norm.index("s")]] != 3:
+            raise ValueError("dim 's' (RGB samples) must have size 3 (R, G, B); name it 'c' "
+                             "for a multi-channel image instead")
+    return da, norm
+
+
+def to_imageplus(data: Any, title: str | None = None, *,
+                 dims: Sequence[str] | None = None):
+    """Copy an array into a new ImageJ ``ImagePlus`` (with calibration).
+
+    Parameters
+    ----------
+    data : numpy.ndarray or xarray.DataArray
+        Pixels. A numpy array is uncalibrated and must be 2-D ``(y, x)`` unless ``dims``
+        names its axes. An xarray's dims (``t, c, z, y, x, s`` or PyImageJ's names) may
+        come in any order; see the module docs for dtypes and calibration.
+    title : str, optional
+        Image title; default ``data.attrs["title"]``, else ``data.name``, else ``"image"``.
+    dims : sequence of str, optional
+        Names of a numpy array's axes, e.g. ``("z", "y", "x")``.
+
+    Returns
+    -------
+    ij.ImagePlus
+        Not shown; call ``imp.show()`` to display it.
+
+    Raises
+    ------
+    ValueError
+        Missing/unknown/repeated dims, empty arrays, unevenly spaced coordinates.
+    TypeError
+        dtypes ImageJ cannot hold (complex, strings, objects; RGB that is not uint8).
+
+    Examples
+    --------
+    >>> imp = to_imageplus(np.zeros((5, 64, 64), np.uint16), dims=("z", "y", "x"))  # doctest: +SKIP
+    >>> imp.getNSlices()  # doctest: +SKIP
+    5
+    """
+    da, norm = _as_dataarray(data, dims)
+    orig = dict(zip(norm, da.dims))
+    is_rgb = "s" in norm
+    # everything that can fail on the Python side happens before Java is touched
+    cal = _calibration_from_xarray(da, norm, orig)
+    if "c" in norm and orig["c"] in da.coords:
+        cc = np.asarray(da.coords[orig["c"]].values)
+        if not (cc.dtype.kind in "iu" and np.array_equal(cc, np.arange(cc.size))):
+            warnings.warn("channel coordinates are not kept by ImageJ (channels come back as "
+                          "0..C-1)", UserWarning, stacklevel=2)
+    pixels, signed16 = _convert_dtype(np.asarray(da.values), is_rgb)
+    sizes = {d: (da.sizes[orig[d]] if d in orig else 1) for d in DIM_ORDER}
+    # ImageJ stack order: (t, z, c) outer to inner, then y, x (, s)
+    order = [norm.index(d) for d in ("t", "z", "c", "y", "x", "s") if d in norm]
+    arr = np.transpose(pixels, order)
+    h, w = sizes["y"], sizes["x"]
+    n = sizes["t"] * sizes["z"] * sizes["c"]
+    if is_rgb:
+        rgb = arr.reshape(n, h, w, 3)
+        packed = np.empty((n, h, w, 4), np.uint8)
+        packed[..., 0] = rgb[..., 2]
+        packed[..., 1] = rgb[..., 1]
+        packed[..., 2] = rgb[..., 0]
+        packed[..., 3] = 255
+        stack_arr = packed.view("<i4").reshape(n, h, w).astype(np.int32, copy=False)
+    else:
+        stack_arr = np.ascontiguousarray(arr).reshape(n, h, w)
+    if title is None:
+        title = da.attrs.get("title") or (str(da.name) if da.name is not None else "image")
+    labels = da.attrs.get("slice_labels")
+    if labels is not None and len(labels) != n:
+        labels = None
+
+    _ensure_started()
+    planes = _planes_to_java(stack_arr)
+    ImageStack = _j("ij.ImageStack")
+    ImagePlus = _j("ij.ImagePlus")
+    stack = ImageStack(w, h)
+    for i, p in enumerate(planes):
+        stack.addSlice(None if labels is None or labels[i] is None else str(labels[i]), p)
+    imp = ImagePlus(str(title), stack)
+    imp.setDimensions(sizes["c"], sizes["z"], sizes["t"])
+    if sum(v > 1 for v in (sizes["c"], sizes["z"], sizes["t"])) > 1:
+        imp.setOpenAsHyperStack(True)
+    if sizes["c"] > 1 and not is_rgb:
+        CompositeImage = _j("ij.CompositeImage")
+        imp = CompositeImage(imp, CompositeImage.COMPOSITE)
+    _apply_calibration(imp, cal, signed16)
+    dr = da.attrs.get("display_range")
+    if dr is not None and sizes["c"] == 1 and not is_rgb:
+        imp.setDisplayRange(float(dr[0]), float(dr[1]))
+    return imp
+
+
+# --------------------------------------------------------------------------- from ImageJ
+def _calibration_dict(jc, imp) -> dict:
+    t0 = imp.getProperty(T_ORIGIN_PROPERTY)
+    yunit, zunit = str(jc.getYUnit()), str(jc.getZUnit())
+    xunit = str(jc.getXUnit())
+    return {
+        "pixel_width": float(jc.pixelWidth), "pixel_height": float(jc.pixelHeight),
+        "pixel_depth": float(jc.pixelDepth),
+        "x_origin": float(jc.xOrigin), "y_origin": float(jc.yOrigin), "z_origin": float(jc.zOrigin),
+        "frame_interval": float(jc.frameInterval),
+        "t_origin": float(t0.doubleValue()) if t0 is not None else 0.0,
+        "x_unit": xunit, "y_unit": None if yunit == xunit else yunit,
+        "z_unit": None if zunit == xunit else zunit, "time_unit": str(jc.getTimeUnit()),
+    }
+
+
+def from_imageplus(imp) -> xr.DataArray:
+    """Copy an ImageJ ``ImagePlus`` into an :class:`xarray.DataArray`.
+
+    Parameters
+    ----------
+    imp : ij.ImagePlus
+        Any 8-, 16-, 32-bit or RGB image, stack or hyperstack (virtual stacks are read
+        plane by plane).
+
+    Returns
+    -------
+    xarray.DataArray
+        dims ``t, c, z, y, x`` (those with size > 1, always ``y, x``) plus ``s`` (size 3)
+        for RGB; coords in physical units; ``attrs["units"]`` per calibrated dim and the
+        other attrs listed in the module docs.
+    """
+    if imp is None:
+        raise ValueError("no image (got None); is an image open?")
+    _ensure_started()
+    ImagePlus = _j("ij.ImagePlus")
+    itype = int(imp.getType())
+    w, h = int(imp.getWidth()), int(imp.getHeight())
+    nc, nz, nt = int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getNFrames())
+    stack = imp.getStack()
+    n = int(stack.getSize())
+    if nc * nz * nt != n:  # inconsistent dimensions: treat as a plain z-stack, like ImageJ
+        nc, nz, nt = 1, n, 1
+    pixels = [stack.getPixels(i + 1) for i in range(n)]
+    if itype == ImagePlus.COLOR_RGB:
+        raw = _java_to_planes(pixels, np.dtype(np.int32), h, w)
+        arr = raw.view(np.uint8).reshape(n, h, w, 4)[..., [2, 1, 0]]
+    elif itype in (ImagePlus.GRAY8, ImagePlus.COLOR_256):
+        arr = _java_to_planes(pixels, np.dtype(np.uint8), h, w)
+    elif itype == ImagePlus.GRAY16:
+        arr = _java_to_planes(pixels, np.dtype(np.uint16), h, w)
+    elif itype == ImagePlus.GRAY32:
+        arr = _java_to_planes(pixels, np.dtype(np.float32), h, w)
+    else:  # pragma: no cover - ImageJ has no other types
+        raise TypeError(f"unsupported ImagePlus type {itype}")
+    del pixels
+    jc = imp.getCalibration()
+    attrs: dict[str, Any] = {"title": str(imp.getTitle())}
+    if itype == ImagePlus.GRAY16 and jc.isSigned16Bit():
+        arr ^= np.uint16(0x8000)
+        arr = arr.view(np.int16)
+    elif itype in (ImagePlus.GRAY8, ImagePlus.GRAY16, ImagePlus.COLOR_256) and jc.calibrated():
+        coeffs = jc.getCoefficients()
+        attrs["value_calibration"] = {
+            "function": int(jc.getFunction()),
+            "coefficients": None if coeffs is None else [float(v) for v in coeffs],
+            "unit": str(jc.getValueUnit()),
+        }
+    if itype == ImagePlus.GRAY32 and str(jc.getValueUnit()) != "Gray Value":
+        attrs["value_unit"] = str(jc.getValueUnit())
+
+    shape5 = (nt, nz, nc, h, w) + ((3,) if itype == ImagePlus.COLOR_RGB else ())
+    arr = arr.reshape(shape5)
+    keep = [d for d, size in zip(("t", "c", "z"), (nt, nc, nz)) if size > 1]
+    axes = {"t": 0, "z": 1, "c": 2}
+    perm = [axes[d] for d in ("t", "c", "z")] + list(range(3, arr.ndim))
+    arr = arr.transpose(perm)
+    index = tuple(slice(None) if d in keep else 0 for d in ("t", "c", "z"))
+    arr = np.ascontiguousarray(arr[index])
+    dims = keep + ["y", "x"] + (["s"] if itype == ImagePlus.COLOR_RGB else [])
+
+    cal = _calibration_dict(jc, imp)
+    coords: dict[str, Any] = {}
+    units: dict[str, str] = {}
+    coords["x"] = (np.arange(w) - cal["x_origin"]) * cal["pixel_width"]
+    coords["y"] = (np.arange(h) - cal["y_origin"]) * cal["pixel_height"]
+    units["x"] = cal["x_unit"]
+    units["y"] = cal["y_unit"] or cal["x_unit"]
+    if "z" in keep:
+        coords["z"] = (np.arange(nz) - cal["z_origin"]) * cal["pixel_depth"]
+        units["z"] = cal["z_unit"] or cal["x_unit"]
+    if "t" in keep:
+        if cal["frame_interval"] > 0:
+            coords["t"] = cal["t_origin"] + np.arange(nt) * cal["frame_interval"]
+            units["t"] = cal["time_unit"]
+        else:
+            coords["t"] = np.arange(nt)
+            units["t"] = _UNCALIBRATED_TIME
+    if "c" in keep:
+        coords["c"] = np.arange(nc)
+    if itype == ImagePlus.COLOR_RGB:
+        coords["s"] = ["R", "G", "B"]
+    attrs["units"] = units
+    attrs["calibration"] = cal
+    if jc.getInvertY():
+        attrs["invert_y"] = True
+    info = imp.getProperty("Info")
+    if info is not None:
+        attrs["info"] = str(info)
+    labels = [stack.getSliceLabel(i + 1) for i in range(n)] if n <= 100_000 else []
+    if any(lab is not None for lab in labels):
+        attrs["slice_labels"] = [None if lab is None else str(lab) for lab in labels]
+    if nc == 1 and itype != ImagePlus.COLOR_RGB:
+        attrs["display_range"] = (float(imp.getDisplayRangeMin()), float(imp.getDisplayRangeMax()))
+    return xr.DataArray(arr, dims=dims, coords=coords, attrs=attrs, name=attrs["title"])

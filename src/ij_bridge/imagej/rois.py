@@ -157,6 +157,12 @@ def roi_to_java(roi: roifile.ImagejRoi | bytes | Any) -> Any:
     jroi = _J("ij.io.RoiDecoder")(jbytes, None).getRoi()
     if jroi is None:
         raise ValueError("ImageJ's RoiDecoder could not decode this ROI")
+    if data[6] == int(roifile.ROI_TYPE.POINT) and jroi.getStrokeWidth() == 0:
+        # ImageJ 1.53t's decoder drops the stroke width that its encoder wrote for points
+        parsed = roi if isinstance(roi, roifile.ImagejRoi) else roifile.ImagejRoi.frombytes(data)
+        width = float(parsed.float_stroke_width or parsed.stroke_width or 0)
+        if width > 0:
+            jroi.setStrokeWidth(jpype.JDouble(width))
     return jroi
 
 
@@ -499,7 +505,7 @@ def rois_to_labels(
         xb, yb = min(x0 + w, width), min(y0 + h, height)
         if xa < xb and ya < yb:
             region = out[sel + (slice(ya, yb), slice(xa, xb))]
-            region[mask[ya - y0:yb - y0, xa - x0:xb - x0]] = value
+            region[..., mask[ya - y0:yb - y0, xa - x0:xb - x0]] = value
         if progress is not None:
             progress(k, len(jrois), f"ROI {k}/{len(jrois)}")
     return out

@@ -127,7 +127,9 @@ def roi_to_java(roi: roifile.ImagejRoi | bytes | Any) -> Any:
     """Convert a :class:`roifile.ImagejRoi` (or ``.roi`` file bytes) to an ImageJ ROI.
 
     Decoded by ImageJ's own ``RoiDecoder``, so the result is what ImageJ gets
-    when it opens the same ``.roi`` file. An ``ij.gui.Roi`` is returned as is.
+    when it opens the same ``.roi`` file, with one fix-up: the stroke width of
+    point ROIs, which ImageJ 1.53t's decoder drops, is restored. An
+    ``ij.gui.Roi`` is returned as is.
 
     Parameters
     ----------
@@ -513,8 +515,7 @@ def rois_to_labels(
 
 # --------------------------------------------------------------------------- ROI Manager
 def _roi_manager(create: bool) -> Any:
-    require = runtime.require_display
-    require("The ROI Manager")
+    runtime.require_display("The ROI Manager")
     RoiManager = _J("ij.plugin.frame.RoiManager")
     rm = RoiManager.getInstance()
     if rm is None and create:

@@ -164,6 +164,11 @@ def make_roi(J, kind: str):
         return J.PointRoi(7.0, 9.0), 10, roifile.ROI_TYPE.POINT
     if kind == "multipoint":
         return J.PointRoi(fa([1.0, 5.5, 9.0]), fa([2.0, 8.0, 3.5]), 3), 10, roifile.ROI_TYPE.POINT
+    if kind == "ellipse":
+        return J.EllipseRoi(5.0, 20.0, 35.0, 12.0, 0.5), 3, roifile.ROI_TYPE.FREEHAND
+    if kind == "rotated-rect":
+        return (J.jpype.JClass("ij.gui.RotatedRectRoi")(5.0, 20.0, 35.0, 12.0, 8.0), 3,
+                roifile.ROI_TYPE.FREEHAND)
     if kind == "composite":
         outer = J.ShapeRoi(J.Roi(0, 0, 20, 20))
         hole = J.ShapeRoi(J.OvalRoi(5, 5, 8, 8))
@@ -173,7 +178,8 @@ def make_roi(J, kind: str):
 
 
 KINDS = ["rectangle", "rounded", "oval", "polygon", "polygon-subpixel", "freehand", "traced",
-         "line", "polyline", "freeline", "angle", "point", "multipoint", "composite"]
+         "line", "polyline", "freeline", "angle", "point", "multipoint", "ellipse", "rotated-rect",
+         "composite"]
 POLY_KINDS = {"polygon", "polygon-subpixel", "freehand", "traced", "polyline", "freeline",
               "angle", "point", "multipoint"}
 
@@ -208,6 +214,10 @@ def test_roi_round_trip_every_type(J, R, kind, where):
     assert ir.stroke_width == 2 and ir.float_stroke_width == pytest.approx(2.5)
     if kind == "rounded":
         assert ir.rounded_rect_arc_size == 12
+    if kind == "ellipse":
+        assert ir.subtype == roifile.ROI_SUBTYPE.ELLIPSE
+    if kind == "rotated-rect":
+        assert ir.subtype == roifile.ROI_SUBTYPE.ROTATED_RECT
     if kind == "composite":
         assert ir.composite and len(ir.coordinates(multi=True)) == 3   # outer, hole, other
     if kind in POLY_KINDS:
@@ -230,6 +240,7 @@ def test_roi_round_trip_every_type(J, R, kind, where):
         assert back.getFillColor().getRGB() == roi.getFillColor().getRGB()
     if kind == "rounded":
         assert back.getCornerDiameter() == 12
+    assert type(back) is type(roi)                       # same Java class (EllipseRoi, ...)
     np.testing.assert_allclose(java_points(back), java_points(roi), atol=1e-5)
     if roi.isArea():
         (bounds, mask), (bounds0, mask0) = java_mask(back), java_mask(roi)

@@ -314,6 +314,17 @@ def test_labels_to_rois_statistics_on_nuclei(J, R, nuclei, clean_imagej):
     assert [str(r.getName()) for r in rois] == [f"label-{i:04d}" for i in ids]
     assert all(r.getPosition() == 0 and not r.hasHyperStackPosition() for r in rois)
     assert_imagej_stats_match(J, rois, mask.astype(np.int64), img.astype(np.float32))
+    # and measured on the real 16-bit image as the bridge puts it into ImageJ
+    import ij_bridge
+
+    imp16 = ij_bridge.to_imageplus(img)
+    assert imp16.getBitDepth() == 16
+    expected = object_stats(mask.astype(np.int64), img)
+    for roi in rois:
+        imp16.setRoi(roi)
+        stats = imp16.getStatistics()
+        count, mean = expected[int(str(roi.getProperty("label")))]
+        assert (stats.pixelCount, stats.mean) == (count, pytest.approx(mean, rel=1e-12))
 
 
 def test_labels_to_rois_statistics_hard_objects(J, R):

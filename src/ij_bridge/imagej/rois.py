@@ -210,6 +210,8 @@ def _label_array(labels: Any, dims: Sequence[str] | None) -> tuple[np.ndarray, t
                         f"are whole numbers")
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise ValueError("a label image must not have negative values (0 = background)")
+    if arr.dtype == np.uint64 and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError("label values above 2**63 - 1 are not supported")
     dims = _normalise_dims(dims if dims is not None else _DEFAULT_DIMS[arr.ndim], arr.ndim,
                            "the label image")
     return arr, dims

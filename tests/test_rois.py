@@ -584,6 +584,44 @@ def test_roi_manager_round_trip(J, R, clean_imagej):
     assert R.get_roi_manager_rois() == []
 
 
+@pytest.mark.parametrize("position", ["stack", "hyperstack"])
+def test_roi_manager_measure_uses_positions(J, R, position, clean_imagej):
+    """ImageJ's own ROI Manager "Measure" finds each ROI's plane from our positions."""
+    import jpype
+
+    import ij_bridge
+
+    Analyzer = jpype.JClass("ij.plugin.filter.Analyzer")
+    ResultsTable = jpype.JClass("ij.measure.ResultsTable")
+    Measurements = jpype.JClass("ij.measure.Measurements")
+    L3 = stack_labels()
+    img = np.random.default_rng(3).normal(100, 10, L3.shape).astype(np.float32)
+    if position == "stack":
+        imp = ij_bridge.to_imageplus(img, dims=("z", "y", "x"))
+    else:   # 2 channels: the ROIs (channel 0 = all) measure the current channel, c = 1
+        imp = ij_bridge.to_imageplus(np.stack([img, 2 * img], axis=1), dims=("z", "c", "y", "x"))
+        assert imp.isHyperStack()
+    rois = R.labels_to_rois(L3, position=position)
+    rm = R.set_roi_manager_rois(rois)
+    saved = Analyzer.getMeasurements()
+    try:
+        Analyzer.setMeasurements(Measurements.AREA | Measurements.MEAN)
+        ResultsTable.getResultsTable().reset()
+        imp.show()
+        assert rm.runCommand(imp, "Measure")
+        rt = ResultsTable.getResultsTable()
+        area = np.asarray(rt.getColumn(rt.getColumnIndex("Area")))
+        mean = np.asarray(rt.getColumn(rt.getColumnIndex("Mean")))
+    finally:
+        Analyzer.setMeasurements(saved)
+    assert len(area) == len(rois)
+    for k, r in enumerate(rois):
+        z = (r.getZPosition() if position == "hyperstack" else r.getPosition()) - 1
+        sel = L3[z] == int(str(r.getProperty("label")))
+        assert area[k] == sel.sum()
+        assert mean[k] == pytest.approx(img[z][sel].astype(np.float64).mean(), rel=1e-6)
+
+
 def test_roi_manager_opens_files_written_by_roifile(J, R, tmp_path, clean_imagej, nuclei):
     mask, _ = nuclei
     irs = [R.roi_from_java(r) for r in R.labels_to_rois(mask)]

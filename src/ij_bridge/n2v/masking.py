@@ -48,10 +48,11 @@ def stratified_coords(spatial: tuple[int, ...], n: int, fraction: float,
                       rng: np.random.Generator) -> np.ndarray:
     """Stratified random pixel positions for ``n`` patches.
 
-    The patch is divided into cells of side ``(1/fraction)**(1/ndim)``; one
-    pixel is drawn uniformly in every cell (cells cut by the border keep their
-    pixel only if it falls inside), so the expected masked fraction is exactly
-    ``fraction`` and masked pixels never cluster.
+    The patch is divided into cells of side about ``(1/fraction)**(1/ndim)``
+    (integer boundaries); one pixel is drawn uniformly in every cell (cells cut
+    by the border keep their pixel only if it falls inside), so the expected
+    masked fraction is ``fraction``, no pixel is drawn twice and masked pixels
+    never cluster.
 
     Returns
     -------
@@ -60,10 +61,13 @@ def stratified_coords(spatial: tuple[int, ...], n: int, fraction: float,
     """
     ndim = len(spatial)
     step = (1.0 / fraction) ** (1.0 / ndim)
+    # integer cell boundaries, so that neighbouring cells never share a pixel
     cells = [np.arange(math.ceil(s / step)) for s in spatial]
     grid = np.stack(np.meshgrid(*cells, indexing="ij"), -1).reshape(-1, ndim)  # (K, ndim)
+    lo = np.floor(grid * step).astype(np.int64)
+    width = np.floor((grid + 1) * step).astype(np.int64) - lo
     u = rng.random((n, grid.shape[0], ndim))
-    coords = np.floor((grid[None] + u) * step).astype(np.int64)  # (n, K, ndim)
+    coords = lo[None] + np.floor(u * width[None]).astype(np.int64)  # (n, K, ndim)
     inside = np.all(coords < np.asarray(spatial), axis=-1)
     which = np.broadcast_to(np.arange(n)[:, None], inside.shape)
     return np.concatenate([which[inside][:, None], coords[inside]], axis=1)

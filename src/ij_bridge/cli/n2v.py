@@ -1,0 +1,271 @@
+"""``ij-bridge n2v``: train a Noise2Void model and denoise TIFF files.
+
+Examples::
+
+    ij-bridge n2v train noisy.tif --model n2v.zip --epochs 20
+    ij-bridge n2v predict --model n2v.zip noisy.tif more/ --output denoised/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import CLIError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``n2v`` group with its ``train`` and ``predict`` sub-commands."""
+    grp = subparsers.add_parser("n2v", help="Noise2Void denoising (train, predict)",
+                                description="Self-supervised denoising with Noise2Void.")
+    sub = grp.add_subparsers(dest="n2v_command", metavar="SUBCOMMAND")
+    grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
+
+    tr = sub.add_parser("train", help="train a model on noisy images",
+                        description="Train Noise2Void on the noisy images themselves.")
+    tr.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF files or folders of them")
+    tr.add_argument("--model", required=True, type=Path,
+                    help="where to save the model: a folder, or a file ending in .zip")
+    tr.add_argument("--val", nargs="+", metavar="IMAGE", help="validation images (default: hold "
+                    "out --val-fraction of the training data)")
+    tr.add_argument("--variant", default="N2V", choices=["N2V", "N2V2", "structN2V"])
+    tr.add_argument("--struct", choices=["horizontal", "vertical"],
+                    help="structN2V line direction (horizontal = along X)")
+    tr.add_argument("--struct-span", type=int, default=5, help="structN2V line length, odd (5)")
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--steps", type=int, default=100, help="gradient steps per epoch (100)")
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--patch-size", help="e.g. 64 or 64,64 (2D), 32,64,64 (3D)")
+    tr.add_argument("--masked-fraction", type=float, default=0.002)
+    tr.add_argument("--radius", type=int, default=5, help="neighbourhood radius (5)")
+    tr.add_argument("--lr", type=float, default=4e-4, help="learning rate (4e-4)")
+    tr.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine"])
+    tr.add_argument("--val-fraction", type=float, default=0.1)
+    tr.add_argument("--no-augment", action="store_true", help="no flips/rotations")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--axes", help="axes of the files when their metadata lacks them, e.g. TYX, "
+                    "ZYX, CYX (letters T/S, C, Z, Y, X)")
+    tr.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="denoise images with a trained model",
+                        description="Denoise TIFF files; calibration is kept.")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF files or folders of them")
+    pr.add_argument("--model", required=True, type=Path, help="model folder or .zip")
+    pr.add_argument("--output", required=True, type=Path, help="output folder")
+    pr.add_argument("--tile", help="tile size, e.g. 512 or 256,512 (default: automatic)")
+    pr.add_argument("--tta", action="store_true", help="8-fold test-time augmentation")
+    pr.add_argument("--axes", help="axes of the files when their metadata lacks them")
+    pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_predict)
+
+
+# ---------------------------------------------------------------------------- files
+def _collect(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
+            if not found:
+                raise CLIError(f"no .tif files in folder {p}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CLIError(f"input not found: {p}")
+    return files
+
+
+def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise CLIError(f"{what} must be integers separated by commas, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise CLIError(f"{what} must be positive, got {text!r}")
+    return vals
+
+
+_TIFF_AXES = {"T": "t", "Z": "z", "C": "c", "S": "c", "Y": "y", "X": "x"}
+
+
+def _imread(path: Path, axes: str | None = None):
+    """TIFF → xarray.DataArray with dims among t,c,z,y,x and physical coords.
+
+    Uses :func:`ij_bridge.io.imread` when the package provides it; otherwise a
+    small tifffile reader (ImageJ resolution, unit, spacing, frame interval).
+    """
+    if axes is None:
+        try:
+            from ..io import imread  # type: ignore[attr-defined]
+        except (ImportError, AttributeError):
+            imread = None
+        if imread is not None:
+            return imread(path)
+    import numpy as np
+    import tifffile
+    import xarray as xr
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            data = series.asarray()
+            file_axes = series.axes
+            ij = tf.imagej_metadata or {}
+            page = tf.pages[0]
+            tags = page.tags
+
+            def res(name: str) -> float:
+                tag = tags.get(name)
+                if tag is None:
+                    return 1.0
+                num, den = tag.value
+                return den / num if num else 1.0
+            px, py = res("XResolution"), res("YResolution")
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise CLIError(f"cannot read {path}: {exc}") from None
+    if axes is not None:
+        axes = axes.upper()
+        if len(axes) != data.ndim:
+            raise CLIError(f"--axes {axes!r} has {len(axes)} letters but {path} has "
+                           f"{data.ndim} dimensions {data.shape}")
+        dims = [{"S": "t"}.get(a, _TIFF_AXES.get(a, "?")) for a in axes]
+    else:
+        dims = [_TIFF_AXES.get(a, "?") for a in file_axes]
+    if "?" in dims or len(set(dims)) != len(dims):
+        raise CLIError(f"{path}: cannot tell what the axes {file_axes!r} of shape {data.shape} mean; "
+                       "pass --axes, e.g. --axes TYX (time series), ZYX (stack), CYX")
+    unit = ij.get("unit", "pixel") if ij else "pixel"
+    if unit in ("micron", "\\u00B5m"):
+        unit = "µm"
+    if (px, py) == (1.0, 1.0) and not ij:
+        unit = "pixel"
+    step = {"x": px, "y": py, "z": float(ij.get("spacing", 1.0)), "t": float(ij.get("finterval", 1.0))}
+    coords = {d: np.arange(n) * step[d] for d, n in zip(dims, data.shape) if d in step}
+    units = {d: unit for d in dims if d in ("x", "y", "z")}
+    if "t" in dims:
+        units["t"] = ij.get("tunit", "s") if ij else "frame"
+    return xr.DataArray(data, dims=dims, coords=coords, attrs={"units": units})
+
+
+def _imwrite(path: Path, img) -> None:
+    """xarray.DataArray (float32) → ImageJ TIFF with calibration."""
+    try:
+        from ..io import imwrite  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        imwrite = None
+    if imwrite is not None:
+        imwrite(path, img)
+        return
+    import numpy as np
+    import tifffile
+
+    order = [d for d in ("t", "z", "c", "y", "x") if d in img.dims]
+    data = np.asarray(img.transpose(*order).values, dtype=np.float32)
+
+    def step(d: str) -> float:
+        c = img.coords.get(d)
+        return float(c[1] - c[0]) if c is not None and c.size > 1 else 1.0
+    units = img.attrs.get("units", {}) or {}
+    meta: dict[str, Any] = {"axes": "".join(order).upper()}
+    unit = units.get("x", "pixel")
+    if unit != "pixel":
+        meta["unit"] = "micron" if unit == "µm" else unit
+    if "z" in img.dims:
+        meta["spacing"] = step("z")
+    if "t" in img.dims:
+        meta["finterval"] = step("t")
+    tifffile.imwrite(path, data, imagej=True, resolution=(1.0 / step("x"), 1.0 / step("y")),
+                     metadata=meta)
+
+
+# ---------------------------------------------------------------------------- commands
+def _progress_quiet(args) -> bool:
+    return bool(args.quiet) or not sys.stderr.isatty()
+
+
+def _train(args: argparse.Namespace) -> int:
+    files = _collect(args.images)
+    val_files = _collect(args.val) if args.val else None
+    from ..n2v import N2V, N2VConfig, StructMask
+
+    images = [_imread(f, args.axes) for f in files]
+    ndim = 3 if "z" in images[0].dims else 2
+    for f, im in zip(files, images):
+        if ("z" in im.dims) != (ndim == 3):
+            raise CLIError(f"{f} has dims {im.dims}; all training images must be "
+                           f"{'3D (with z)' if ndim == 3 else '2D (no z)'} like {files[0].name}")
+    if args.variant == "structN2V" and not args.struct:
+        raise CLIError("--variant structN2V needs --struct horizontal|vertical")
+    if args.struct and args.variant != "structN2V":
+        raise CLIError("--struct is only used with --variant structN2V")
+    patch = _ints(args.patch_size, "--patch-size")
+    if patch is not None and len(patch) == 1:
+        patch = patch * ndim
+    try:
+        cfg = N2VConfig(
+            axes="ZYX" if ndim == 3 else "YX", patch_size=patch, batch_size=args.batch_size,
+            epochs=args.epochs, steps_per_epoch=args.steps, variant=args.variant,
+            masked_fraction=args.masked_fraction, neighborhood_radius=args.radius,
+            struct_mask=StructMask(args.struct, args.struct_span) if args.struct else None,
+            seed=args.seed, learning_rate=args.lr, lr_schedule=args.lr_schedule,
+            validation_fraction=args.val_fraction, augment=not args.no_augment,
+        )
+        model = N2V(cfg, device=args.device)
+        val = [_imread(f, args.axes) for f in val_files] if val_files else None
+        history = model.train(images, validation=val, show_progress=not _progress_quiet(args))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    model.save(args.model)
+    last = history.iloc[-1]
+    best = history[history["best"]] if history["best"].any() else history.iloc[[-1]]
+    print(f"trained {cfg.epochs} epochs on {len(files)} image(s): train loss {last.train_loss:.4g}, "
+          f"best val loss {best.val_loss.iloc[0]:.4g} (epoch {int(best.epoch.iloc[0])}); "
+          f"model saved to {args.model}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    files = _collect(args.inputs)
+    out_dir: Path = args.output
+    for f in files:
+        if f.resolve().parent == out_dir.resolve():
+            raise CLIError(f"--output {out_dir} is the folder of input {f}; choose another folder "
+                           "so inputs are not overwritten")
+    targets = [out_dir / (f.stem + ".tif") for f in files]
+    if len(set(targets)) != len(targets):
+        raise CLIError("two inputs have the same file name; denoise them into separate folders")
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise CLIError(f"{existing[0]} exists (pass --overwrite to replace)")
+    tile = _ints(args.tile, "--tile")
+    from ..n2v import N2V
+
+    try:
+        model = N2V.load(args.model, device=args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f, target in zip(files, targets):
+        img = _imread(f, args.axes)
+        if tile is not None and len(tile) == 1:
+            tile_shape: Any = tile[0]
+        else:
+            tile_shape = tile
+        try:
+            res = model.predict(img, tile_shape=tile_shape, tta=args.tta,
+                                show_progress=not _progress_quiet(args))
+        except ValueError as exc:
+            raise CLIError(f"{f}: {exc}") from None
+        _imwrite(target, res)
+        print(f"{f} -> {target}")
+    return 0

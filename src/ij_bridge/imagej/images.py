@@ -86,59 +86,18 @@ memory; Java copies each plane in bulk. No per-pixel or per-row Python loops.
 
 from __future__ import annotations
 
-import math
-import warnings
 from functools import lru_cache
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims",
-           "DIM_ORDER"]
+from ..io import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
+                  calibration_from_dataarray, normalise_dims, stack_order, to_imagej_dtype)
 
-#: The dims this bridge uses, in order (``s`` only for RGB).
-DIM_ORDER = ("t", "c", "z", "y", "x", "s")
-
-_ALIASES = {
-    "t": "t", "time": "t", "frame": "t", "frames": "t",
-    "c": "c", "ch": "c", "channel": "c", "channels": "c",
-    "z": "z", "pln": "z", "plane": "z", "slice": "z", "slices": "z",
-    "y": "y", "row": "y",
-    "x": "x", "col": "x",
-    "s": "s", "rgb": "s", "sample": "s",
-}
+__all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims", "DIM_ORDER"]
 
 T_ORIGIN_PROPERTY = "ij_bridge.t_origin"
-_UNCALIBRATED_TIME = "frame"
-
-
-class LossyConversionWarning(UserWarning):
-    """A pixel value changed on the way into ImageJ (the message says how)."""
-
-
-# --------------------------------------------------------------------------- dims
-def normalise_dims(dims: Sequence[Hashable]) -> tuple[str, ...]:
-    """Map dim names (ours, PyImageJ's, any case) to ``t, c, z, y, x, s``.
-
-    Raises
-    ------
-    ValueError
-        For unknown or repeated names, or when ``y`` or ``x`` is missing.
-    """
-    out = []
-    for d in dims:
-        key = str(d).strip().lower()
-        if key not in _ALIASES:
-            raise ValueError(
-                f"unknown dim {d!r}; use t, c, z, y, x (or PyImageJ's time, ch, pln, row, col) "
-                "and s (or rgb) of size 3 for RGB colour samples")
-        out.append(_ALIASES[key])
-    if len(set(out)) != len(out):
-        raise ValueError(f"dims {tuple(dims)!r} name the same axis twice (as {tuple(out)!r})")
-    if "y" not in out or "x" not in out:
-        raise ValueError(f"dims {tuple(dims)!r} need both a y (row) and an x (col) dim")
-    return tuple(out)
 
 
 # --------------------------------------------------------------------------- Java
@@ -203,158 +162,7 @@ def _java_to_planes(pixels: Sequence, dtype: np.dtype, h: int, w: int) -> np.nda
     return out
 
 
-# --------------------------------------------------------------------------- dtypes
-def _convert_dtype(arr: np.ndarray, is_rgb: bool) -> tuple[np.ndarray, bool]:
-    """Pixels as uint8/uint16/float32 (or uint8 RGB), and whether signed-16 applies."""
-    dt = arr.dtype
-    if is_rgb:
-        if dt != np.uint8:
-            raise TypeError(f"RGB images (dim 's') must be uint8, got {dt}; scale to 0..255 and "
-                            "use .astype('uint8'), or rename dim 's' to 'c' for a multi-channel image")
-        return arr, False
-    if dt.kind == "b":
-        return arr.astype(np.uint8) * np.uint8(255), False
-    if dt.kind not in "uif":
-        raise TypeError(f"cannot convert dtype {dt} to an ImageJ image; ImageJ holds 8-, 16-bit "
-                        "integers, 32-bit floats and RGB")
-    if dt.byteorder not in ("=", "|") and dt.itemsize > 1:
-        arr = arr.astype(dt.newbyteorder("="))
-        dt = arr.dtype
-    if dt == np.uint8 or dt == np.uint16 or dt == np.float32:
-        return arr, False
-    if dt == np.int16 or dt == np.int8:
-        raw = arr.astype(np.int16, copy=dt == np.int8).view(np.uint16) ^ np.uint16(0x8000)
-        return raw, True
-    if dt == np.float16:
-        return arr.astype(np.float32), False
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = arr.astype(np.float32)
-    if dt == np.float64:
-        finite_in = np.isfinite(arr)
-        overflow = int(np.count_nonzero(finite_in & ~np.isfinite(out)))
-        underflow = int(np.count_nonzero((arr != 0) & (out == 0)))
-        if overflow or underflow:
-            warnings.warn(
-                f"float64 → ImageJ 32-bit: {overflow} value(s) overflow to ±inf and {underflow} "
-                "non-zero value(s) become 0 (float32 range is about 1.2e-38..3.4e38); rescale "
-                "the data first to keep them", LossyConversionWarning, stacklevel=3)
-        return out, False
-    # wide integers
-    back = out.astype(dt) if np.all(np.isfinite(out)) else None
-    if back is None or not np.array_equal(back, arr):
-        diff = np.abs(out.astype(np.float64) - arr.astype(np.float64))
-        changed = int(np.count_nonzero(diff))
-        warnings.warn(
-            f"{dt} → ImageJ 32-bit float: {changed} value(s) are not exactly representable "
-            f"(largest change {float(diff.max()):g}); float32 holds integers exactly only up "
-            "to 2**24 = 16777216", LossyConversionWarning, stacklevel=3)
-    return out, False
-
-
 # --------------------------------------------------------------------------- calibration
-def _uniform_step(name: str, coord: np.ndarray) -> tuple[float, float, float]:
-    """(step, origin in pixels, first value) of an evenly spaced increasing coordinate.
-
-    The step and origin are chosen among a few candidates (first difference, mean
-    step, and both rounded to 12 significant digits) as the pair that reproduces the
-    coordinate best with ImageJ's formula ``(i - origin) * step``. For a single
-    sample the step is NaN.
-    """
-    c = np.asarray(coord)
-    if c.dtype.kind not in "uif":
-        raise ValueError(f"coordinate {name!r} is not numeric ({c.dtype}); ImageJ calibration "
-                         f"needs numbers. Drop it with data.drop_vars({name!r}) to go uncalibrated")
-    c = c.astype(np.float64)
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"coordinate {name!r} has NaN or inf values")
-    n = c.size
-    if n == 1:
-        return math.nan, math.nan, float(c[0])
-    candidates = {c[1] - c[0], (c[-1] - c[0]) / (n - 1)}
-    candidates |= {float(f"{s:.12g}") for s in list(candidates)}
-    idx = np.arange(n, dtype=np.float64)
-    best, best_err = None, math.inf
-    for s in sorted(candidates):
-        if not s > 0:
-            continue
-        o = -c[0] / s + 0.0  # no negative zero
-        for oo in (o, float(f"{o:.12g}")):
-            err = float(np.max(np.abs((idx - oo) * s - c)))
-            if err < best_err:
-                best, best_err = (s, oo), err
-    if best is None:
-        raise ValueError(f"coordinate {name!r} must increase (ImageJ pixel sizes are positive)")
-    s, o = best
-    if best_err > 1e-6 * s:
-        d = np.diff(c)
-        raise ValueError(
-            f"coordinate {name!r} is not evenly spaced (steps from {d.min():g} to {d.max():g}); "
-            "ImageJ calibration needs one constant step. Resample, or drop the coordinate "
-            f"with data.drop_vars({name!r}) to go uncalibrated")
-    return float(s), float(o), float(c[0])
-
-
-def _calibration_from_xarray(da: xr.DataArray, dims: tuple[str, ...],
-                             orig_names: Mapping[str, Hashable]) -> dict:
-    """Calibration fields (ImageJ names) from coords/attrs of ``da``."""
-    attrs = da.attrs or {}
-    units = {}
-    for d, u in (attrs.get("units") or {}).items():
-        key = _ALIASES.get(str(d).lower())
-        if key is not None and u is not None:
-            units[key] = str(u)
-    prev = dict(attrs.get("calibration") or {})
-    cal: dict[str, Any] = {
-        "pixel_width": 1.0, "pixel_height": 1.0, "pixel_depth": 1.0,
-        "x_origin": 0.0, "y_origin": 0.0, "z_origin": 0.0,
-        "frame_interval": 0.0, "t_origin": 0.0,
-        "x_unit": "pixel", "y_unit": None, "z_unit": None, "time_unit": "sec",
-    }
-    spec = {"x": ("pixel_width", "x_origin", "x_unit"), "y": ("pixel_height", "y_origin", "y_unit"),
-            "z": ("pixel_depth", "z_origin", "z_unit"), "t": ("frame_interval", "t_origin", "time_unit")}
-    for d, (size_key, origin_key, unit_key) in spec.items():
-        if d not in dims:
-            # absent dim: keep what an earlier from_imageplus recorded
-            for k in (size_key, origin_key, unit_key):
-                if prev.get(k) is not None:
-                    cal[k] = prev[k]
-            continue
-        name = orig_names[d]
-        n = da.sizes[name]
-        has_coord = name in da.coords
-        if not has_coord:
-            if d == "t":
-                cal[unit_key] = units.get("t", cal[unit_key])
-                if units.get("t") == _UNCALIBRATED_TIME:
-                    cal[unit_key] = "sec"
-            elif d in units:
-                cal[unit_key] = units[d]
-            continue
-        coord = np.asarray(da.coords[name].values)
-        if d == "t" and units.get("t") == _UNCALIBRATED_TIME:
-            continue  # frame numbers: uncalibrated time
-        step, origin, first = _uniform_step(str(name), coord)
-        # exact numbers recorded by from_imageplus win while the coords still agree
-        ps, po = prev.get(size_key), prev.get(origin_key)
-        if ps is not None and po is not None and ps > 0 and coord.dtype.kind in "uif":
-            if d == "t":
-                expected = po + np.arange(n) * ps
-            else:
-                expected = (np.arange(n) - po) * ps
-            if np.array_equal(expected, coord.astype(np.float64)):
-                step, origin, first = float(ps), float(po), float(po)
-        if math.isnan(step):  # one sample: the step cannot be seen in the coordinate
-            step = float(ps) if ps else 1.0
-            origin = -first / step + 0.0
-        cal[size_key] = step
-        cal[origin_key] = first if d == "t" else origin
-        cal[unit_key] = units.get(d, prev.get(unit_key) or cal[unit_key])
-    for k in ("value_calibration", "value_unit", "info", "invert_y"):
-        if k in attrs and attrs[k] is not None:
-            cal[k] = attrs[k]
-    return cal
-
-
 def _apply_calibration(imp, cal: dict, signed16: bool) -> None:
     Calibration = _j("ij.measure.Calibration")
     jc = Calibration(imp)
@@ -390,37 +198,6 @@ def _apply_calibration(imp, cal: dict, signed16: bool) -> None:
 
 
 # --------------------------------------------------------------------------- to ImageJ
-def _as_dataarray(data: Any, dims: Sequence[Hashable] | None) -> tuple[xr.DataArray, tuple[str, ...]]:
-    if isinstance(data, xr.DataArray):
-        if dims is not None:
-            raise ValueError("dims= is for numpy arrays; an xarray.DataArray names its own dims "
-                             "(rename them with data.rename(...))")
-        da = data
-    else:
-        arr = np.asarray(data)
-        if dims is None:
-            if arr.ndim != 2:
-                raise ValueError(
-                    f"a {arr.ndim}-D numpy array needs dims=, e.g. dims=('z', 'y', 'x') for a "
-                    "z-stack, ('c', 'y', 'x') for channels or ('y', 'x', 's') for RGB; or pass an "
-                    "xarray.DataArray with named dims. Only 2-D arrays are taken as (y, x)")
-            dims = ("y", "x")
-        if len(dims) != arr.ndim:
-            raise ValueError(f"dims {tuple(dims)!r} name {len(dims)} axes but the array has "
-                             f"{arr.ndim} (shape {arr.shape})")
-        da = xr.DataArray(arr, dims=tuple(str(d) for d in dims))
-    if da.ndim < 2:
-        raise ValueError(f"an image needs at least 2 dims (y, x); got shape {da.shape}")
-    norm = normalise_dims(da.dims)
-    if da.size == 0:
-        raise ValueError(f"cannot convert an empty array (shape {da.shape}) to an ImageJ image")
-    if "s" in norm:
-        if da.sizes[da.dims[norm.index("s")]] != 3:
-            raise ValueError("dim 's' (RGB samples) must have size 3 (R, G, B); name it 'c' "
-                             "for a multi-channel image instead")
-    return da, norm
-
-
 def to_imageplus(data: Any, title: str | None = None, *,
                  dims: Sequence[str] | None = None):
     """Copy an array into a new ImageJ ``ImagePlus`` (with calibration).
@@ -454,26 +231,17 @@ def to_imageplus(data: Any, title: str | None = None, *,
     >>> imp.getNSlices()  # doctest: +SKIP
     5
     """
-    da, norm = _as_dataarray(data, dims)
-    orig = dict(zip(norm, da.dims))
+    da, norm = as_dataarray(data, dims)
     is_rgb = "s" in norm
     # everything that can fail on the Python side happens before Java is touched
-    cal = _calibration_from_xarray(da, norm, orig)
-    if "c" in norm and orig["c"] in da.coords:
-        cc = np.asarray(da.coords[orig["c"]].values)
-        if not (cc.dtype.kind in "iu" and np.array_equal(cc, np.arange(cc.size))):
-            warnings.warn("channel coordinates are not kept by ImageJ (channels come back as "
-                          "0..C-1)", UserWarning, stacklevel=2)
-    pixels, signed16 = _convert_dtype(np.asarray(da.values), is_rgb)
-    sizes = {d: (da.sizes[orig[d]] if d in orig else 1) for d in DIM_ORDER}
-    # ImageJ stack order: (t, z, c) outer to inner, then y, x (, s)
-    order = [norm.index(d) for d in ("t", "z", "c", "y", "x", "s") if d in norm]
-    arr = np.transpose(pixels, order)
+    cal = calibration_from_dataarray(da, norm)
+    pixels, signed16 = to_imagej_dtype(np.asarray(da.values), is_rgb)
+    arr, sizes = stack_order(da, norm, pixels)
     h, w = sizes["y"], sizes["x"]
     n = sizes["t"] * sizes["z"] * sizes["c"]
     if is_rgb:
         rgb = arr.reshape(n, h, w, 3)
-        packed = np.empty((n, h, w, 4), np.uint8)
+        packed = np.empty((n, h, w, 4), np.uint8)  # little-endian ARGB ints: B, G, R, A bytes
         packed[..., 0] = rgb[..., 2]
         packed[..., 1] = rgb[..., 1]
         packed[..., 2] = rgb[..., 0]
@@ -578,48 +346,14 @@ def from_imageplus(imp) -> xr.DataArray:
         }
     if itype == ImagePlus.GRAY32 and str(jc.getValueUnit()) != "Gray Value":
         attrs["value_unit"] = str(jc.getValueUnit())
-
-    shape5 = (nt, nz, nc, h, w) + ((3,) if itype == ImagePlus.COLOR_RGB else ())
-    arr = arr.reshape(shape5)
-    keep = [d for d, size in zip(("t", "c", "z"), (nt, nc, nz)) if size > 1]
-    axes = {"t": 0, "z": 1, "c": 2}
-    perm = [axes[d] for d in ("t", "c", "z")] + list(range(3, arr.ndim))
-    arr = arr.transpose(perm)
-    index = tuple(slice(None) if d in keep else 0 for d in ("t", "c", "z"))
-    arr = np.ascontiguousarray(arr[index])
-    dims = keep + ["y", "x"] + (["s"] if itype == ImagePlus.COLOR_RGB else [])
-
-    cal = _calibration_dict(jc, imp)
-    coords: dict[str, Any] = {}
-    units: dict[str, str] = {}
-    coords["x"] = (np.arange(w) - cal["x_origin"]) * cal["pixel_width"]
-    coords["y"] = (np.arange(h) - cal["y_origin"]) * cal["pixel_height"]
-    units["x"] = cal["x_unit"]
-    units["y"] = cal["y_unit"] or cal["x_unit"]
-    if "z" in keep:
-        coords["z"] = (np.arange(nz) - cal["z_origin"]) * cal["pixel_depth"]
-        units["z"] = cal["z_unit"] or cal["x_unit"]
-    if "t" in keep:
-        if cal["frame_interval"] > 0:
-            coords["t"] = cal["t_origin"] + np.arange(nt) * cal["frame_interval"]
-            units["t"] = cal["time_unit"]
-        else:
-            coords["t"] = np.arange(nt)
-            units["t"] = _UNCALIBRATED_TIME
-    if "c" in keep:
-        coords["c"] = np.arange(nc)
-    if itype == ImagePlus.COLOR_RGB:
-        coords["s"] = ["R", "G", "B"]
-    attrs["units"] = units
-    attrs["calibration"] = cal
     if jc.getInvertY():
         attrs["invert_y"] = True
     info = imp.getProperty("Info")
     if info is not None:
         attrs["info"] = str(info)
-    labels = [stack.getSliceLabel(i + 1) for i in range(n)] if n <= 100_000 else []
+    labels = [stack.getSliceLabel(i + 1) for i in range(n)]
     if any(lab is not None for lab in labels):
         attrs["slice_labels"] = [None if lab is None else str(lab) for lab in labels]
     if nc == 1 and itype != ImagePlus.COLOR_RGB:
         attrs["display_range"] = (float(imp.getDisplayRangeMin()), float(imp.getDisplayRangeMax()))
-    return xr.DataArray(arr, dims=dims, coords=coords, attrs=attrs, name=attrs["title"])
+    return assemble(arr, nc, nz, nt, _calibration_dict(jc, imp), attrs)

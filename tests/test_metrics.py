@@ -250,3 +250,15 @@ def test_bad_input_rejected():
         hausdorff_distance(a, a, spacing=(1, 1, 1))
     # integral floats (ImageJ stores labels as 32-bit float) are accepted
     assert matching(a.astype(np.float32), a).n_true == 0
+
+
+def test_3d_and_huge_label_values():
+    t = np.zeros((8, 16, 16), np.int64)
+    t[1:5, 2:8, 2:8] = 2**40  # label values far beyond the image size
+    t[1:5, 9:15, 9:15] = 7
+    p = np.zeros_like(t)
+    p[1:5, 2:8, 3:9] = 1  # IoU 5/7 with the first
+    m = matching(t, p, thresh=0.5, report_matches=True)
+    assert (m.tp, m.fp, m.fn) == (1, 0, 1)
+    assert m.matched_pairs == ((2**40, 1),)
+    assert m.matched_scores[0] == pytest.approx(5 / 7)

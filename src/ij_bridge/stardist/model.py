@@ -537,11 +537,11 @@ class StarDistBase:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    acc += [float(loss), float(lp), float(ld)]
+                    acc += [loss.item(), lp.item(), ld.item()]
                     done += 1
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+                        bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
                     if progress is not None:
                         progress(done, total, f"epoch {epoch}/{epochs}")
                 acc /= steps

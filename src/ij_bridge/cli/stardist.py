@@ -1,0 +1,331 @@
+"""``ij-bridge stardist``: train StarDist models and segment TIFF files.
+
+Examples::
+
+    ij-bridge stardist train --images imgs/ --masks masks/ --model nuclei.zip --epochs 20
+    ij-bridge stardist predict --model nuclei.zip a.tif more/ --output seg/
+    ij-bridge stardist predict a.tif --output seg/          # bundled stardist_nuclei2d model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import CLIError
+
+__all__ = ["register"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+DEFAULT_MODEL = "stardist_nuclei2d"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``stardist`` group with its ``train`` and ``predict`` sub-commands."""
+    grp = subparsers.add_parser("stardist", help="StarDist nucleus segmentation (train, predict)",
+                                description="Star-convex instance segmentation (StarDist) in PyTorch.")
+    sub = grp.add_subparsers(dest="stardist_command", metavar="SUBCOMMAND")
+    grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
+
+    tr = sub.add_parser("train", help="train a model on images and label masks",
+                        description="Train StarDist on image / label-image pairs matched by file name.")
+    tr.add_argument("--images", required=True, type=Path, help="folder of training images (TIFF)")
+    tr.add_argument("--masks", required=True, type=Path,
+                    help="folder of label images with the same file names")
+    tr.add_argument("--model", required=True, type=Path, help="output: a folder, or a file ending in .zip")
+    tr.add_argument("--val-images", type=Path, help="folder of validation images")
+    tr.add_argument("--val-masks", type=Path, help="folder of validation label images")
+    tr.add_argument("--val-fraction", type=float, default=0.15,
+                    help="without --val-images: fraction of the pairs held out (0.15; at least one "
+                         "pair when there are two or more)")
+    tr.add_argument("--3d", dest="three_d", action="store_true", help="train a 3D model on z-stacks")
+    tr.add_argument("--epochs", type=int, default=20)
+    tr.add_argument("--steps", type=int, default=100, help="gradient steps per epoch (100)")
+    tr.add_argument("--batch-size", type=int, default=4)
+    tr.add_argument("--patch-size", help="e.g. 128 or 128,128 (2D), 32,64,64 (3D)")
+    tr.add_argument("--rays", type=int, help="number of rays (32 in 2D, 96 in 3D)")
+    tr.add_argument("--grid", help="output grid, e.g. 2 or 2,2 (default 2,2 / 1,2,2)")
+    tr.add_argument("--lr", type=float, default=3e-4, help="learning rate (3e-4)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--no-augment", action="store_true", help="no flips/rotations/intensity changes")
+    tr.add_argument("--plot", type=Path, help="write the training history PNG here")
+    tr.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
+
+    pr = sub.add_parser("predict", help="segment images with a trained model",
+                        description="Writes per input <name>_labels.tif (calibrated label image), "
+                                    "<name>_rois.zip (ImageJ ROIs) and <name>_objects.csv.")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF files or folders of them")
+    pr.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"model folder, .zip or bundled name (default: {DEFAULT_MODEL})")
+    pr.add_argument("--output", required=True, type=Path, help="output folder")
+    pr.add_argument("--prob", type=float, help="probability threshold (default: the model's)")
+    pr.add_argument("--nms", type=float, help="overlap (NMS) threshold (default: the model's)")
+    pr.add_argument("--tiles", help="tiles per axis, e.g. 2,2 (default: automatic)")
+    pr.add_argument("--no-normalize", action="store_true", help="input is already normalised")
+    pr.add_argument("--low", type=float, default=1.0, help="normalisation low percentile (1)")
+    pr.add_argument("--high", type=float, default=99.8, help="normalisation high percentile (99.8)")
+    pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_predict)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _ints(text: str | None, n: int, name: str):
+    if text is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise CLIError(f"--{name} must be integers separated by commas, got {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * n
+    if len(vals) != n or any(v < 1 for v in vals):
+        raise CLIError(f"--{name} needs {n} positive values, got {text!r}")
+    return vals
+
+
+def _tiffs(folder: Path, what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise CLIError(f"{what} folder not found: {folder}")
+    files = {f.name: f for f in sorted(folder.iterdir()) if f.suffix.lower() in TIFF_SUFFIXES}
+    if not files:
+        raise CLIError(f"no .tif files in {what} folder {folder}")
+    return files
+
+
+def _pairs(images: Path, masks: Path) -> list[tuple[Path, Path]]:
+    imgs = _tiffs(images, "images")
+    msks = _tiffs(masks, "masks")
+    missing = sorted(set(imgs) - set(msks))
+    if missing:
+        raise CLIError(f"{len(missing)} image(s) have no mask of the same name in {masks}: "
+                       f"{', '.join(missing[:5])}")
+    extra = sorted(set(msks) - set(imgs))
+    if extra:
+        print(f"note: ignoring {len(extra)} mask(s) without an image: {', '.join(extra[:5])}",
+              file=sys.stderr)
+    return [(imgs[k], msks[k]) for k in sorted(imgs)]
+
+
+def _read(path: Path):
+    from ij_bridge.io import imread
+
+    try:
+        return imread(path)
+    except Exception as exc:  # unreadable file: a user error
+        raise CLIError(f"cannot read {path}: {exc}") from None
+
+
+def _image_for_model(da, ndim: int, path: Path):
+    """A DataArray with only the model's spatial dims (+ c); errors name the fix."""
+    dims = [str(d) for d in da.dims]
+    spatial = ["y", "x"] if ndim == 2 else ["z", "y", "x"]
+    missing = [d for d in spatial if d not in dims]
+    if missing:
+        raise CLIError(f"{path}: dims {tuple(dims)} lack {missing} for a {ndim}D model")
+    extra = [d for d in dims if d not in spatial + ["c"] and da.sizes[d] > 1]
+    if extra:
+        raise CLIError(f"{path}: dims {tuple(dims)}; training needs single {ndim}D images "
+                       f"(extra dims {extra}){' - use --3d for z-stacks' if 'z' in extra else ''}")
+    drop = [d for d in dims if d not in spatial + ["c"]]
+    return da.squeeze(drop) if drop else da
+
+
+def _load_pairs(pairs, ndim):
+    X, Y = [], []
+    for ip, mp in pairs:
+        X.append(_image_for_model(_read(ip), ndim, ip))
+        y = _image_for_model(_read(mp), ndim, mp)
+        if "c" in y.dims:
+            raise CLIError(f"{mp}: a label image must have one channel, got {y.sizes['c']}")
+        Y.append(y.values)
+    return X, Y
+
+
+# ------------------------------------------------------------------------------- train
+
+def _train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ij_bridge.stardist import StarDist2D, StarDist3D, StarDistConfig
+
+    ndim = 3 if args.three_d else 2
+    pairs = _pairs(args.images, args.masks)
+    if (args.val_images is None) != (args.val_masks is None):
+        raise CLIError("give both --val-images and --val-masks, or neither")
+    if args.val_images is not None:
+        val_pairs = _pairs(args.val_images, args.val_masks)
+    else:
+        if not 0 <= args.val_fraction < 1:
+            raise CLIError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+        n_val = int(round(args.val_fraction * len(pairs)))
+        if len(pairs) >= 2 and args.val_fraction > 0:
+            n_val = max(1, n_val)
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(pairs))
+        val_pairs = [pairs[i] for i in sorted(order[:n_val])]
+        pairs = [pairs[i] for i in sorted(order[n_val:])]
+    X, Y = _load_pairs(pairs, ndim)
+    Xv, Yv = _load_pairs(val_pairs, ndim) if val_pairs else ([], [])
+    n_channels = int(X[0].sizes["c"]) if "c" in X[0].dims else 1
+    kw: dict[str, Any] = dict(ndim=ndim, epochs=args.epochs, steps_per_epoch=args.steps,
+                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                              augment=not args.no_augment, n_channels=n_channels)
+    if args.rays:
+        kw["n_rays"] = args.rays
+    if args.grid:
+        kw["grid"] = _ints(args.grid, ndim, "grid")
+    if args.patch_size:
+        kw["patch_size"] = _ints(args.patch_size, ndim, "patch-size")
+    if ndim == 3:
+        sz = [float(abs(X[0].coords[d][1] - X[0].coords[d][0])) if d in X[0].coords and X[0].sizes[d] > 1
+              else 1.0 for d in ("z", "y", "x")]
+        if sz[0] != sz[1] or sz[0] != sz[2]:
+            kw["anisotropy"] = tuple(s / min(sz) for s in sz)
+    try:
+        cfg = StarDistConfig(**kw)
+        klass = StarDist3D if ndim == 3 else StarDist2D
+        model = klass(cfg, device=args.device)
+        print(f"training {klass.__name__} on {len(X)} image(s), validating on {len(Xv)}; "
+              f"device {model.device}", file=sys.stderr)
+        model.train(X, Y, validation_data=(Xv, Yv) if Xv else None, show_progress=not args.quiet)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    model.save(args.model)
+    h = model.history
+    msg = f"saved {args.model}; thresholds prob={model.thresholds['prob']:.3f} nms={model.thresholds['nms']:.2f}"
+    if h.get("val_f1"):
+        b = h["best_epoch"][0]
+        msg += f"; best epoch {b}: validation F1@0.5 {h['val_f1'][b - 1]:.3f}, accuracy {h['val_accuracy'][b - 1]:.3f}"
+    else:
+        msg += " (no validation data: thresholds not optimised)"
+    print(msg)
+    if args.plot:
+        model.plot_history(args.plot)
+    return 0
+
+
+# ----------------------------------------------------------------------------- predict
+
+def _collect(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
+            if not found:
+                raise CLIError(f"no .tif files in folder {p}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CLIError(f"input not found: {p}")
+    return files
+
+
+def _polygon_rois(coord, labels_ids, plane_tag, pos, n_digits):
+    import numpy as np
+    import roifile
+
+    rois = []
+    for c, lab in zip(coord, labels_ids):
+        # (row, col) pixel-centre coordinates -> ImageJ (x, y), pixel centres at +0.5
+        xy = np.stack([c[1] + 0.5, c[0] + 0.5], axis=1).astype(np.float32)
+        roi = roifile.ImagejRoi.frompoints(xy)
+        roi.roitype = roifile.ROI_TYPE.POLYGON
+        roi.name = f"label-{int(lab):0{n_digits}d}{plane_tag}"
+        for k, v in pos.items():
+            setattr(roi, k, v)
+        rois.append(roi)
+    return rois
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from ij_bridge.io import imwrite, write_rois, write_table
+    from ij_bridge.measure import regionprops_table
+    from ij_bridge.stardist.model import StarDistBase
+
+    files = _collect(args.inputs)
+    try:
+        model = StarDistBase.load(args.model, device=args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    ndim = model.ndim
+    n_tiles = _ints(args.tiles, ndim, "tiles")
+    args.output.mkdir(parents=True, exist_ok=True)
+    spatial = ["y", "x"] if ndim == 2 else ["z", "y", "x"]
+    for path in files:
+        stem = path.stem
+        outs = [args.output / f"{stem}_labels.tif", args.output / f"{stem}_rois.zip",
+                args.output / f"{stem}_objects.csv"]
+        if not args.overwrite:
+            exist = [str(o) for o in outs if o.exists()]
+            if exist:
+                raise CLIError(f"output exists: {exist[0]} (use --overwrite)")
+        da = _read(path)
+        dims = [str(d) for d in da.dims]
+        missing = [d for d in spatial if d not in dims]
+        if missing:
+            raise CLIError(f"{path}: dims {tuple(dims)} lack {missing} for a {ndim}D model")
+        loop = [d for d in dims if d not in spatial + ["c"]]
+        if "c" in dims and da.sizes["c"] != model.config.n_channels:
+            raise CLIError(f"{path}: {da.sizes['c']} channel(s), the model expects {model.config.n_channels}")
+        if "c" not in dims and model.config.n_channels != 1:
+            raise CLIError(f"{path}: one channel, the model expects {model.config.n_channels}")
+        loop_shape = [da.sizes[d] for d in loop]
+        labels = np.zeros(loop_shape + [da.sizes[d] for d in spatial], np.int32)
+        rois, rows = [], []
+        n_planes = int(np.prod(loop_shape)) if loop else 1
+        for k, idx in enumerate(np.ndindex(*loop_shape) if loop else [()]):
+            plane = da.isel(dict(zip(loop, idx))) if loop else da
+            try:
+                lbl, det = model.predict_instances(
+                    plane, prob_thresh=args.prob, nms_thresh=args.nms, n_tiles=n_tiles,
+                    normalize=not args.no_normalize, percentiles=(args.low, args.high),
+                    show_progress=not args.quiet and n_planes == 1)
+            except ValueError as exc:
+                raise CLIError(f"{path}: {exc}") from None
+            labels[idx] = lbl
+            ids = np.arange(1, len(det["prob"]) + 1)
+            tag = "".join(f"-{d}{i + 1:03d}" for d, i in zip(loop, idx))
+            if ndim == 2:
+                pos: dict[str, int] = {}
+                if len(loop) == 1:
+                    pos["position"] = idx[0] + 1
+                elif loop:
+                    for d, i in zip(loop, idx):
+                        if d in ("z", "t"):
+                            pos[f"{d}_position"] = i + 1
+                n_digits = max(4, len(str(len(ids))))
+                present = np.unique(lbl)
+                sel = np.isin(ids, present)
+                rois += _polygon_rois(det["coord"][sel], ids[sel], tag, pos, n_digits)
+            for j, lab in enumerate(ids):
+                row = {d: i + 1 for d, i in zip(loop, idx)}
+                row.update({"label": int(lab), "probability": float(det["prob"][j])})
+                row.update({f"center_{a}_px": int(v) for a, v in zip(spatial, det["points"][j])})
+                rows.append(row)
+        coords = {d: da.coords[d] for d in loop + spatial if d in da.coords}
+        out = xr.DataArray(labels, dims=loop + spatial, coords=coords,
+                           attrs={k: v for k, v in da.attrs.items() if k in ("units", "calibration", "title")})
+        imwrite(outs[0], out, overwrite=args.overwrite)
+        if rois:
+            write_rois(outs[1], rois, overwrite=args.overwrite)
+        table = pd.DataFrame(rows)
+        if loop == [] and len(table):
+            meas = regionprops_table(out)
+            table = table.merge(meas, on="label", how="left")
+        write_table(outs[2], table, overwrite=args.overwrite)
+        n_obj = len(rows)
+        print(f"{path.name}: {n_obj} object(s) -> {outs[0].name}, "
+              f"{outs[1].name if rois else '(no ROIs)'}, {outs[2].name}")
+    return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 __all__ = ["N2VConfig", "StructMask", "VARIANTS", "AXES_LETTERS"]
@@ -103,7 +103,8 @@ class N2VConfig:
         at the end of the longest in-plane axis. 0 disables validation (the
         last weights are kept).
     max_val_patches : int
-        At most this many validation patches.
+        At most this many validation patches; few patches are repeated with
+        independent masks (up to this number) to steady the validation loss.
     augment : bool
         Random flips and 90° rotations in the YX plane.
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm

@@ -187,6 +187,11 @@ class N2V:
             vrng = np.random.default_rng([cfg.seed, 1])
             vp = grid_patches([self._norm(v[None])[0] for v in val], cfg.patch_size,
                               cfg.max_val_patches, vrng)
+            # few masked pixels per patch make a noisy loss: repeat the patches with
+            # independent masks, up to max_val_patches in all
+            repeats = max(1, min(cfg.max_val_patches // len(vp),
+                                 math.ceil(1024 / (len(vp) * cfg.n_masked_per_patch * n_ch))))
+            vp = np.concatenate([vp] * repeats)
             for i in range(0, len(vp), cfg.batch_size):
                 xb = torch.from_numpy(np.ascontiguousarray(vp[i:i + cfg.batch_size])).to(dev)
                 val_batches.append(manip(xb, vrng))

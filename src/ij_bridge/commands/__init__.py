@@ -1,0 +1,40 @@
+"""ImageJ commands backed by Python, and a macro runner.
+
+* :mod:`.registry` - the :func:`command` decorator, dialog parameters,
+  :func:`install_commands` (command listener, command table, Plugins > IJ Bridge).
+* :mod:`.runner` - :func:`run_macro` with Log capture and error detection.
+* the bundled commands live in ``n2v``, ``stardist``, ``rois``, ``measure`` and
+  ``qc``; :func:`install_commands` registers them.
+
+Importing this package starts no JVM.
+"""
+
+from __future__ import annotations
+
+from .registry import (
+    Checkbox,
+    Choice,
+    Command,
+    CommandContext,
+    CommandError,
+    Directory,
+    File,
+    ImageTitle,
+    Integer,
+    Message,
+    Number,
+    Param,
+    String,
+    command,
+    get_command,
+    install_commands,
+    registered_commands,
+    run_command,
+)
+from .runner import MacroResult, run_macro
+
+__all__ = [
+    "Checkbox", "Choice", "Command", "CommandContext", "CommandError", "Directory", "File",
+    "ImageTitle", "Integer", "Message", "Number", "Param", "String", "command", "get_command",
+    "install_commands", "registered_commands", "run_command", "MacroResult", "run_macro",
+]

@@ -1,0 +1,700 @@
+"""Python functions as ImageJ 1.x commands.
+
+A function decorated with :func:`command` becomes an ImageJ command once
+:func:`install_commands` ran in a process with ImageJ:
+
+* one JPype ``ij.CommandListener`` (registered with
+  ``ij.Executer.addCommandListener``) sees every command before ImageJ looks it
+  up, claims ours (by returning ``null``) and runs the Python function **on the
+  calling thread** - the macro's thread for ``run("Name", "options")``;
+* parameters are read through ``ij.gui.GenericDialog``: a dialog when the
+  command comes from a menu, the options string when it comes from a macro, and
+  the Macro Recorder records the call like a native command;
+* the command is listed in ``ij.Menus.getCommands()`` (so the command finder and
+  ``IJ.run`` see it) and, when ImageJ has a menu bar, under
+  ``Plugins > IJ Bridge``.
+
+Errors raised by the function become ImageJ errors: a running macro aborts
+with the message (``Macro Error``), a menu run shows ``IJ.error``. Commands are
+serialised by one process-wide lock, because ImageJ's state (current image,
+Results, ROI Manager) is global.
+
+Example
+-------
+>>> from ij_bridge.commands import command, Number, ImageTitle
+>>> @command("Scale Values", params=[ImageTitle("image"), Number("factor", 2.0, digits=2)])
+... def scale(ctx, image, factor):
+...     ctx.log(f"scaling {image.getTitle()} by {factor}")
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+log = logging.getLogger("ij_bridge.commands")
+
+__all__ = [
+    "Param", "String", "Number", "Integer", "Checkbox", "Choice", "ImageTitle", "Directory",
+    "File", "Message", "Command", "CommandContext", "CommandError", "command", "install_commands",
+    "registered_commands", "get_command", "run_command", "trim_key", "DEFAULT_MENU",
+    "command_lock", "last_error",
+]
+
+DEFAULT_MENU = "Plugins>IJ Bridge"
+NONE_IMAGE = "None"
+
+#: Serialises every command (and the macro runner): ImageJ's state is global.
+command_lock = threading.RLock()
+
+
+class CommandError(Exception):
+    """An error meant for the user of a command (shown without a traceback)."""
+
+
+# --------------------------------------------------------------------------- parameters
+def trim_key(label: str) -> str:
+    """The macro key ImageJ derives from a dialog label (``ij.Macro.trimKey``).
+
+    >>> trim_key("probability threshold")
+    'probability'
+    >>> trim_key("Model: folder")
+    'model'
+    """
+    key = label.split(" ", 1)[0]
+    key = key.split(":", 1)[0]
+    return key.lower()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dialog field of a command.
+
+    Use the constructors :func:`String`, :func:`Number`, :func:`Integer`,
+    :func:`Checkbox`, :func:`Choice`, :func:`ImageTitle`, :func:`Directory`,
+    :func:`File` and :func:`Message` rather than this class.
+
+    Attributes
+    ----------
+    key : str
+        The macro key (``key=value``); the value is passed to the function as
+        the keyword argument of the same name.
+    kind : str
+        Field type.
+    default : Any
+        Default value (dialog pre-set, and value when a macro omits the key;
+        note that ImageJ reads an omitted *checkbox* as unchecked in macros).
+    label : str
+        Dialog label; its first word, lower-cased, is ``key``.
+    """
+
+    key: str
+    kind: str
+    default: Any = None
+    label: str = ""
+    choices: tuple[str, ...] = ()
+    digits: int = 0
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        label = self.label or self.key
+        object.__setattr__(self, "label", label)
+        if self.kind == "message":
+            return
+        if not self.key.isidentifier():
+            raise ValueError(f"parameter key {self.key!r} must be a Python identifier")
+        if trim_key(label) != self.key:
+            raise ValueError(
+                f"label {label!r} gives the macro key {trim_key(label)!r}, not {self.key!r}: "
+                "start the label with the key (ImageJ keeps the first word, lower-cased)"
+            )
+        if self.kind == "choice" and self.default not in self.choices:
+            raise ValueError(f"default {self.default!r} of {self.key!r} is not one of {self.choices}")
+
+
+def String(key: str, default: str = "", label: str = "", help: str = "") -> Param:
+    """A text field."""
+    return Param(key, "string", default, label, help=help)
+
+
+def Number(key: str, default: float, digits: int = 2, label: str = "", *, minimum: float | None = None,
+           maximum: float | None = None, help: str = "") -> Param:
+    """A numeric field (a Python ``float``)."""
+    return Param(key, "number", float(default), label, digits=digits, minimum=minimum,
+                 maximum=maximum, help=help)
+
+
+def Integer(key: str, default: int, label: str = "", *, minimum: int | None = None,
+            maximum: int | None = None, help: str = "") -> Param:
+    """A numeric field that must hold a whole number (a Python ``int``)."""
+    return Param(key, "integer", int(default), label, digits=0, minimum=minimum, maximum=maximum,
+                 help=help)
+
+
+def Checkbox(key: str, default: bool = False, label: str = "", help: str = "") -> Param:
+    """A checkbox. In a macro the key alone means checked; absent means unchecked."""
+    return Param(key, "checkbox", bool(default), label, help=help)
+
+
+def Choice(key: str, choices: Sequence[str], default: str | None = None, label: str = "",
+           help: str = "") -> Param:
+    """A drop-down list; macro values are matched case-insensitively."""
+    choices = tuple(str(c) for c in choices)
+    return Param(key, "choice", choices[0] if default is None else default, label, choices=choices,
+                 help=help)
+
+
+def ImageTitle(key: str, label: str = "", *, optional: bool = False, help: str = "") -> Param:
+    """An open image chosen by title; the function receives the ``ImagePlus``.
+
+    The default is the active image (or ``None`` when ``optional``). With
+    ``optional=True`` the value ``None`` is offered and passed as Python ``None``.
+    """
+    return Param(key, "image", None, label, optional=optional, help=help)
+
+
+def Directory(key: str, default: str = "", label: str = "", help: str = "") -> Param:
+    """A folder path with a *Browse* button."""
+    return Param(key, "directory", default, label, help=help)
+
+
+def File(key: str, default: str = "", label: str = "", help: str = "") -> Param:
+    """A file path with a *Browse* button."""
+    return Param(key, "file", default, label, help=help)
+
+
+def Message(text: str) -> Param:
+    """A line of text in the dialog (not a parameter)."""
+    return Param("", "message", None, text)
+
+
+# --------------------------------------------------------------------------- commands
+@dataclass
+class Command:
+    """A registered command: its ImageJ name, menu, parameters and function."""
+
+    name: str
+    func: Callable[..., Any]
+    params: tuple[Param, ...]
+    menu: str | None = DEFAULT_MENU
+    help: str = ""
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self.params if p.kind != "message"]
+
+
+_REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, params: Iterable[Param] = (), menu: str | None = DEFAULT_MENU,
+            help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``func(ctx, **values)`` as the ImageJ command ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The command name used by ``run(name, options)`` and shown in menus.
+    params : iterable of Param
+        Dialog fields in order; each value reaches the function as a keyword
+        argument named after the field's key.
+    menu : str or None
+        Menu path (``"Plugins>IJ Bridge"``); ``None`` for a command that only
+        macros call.
+    help : str
+        One-line description (dialog and documentation).
+
+    Returns
+    -------
+    callable
+        A decorator that returns the function unchanged.
+    """
+    params = tuple(params)
+    keys = [p.key for p in params if p.kind != "message"]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"command {name!r}: duplicate parameter keys {keys}")
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY and _REGISTRY[name].func is not func:
+            old = _REGISTRY[name].func
+            if (old.__module__, old.__qualname__) != (func.__module__, func.__qualname__):
+                raise ValueError(f"command {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        _REGISTRY[name] = Command(name, func, params, menu, help)
+        if _installed.listener is not None:  # already installed: add the menu entry now
+            _install_menu_item(_REGISTRY[name])
+        return func
+
+    return decorator
+
+
+def registered_commands() -> dict[str, Command]:
+    """All registered commands by name (a copy)."""
+    return dict(_REGISTRY)
+
+
+def get_command(name: str) -> Command:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no IJ Bridge command named {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+# --------------------------------------------------------------------------- context
+class CommandContext:
+    """What a running command gets besides its parameter values.
+
+    Attributes
+    ----------
+    name : str
+        The command's name.
+    options : str or None
+        The macro options string, or None for a dialog run.
+    from_macro : bool
+        True when called with options (macro, ``IJ.run(name, options)``).
+    """
+
+    def __init__(self, name: str, options: str | None):
+        self.name = name
+        self.options = options
+        self.from_macro = options is not None
+        self._last_logged = -1.0
+        self._last_message = ""
+        self._t0 = time.perf_counter()
+
+    # --- feedback ---------------------------------------------------------
+    def log(self, message: str) -> None:
+        """Write a line to ImageJ's Log window (stdout for ``ij-bridge macro``)."""
+        import jpype
+
+        jpype.JClass("ij.IJ").log(f"{self.name}: {message}")
+
+    def status(self, message: str) -> None:
+        """Show ``message`` in ImageJ's status line."""
+        import jpype
+
+        jpype.JClass("ij.IJ").showStatus(f"{self.name}: {message}")
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """A ``progress(done, total, message)`` callback for the Python cores.
+
+        Drives ImageJ's progress bar and status line, and logs a line at the
+        start, at every tenth of the way and at the end.
+        """
+        import jpype
+
+        IJ = jpype.JClass("ij.IJ")
+        total = max(int(total), 1)
+        done = min(max(int(done), 0), total)
+        IJ.showProgress(done / total)
+        if message:
+            IJ.showStatus(f"{self.name}: {message}")
+        fraction = done / total
+        if done == total or fraction - self._last_logged >= 0.1 or self._last_logged < 0:
+            self._last_logged = fraction
+            if message and (message != self._last_message or done == total):
+                self.log(f"[{done}/{total}] {message}")
+                self._last_message = message
+
+    def elapsed(self) -> float:
+        """Seconds since the command started."""
+        return time.perf_counter() - self._t0
+
+    # --- images -----------------------------------------------------------
+    def image(self, title: str | None = None):
+        """The image titled ``title`` or the active image, as an ``ImagePlus``.
+
+        Raises
+        ------
+        CommandError
+            When there is no such image.
+        """
+        import jpype
+
+        WindowManager = jpype.JClass("ij.WindowManager")
+        if title:
+            imp = _image_by_title(title)
+            if imp is None:
+                raise CommandError(f"there is no open image titled {title!r}; open titles: "
+                                   f"{_open_titles() or 'none'}")
+            return imp
+        imp = WindowManager.getCurrentImage()
+        if imp is None:
+            raise CommandError("this command needs an image: open one first (there are no images open)")
+        return imp
+
+
+def _open_titles() -> list[str]:
+    import jpype
+
+    WindowManager = jpype.JClass("ij.WindowManager")
+    ids = WindowManager.getIDList()
+    if ids is None:
+        return []
+    titles = []
+    for i in ids:
+        imp = WindowManager.getImage(int(i))
+        if imp is not None:
+            titles.append(str(imp.getTitle()))
+    return titles
+
+
+def _image_by_title(title: str):
+    import jpype
+
+    WindowManager = jpype.JClass("ij.WindowManager")
+    ids = WindowManager.getIDList()
+    if ids is None:
+        return None
+    found = None  # with equal titles, the newest wins
+    for i in ids:
+        imp = WindowManager.getImage(int(i))
+        if imp is not None and str(imp.getTitle()) == title:
+            found = imp
+    return found
+
+
+# --------------------------------------------------------------------------- dialog
+def _build_dialog(cmd: Command, ctx: CommandContext):
+    import jpype
+
+    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
+    WindowManager = jpype.JClass("ij.WindowManager")
+    gd = GenericDialog(cmd.name)
+    if cmd.help and not ctx.from_macro:
+        gd.addMessage(cmd.help)
+    titles = _open_titles()
+    current = WindowManager.getCurrentImage()
+    current_title = str(current.getTitle()) if current is not None else None
+    for p in cmd.params:
+        if p.kind == "message":
+            gd.addMessage(p.label)
+        elif p.kind == "string":
+            gd.addStringField(p.label, str(p.default), max(12, min(40, len(str(p.default)) + 4)))
+        elif p.kind in ("number", "integer"):
+            gd.addNumericField(p.label, float(p.default), int(p.digits))
+        elif p.kind == "checkbox":
+            gd.addCheckbox(p.label, bool(p.default))
+        elif p.kind == "choice":
+            gd.addChoice(p.label, jpype.JArray(jpype.JString)(list(p.choices)), p.default)
+        elif p.kind == "image":
+            items = ([NONE_IMAGE] if p.optional else []) + titles
+            if not items:
+                items = [""]
+            default = NONE_IMAGE if p.optional else (current_title or items[0])
+            gd.addChoice(p.label, jpype.JArray(jpype.JString)(items), default)
+        elif p.kind == "directory":
+            gd.addDirectoryField(p.label, str(p.default))
+        elif p.kind == "file":
+            gd.addFileField(p.label, str(p.default))
+        else:  # pragma: no cover - constructors guard this
+            raise ValueError(f"unknown parameter kind {p.kind!r}")
+    return gd
+
+
+def _read_dialog(cmd: Command, gd, ctx: CommandContext) -> dict[str, Any]:
+    """Read every field (in order, so that the Recorder records them all), then validate."""
+    raw: dict[str, Any] = {}
+    for p in cmd.params:
+        if p.kind == "message":
+            continue
+        if p.kind in ("string", "directory", "file"):
+            raw[p.key] = str(gd.getNextString()).strip()
+        elif p.kind in ("number", "integer"):
+            raw[p.key] = float(gd.getNextNumber())
+        elif p.kind == "checkbox":
+            raw[p.key] = bool(gd.getNextBoolean())
+        else:  # choice, image
+            raw[p.key] = str(gd.getNextChoice())
+    if gd.invalidNumber():
+        raise CommandError(f"invalid number: {gd.getErrorMessage()}")
+    return raw
+
+
+def _validate(cmd: Command, raw: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    import math
+
+    values: dict[str, Any] = {}
+    for p in cmd.params:
+        if p.kind == "message":
+            continue
+        v = raw[p.key]
+        if p.kind in ("number", "integer"):
+            if math.isnan(v):
+                raise CommandError(f"{p.key}= needs a number")
+            if p.kind == "integer":
+                if v != int(v):
+                    raise CommandError(f"{p.key}= must be a whole number, got {v:g}")
+                v = int(v)
+            if p.minimum is not None and v < p.minimum:
+                raise CommandError(f"{p.key}= must be at least {p.minimum:g}, got {v:g}")
+            if p.maximum is not None and v > p.maximum:
+                raise CommandError(f"{p.key}= must be at most {p.maximum:g}, got {v:g}")
+        elif p.kind == "choice":
+            match = [c for c in p.choices if c.lower() == v.lower()]
+            if not match:
+                raise CommandError(f"{p.key}=[{v}] is not one of: " + ", ".join(f"[{c}]" for c in p.choices))
+            v = match[0]
+        elif p.kind == "image":
+            if p.optional and (v == "" or v.lower() == NONE_IMAGE.lower()):
+                v = None
+            else:
+                v = ctx.image(v or None)
+        values[p.key] = v
+    return values
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class _LastError:
+    command: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    when: float = 0.0
+
+
+last_error = _LastError()
+
+#: set by the macro runner while it watches for dialogs, so that error
+#: dialogs are safe to show (they are closed and their text collected)
+_dialog_guard = threading.Event()
+
+
+def _format_error(exc: BaseException) -> str:
+    if isinstance(exc, CommandError):
+        return str(exc)
+    try:
+        import jpype
+
+        if isinstance(exc, jpype.JException):
+            return f"{exc.getClass().getSimpleName()}: {exc.getMessage()}"
+    except Exception:  # pragma: no cover
+        pass
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_macro_cancel(exc: BaseException) -> bool:
+    try:
+        import jpype
+
+        return isinstance(exc, jpype.JException) and str(exc.getMessage()) == "Macro canceled"
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _signal_error(cmd: Command, message: str, interp) -> None:
+    """Report a failed command the ImageJ way; aborts a calling macro.
+
+    In interactive mode (or while the macro runner collects dialogs) this is
+    ImageJ's own behaviour: a ``Macro Error`` for a macro, ``IJ.error`` for a
+    menu run. With no one to close a dialog (virtual/headless display) no
+    dialog is opened: the macro is stopped with the message as its error, or
+    the message goes to the Log and ``IJ.getErrorMessage()``.
+    """
+    import jpype
+
+    from ..imagej import runtime
+
+    IJ = jpype.JClass("ij.IJ")
+    IJ.showProgress(1.0)
+    IJ.showStatus("")
+    full = f"{cmd.name}: {message}"
+    dialogs_ok = runtime.mode() == "interactive" or _dialog_guard.is_set()
+    if interp is not None:
+        if not dialogs_ok:
+            IJ.log(f"ERROR {full}")
+            interp.setIgnoreErrors(True)
+        try:
+            interp.abort(full)  # Macro Error dialog (or silent stop), then "Macro canceled"
+        except jpype.JException as exc:
+            if not _is_macro_cancel(exc):
+                raise
+        return
+    if not dialogs_ok:
+        IJ.redirectErrorMessages(True)  # IJ.error goes to the Log
+    IJ.error(cmd.name, message)  # also Macro.abort(): IJ.run callers get "Macro canceled"
+
+
+def _execute(cmd: Command) -> None:
+    """Run ``cmd`` on the current thread: dialog/options, record, call, report."""
+    import jpype
+
+    IJ = jpype.JClass("ij.IJ")
+    Macro = jpype.JClass("ij.Macro")
+    Recorder = jpype.JClass("ij.plugin.frame.Recorder")
+    Interpreter = jpype.JClass("ij.macro.Interpreter")
+    options = Macro.getOptions()
+    ctx = CommandContext(cmd.name, None if options is None else str(options))
+    interp = Interpreter.getInstance() if ctx.from_macro else None
+    with command_lock:
+        try:
+            recording = bool(Recorder.record)
+            if recording:
+                Recorder.setCommand(cmd.name)
+            gd = _build_dialog(cmd, ctx)
+            gd.showDialog()
+            if gd.wasCanceled():
+                IJ.showStatus(f"{cmd.name}: canceled")
+                return
+            raw = _read_dialog(cmd, gd, ctx)
+            if recording:
+                # record now, before the function runs other ImageJ commands that
+                # would take the Recorder's pending command over
+                Recorder.saveCommand()
+            values = _validate(cmd, raw, ctx)
+            log.info("running %s with %s", cmd.name, {k: v for k, v in raw.items()})
+            cmd.func(ctx, **values)
+            IJ.showProgress(1.0)
+            IJ.showStatus(f"{cmd.name}: done in {ctx.elapsed():.1f} s")
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach ImageJ
+            if _is_macro_cancel(exc):  # the macro was aborted already (Esc, error)
+                return
+            message = _format_error(exc)
+            last_error.command, last_error.message = cmd.name, message
+            last_error.traceback = traceback.format_exc()
+            last_error.when = time.time()
+            if not isinstance(exc, CommandError):
+                log.error("%s failed:\n%s", cmd.name, last_error.traceback)
+            _signal_error(cmd, message, interp)
+
+
+def run_command(name: str, options: str = "", imp=None) -> None:
+    """Run a registered command from Python as ``IJ.run(imp, name, options)`` would.
+
+    Unlike ``IJ.run`` this raises :class:`CommandError` with the command's
+    message when it fails (``IJ.run`` only aborts the current macro).
+
+    Parameters
+    ----------
+    name : str
+        Command name.
+    options : str
+        Macro options (``"key=value flag"``); an empty string shows the dialog
+        exactly as ImageJ does.
+    imp : ImagePlus, optional
+        Image to make active first.
+    """
+    import jpype
+
+    get_command(name)
+    install_commands()
+    IJ = jpype.JClass("ij.IJ")
+    before = last_error.when
+    with command_lock:
+        IJ.getErrorMessage()  # clear
+        try:
+            if imp is not None:
+                IJ.run(imp, name, options)
+            else:
+                IJ.run(name, options)
+        except jpype.JException as exc:
+            if not _is_macro_cancel(exc):
+                raise
+        if last_error.when != before:
+            raise CommandError(last_error.message)
+
+
+# --------------------------------------------------------------------------- installation
+@dataclass
+class _Installed:
+    listener: Any = None
+    menus: set[str] = field(default_factory=set)
+
+
+_installed = _Installed()
+
+
+def _make_listener():
+    import jpype
+
+    @jpype.JImplements("ij.CommandListener")
+    class _BridgeCommandListener:
+        @jpype.JOverride
+        def commandExecuting(self, name):  # noqa: N802 - Java name
+            cmd = _REGISTRY.get(str(name))
+            if cmd is None:
+                return name
+            _execute(cmd)
+            return None
+
+    return _BridgeCommandListener()
+
+
+def _install_menu_item(cmd: Command) -> None:
+    """Put ``cmd`` in ImageJ's command table, and in its menu bar when there is one."""
+    import jpype
+
+    Menus = jpype.JClass("ij.Menus")
+    table = Menus.getCommands()
+    if table is None:
+        return
+    if cmd.menu is None:
+        if not table.containsKey(cmd.name):
+            table.put(cmd.name, f"ij_bridge.commands[{cmd.name}]")
+        return
+    if cmd.name in _installed.menus and table.containsKey(cmd.name):
+        return
+    if table.containsKey(cmd.name) and not str(table.get(cmd.name)).startswith("ij_bridge"):
+        log.warning("ImageJ already has a command %r; the IJ Bridge command takes precedence", cmd.name)
+    if Menus.getMenuBar() is not None and not table.containsKey(cmd.name):
+        # Menus.add puts the name in the command table and a menu item (whose
+        # ActionListener is ImageJ itself, so a click runs IJ.doCommand(name))
+        Menus.add(f"{cmd.menu}>{cmd.name}", f"ij_bridge.commands[{cmd.name}]")
+    if not table.containsKey(cmd.name):
+        table.put(cmd.name, f"ij_bridge.commands[{cmd.name}]")
+    _installed.menus.add(cmd.name)
+
+
+def _import_builtin_commands() -> None:
+    import importlib
+
+    for module in ("n2v", "stardist", "rois", "measure", "qc"):
+        try:
+            importlib.import_module(f"ij_bridge.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ij_bridge.commands.{module}":
+                raise
+
+
+def install_commands(imagej: str | None = None, mode: str = "auto", builtin: bool = True) -> list[str]:
+    """Make every registered command available in this process's ImageJ (idempotent).
+
+    Starts ImageJ when needed (:func:`ij_bridge.start`), registers the command
+    listener once, and adds each command to ImageJ's command table and to the
+    ``Plugins > IJ Bridge`` menu.
+
+    Parameters
+    ----------
+    imagej, mode
+        Passed to :func:`ij_bridge.start` if ImageJ is not running yet.
+    builtin : bool
+        Also register the bundled commands (N2V, StarDist, ROIs, measurements, QC).
+
+    Returns
+    -------
+    list of str
+        The names of the installed commands.
+    """
+    from ..imagej import runtime
+
+    if builtin:
+        _import_builtin_commands()
+    with command_lock:
+        if not runtime.is_started():
+            runtime.start(imagej, mode=mode)
+        import jpype
+
+        if _installed.listener is None:
+            listener = _make_listener()
+            jpype.JClass("ij.Executer").addCommandListener(listener)
+            _installed.listener = listener
+        for cmd in _REGISTRY.values():
+            _install_menu_item(cmd)
+    return sorted(_REGISTRY)

@@ -1,0 +1,364 @@
+"""Running ImageJ macros from Python, with their output and errors, and never a hang.
+
+:func:`run_macro` runs macro code (or an ``.ijm`` file) in this process's
+ImageJ on the calling thread, with every IJ Bridge command installed. While it
+runs, a watcher thread
+
+* streams new lines of ImageJ's Log (``print()``) to an ``echo`` callback (the
+  CLI prints them to stdout) and collects them;
+* closes dialogs nobody can answer. Under a virtual display every dialog is
+  closed: error dialogs (``Macro Error``, ``IJ.error``, exception windows) are
+  recorded as the macro's error; input dialogs (a ``run()`` without options)
+  are cancelled and reported as an error that names the fix; message boxes
+  (``showMessage``, ``exit("...")``) are passed on as messages. With a real
+  display only error dialogs are closed, so a user can still answer
+  ``getNumber`` or ``waitForUser``.
+
+The result says whether the macro succeeded and why not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import registry
+
+__all__ = ["MacroResult", "run_macro"]
+
+_INFO_TITLES = {"Message", "Macro"}  # showMessage(...), exit("...")
+_ERROR_DIALOG_TITLES = {"Macro Error", "No Image"}
+
+
+@dataclass
+class MacroResult:
+    """What a macro run gave.
+
+    Attributes
+    ----------
+    output : str
+        Lines the macro wrote to the Log (``print``), newline-separated.
+    ok : bool
+        True when the macro ran to its end without a macro or ImageJ error.
+    error : str or None
+        The error message (with the macro line when ImageJ knows it).
+    value : str or None
+        The macro's return value (``return`` in a function-less macro), if any.
+    messages : list of str
+        Texts of message boxes (``showMessage``, ``exit("...")``) that were closed.
+    seconds : float
+        Wall time.
+    """
+
+    output: str
+    ok: bool
+    error: str | None = None
+    value: str | None = None
+    messages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __bool__(self) -> bool:  # so that `if run_macro(...)` reads naturally
+        return self.ok
+
+
+# --------------------------------------------------------------------------- helpers
+def _component_texts(component) -> list[str]:
+    """All label/text strings inside an AWT component (dialog text for error messages)."""
+    import jpype
+
+    Label = jpype.JClass("java.awt.Label")
+    TextComponent = jpype.JClass("java.awt.TextComponent")
+    Container = jpype.JClass("java.awt.Container")
+    MultiLineLabel = jpype.JClass("ij.gui.MultiLineLabel")
+    out: list[str] = []
+    if isinstance(component, Label):
+        out.append(str(component.getText()))
+    elif isinstance(component, MultiLineLabel):
+        try:
+            f = MultiLineLabel.class_.getDeclaredField("lines")
+            f.setAccessible(True)
+            lines = f.get(component)
+            if lines is not None:
+                out.append("\n".join(str(s) for s in lines))
+        except Exception:  # pragma: no cover - reflection refused
+            pass
+    elif isinstance(component, TextComponent):
+        out.append(str(component.getText()))
+    if isinstance(component, Container):
+        for child in component.getComponents():
+            out.extend(_component_texts(child))
+    return [t for t in out if t.strip()]
+
+
+def _stop_interpreter(interp) -> None:
+    """Make ``interp`` finish after its current statement, from any thread.
+
+    ``Interpreter.abortMacro()`` waits up to 2 s for the macro to end and then
+    kills threads; setting its ``done`` flag (what ``abortMacro`` does first)
+    is enough and immediate.
+    """
+    import jpype
+
+    try:
+        f = jpype.JClass("ij.macro.Interpreter").class_.getDeclaredField("done")
+        f.setAccessible(True)
+        f.setBoolean(interp, True)
+    except Exception:  # pragma: no cover - fall back to ImageJ's own way
+        interp.abortMacro()
+
+
+class _LogReader:
+    """Reads new lines of ImageJ's Log window since it was created."""
+
+    def __init__(self) -> None:
+        self.seen = self._count()
+
+    @staticmethod
+    def _panel():
+        import jpype
+
+        WindowManager = jpype.JClass("ij.WindowManager")
+        TextWindow = jpype.JClass("ij.text.TextWindow")
+        win = WindowManager.getWindow("Log")
+        if win is not None and isinstance(win, TextWindow):
+            return win.getTextPanel()
+        return None
+
+    def _count(self) -> int:
+        panel = self._panel()
+        return int(panel.getLineCount()) if panel is not None else 0
+
+    def new_lines(self) -> list[str]:
+        panel = self._panel()
+        if panel is None:
+            return []
+        n = int(panel.getLineCount())
+        if n < self.seen:  # print("\\Clear")
+            self.seen = 0
+        lines = [str(panel.getLine(i)) for i in range(self.seen, n)]
+        self.seen = n
+        return lines
+
+
+class _Watcher(threading.Thread):
+    """Streams the Log and closes dialogs while a macro runs (see module docs)."""
+
+    def __init__(self, echo: Callable[[str], None] | None, close_all: bool, interval: float = 0.05,
+                 deadline: float | None = None) -> None:
+        super().__init__(name="ij-bridge macro watcher", daemon=True)
+        self.echo = echo
+        self.close_all = close_all
+        self.interval = interval
+        self.deadline = deadline
+        self.lines: list[str] = []
+        self.messages: list[str] = []
+        self.errors: list[str] = []
+        self.interp = None
+        self.error_line: int | None = None
+        self.timed_out = False
+        self._stop_event = threading.Event()
+        self._log = _LogReader()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+        self.poll()  # last lines
+
+    def run(self) -> None:
+        import jpype
+
+        try:
+            while not self._stop_event.wait(self.interval):
+                self.poll()
+                if self.deadline is not None and time.monotonic() > self.deadline and not self.timed_out:
+                    self.timed_out = True
+                    self.errors.append("the macro ran past its time limit and was aborted")
+                    self._abort()
+        finally:
+            Thread = jpype.JClass("java.lang.Thread")
+            if Thread.isAttached():
+                Thread.detach()
+
+    def _abort(self) -> None:
+        """Stop the macro at its next statement (before a closed dialog returns)."""
+        if self.interp is not None:
+            _stop_interpreter(self.interp)
+
+    def poll(self) -> None:
+        try:
+            for line in self._log.new_lines():
+                self.lines.append(line)
+                if self.echo is not None:
+                    self.echo(line)
+            self._close_dialogs()
+        except Exception as exc:  # pragma: no cover - never kill the watcher
+            self.errors.append(f"(watcher) {exc}")
+
+    def _close_dialogs(self) -> None:
+        import jpype
+
+        Window = jpype.JClass("java.awt.Window")
+        Dialog = jpype.JClass("java.awt.Dialog")
+        Frame = jpype.JClass("java.awt.Frame")
+        TextWindow = jpype.JClass("ij.text.TextWindow")
+        MessageDialog = jpype.JClass("ij.gui.MessageDialog")
+        WindowEvent = jpype.JClass("java.awt.event.WindowEvent")
+        for w in Window.getWindows():
+            if not w.isShowing():
+                continue
+            title = str(w.getTitle()) if isinstance(w, (Dialog, Frame)) else ""
+            if isinstance(w, TextWindow) and title == "Exception":
+                text = str(w.getTextPanel().getText())
+                self._abort()
+                self.errors.append("Java exception in an ImageJ command:\n" + text.strip())
+                w.dispose()
+                continue
+            if not isinstance(w, Dialog):
+                continue
+            text = "\n".join(_component_texts(w)).strip()
+            is_error_dialog = title in _ERROR_DIALOG_TITLES
+            is_message = isinstance(w, MessageDialog) and not is_error_dialog
+            if is_error_dialog:
+                # the interpreter knows the message; the dialog text adds the line
+                text = text.replace("Show \"Debug\" Window", "").strip()
+                found = re.search(r" in line (\d+)", text)
+                if found and self.error_line is None:
+                    self.error_line = int(found.group(1))
+                self.errors.append(text or title)
+            elif is_message and title in _INFO_TITLES:
+                if not self.close_all:
+                    continue
+                self.messages.append(text)
+            elif is_message:  # IJ.error(title, msg) outside a run() call
+                self.errors.append(f"{title}: {text}" if text else title)
+            else:  # an input dialog
+                if not self.close_all:
+                    continue
+                self.errors.append(
+                    f"the dialog {title!r} asked for input that nobody can give here; pass its "
+                    "values as the options of run() (record them with Plugins > Macros > Record...)"
+                )
+            if not is_error_dialog and not (is_message and title in _INFO_TITLES):
+                self._abort()  # first, so that nothing after the dialog runs
+            w.dispatchEvent(WindowEvent(w, WindowEvent.WINDOW_CLOSING))
+            if w.isShowing():
+                w.dispose()
+
+
+# --------------------------------------------------------------------------- API
+def _macro_code(code_or_path: str | os.PathLike) -> tuple[str, Path | None]:
+    if isinstance(code_or_path, Path):
+        path = code_or_path
+    else:
+        text = str(code_or_path)
+        looks_like_path = "\n" not in text and text.endswith((".ijm", ".txt", ".js", ".bsh")) and "(" not in text
+        path = Path(text) if looks_like_path else None
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"macro file {str(path)!r} does not exist")
+        return path.read_text(encoding="utf-8"), path
+    return str(code_or_path), None
+
+
+def run_macro(
+    code_or_path: str | os.PathLike,
+    arg: str = "",
+    *,
+    echo: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+    imagej: str | None = None,
+    mode: str = "auto",
+) -> MacroResult:
+    """Run an ImageJ macro with every IJ Bridge command installed.
+
+    Parameters
+    ----------
+    code_or_path : str or path
+        Macro source code, or the path of an ``.ijm`` file (a ``Path``, or a
+        one-line string ending in ``.ijm``/``.txt``).
+    arg : str
+        What the macro's ``getArgument()`` returns.
+    echo : callable, optional
+        Called with each new Log line while the macro runs (e.g. ``print``).
+    timeout : float, optional
+        Seconds after which the macro is aborted (and reported as failed).
+    imagej, mode
+        Passed to :func:`ij_bridge.start` if ImageJ is not running yet.
+
+    Returns
+    -------
+    MacroResult
+        ``ok`` is False when the macro had an error, a command failed, ImageJ
+        reported an error, or a dialog wanted input.
+
+    Notes
+    -----
+    Macros are serialised with the commands (ImageJ's state is global); the
+    macro runs on the calling thread.
+    """
+    import jpype
+
+    code, path = _macro_code(code_or_path)
+    registry.install_commands(imagej=imagej, mode=mode)
+    from ..imagej import runtime
+
+    IJ = jpype.JClass("ij.IJ")
+    Macro = jpype.JClass("ij.Macro")
+    Interpreter = jpype.JClass("ij.macro.Interpreter")
+    t0 = time.perf_counter()
+    with registry.command_lock:
+        IJ.getErrorMessage()  # forget errors of earlier runs
+        before = registry.last_error.when
+        watcher = _Watcher(echo, close_all=runtime.mode() != "interactive",
+                           deadline=None if timeout is None else time.monotonic() + timeout)
+        interp = Interpreter()
+        watcher.interp = interp
+        value = None
+        exc_text = None
+        registry._dialog_guard.set()
+        watcher.start()
+        try:
+            value = interp.run(code, arg)
+        except jpype.JException as exc:
+            if str(exc.getMessage()) != "Macro canceled":
+                exc_text = f"{exc.getClass().getName()}: {exc.getMessage()}"
+        finally:
+            Macro.setOptions(None)
+            registry._dialog_guard.clear()
+            watcher.stop()
+        errors: list[str] = []
+        if interp.wasError() or (interp.getErrorMessage() is not None):
+            msg = str(interp.getErrorMessage() or "macro error")
+            line = watcher.error_line if watcher.error_line is not None else int(interp.getLineNumber())
+            errors.append(f"{msg} (macro line {line})" if line > 0 else msg)
+        if exc_text:
+            errors.append(exc_text)
+        ij_error = IJ.getErrorMessage()
+        if ij_error is not None and not any(str(ij_error) in e for e in errors):
+            errors.append(str(ij_error))
+        if registry.last_error.when != before and not any(registry.last_error.message in e for e in errors):
+            errors.append(f"{registry.last_error.command}: {registry.last_error.message}")
+        for e in watcher.errors:
+            if not any(e in x or x.split(" (macro line")[0] in e for x in errors):
+                errors.append(e)
+    seconds = time.perf_counter() - t0
+    ok = not errors
+    return MacroResult(
+        output="\n".join(watcher.lines),
+        ok=ok,
+        error=None if ok else "\n".join(errors),
+        value=None if value is None else str(value),
+        messages=watcher.messages,
+        seconds=seconds,
+    )
+
+
+def _print_line(line: str) -> None:  # pragma: no cover - used by the CLI
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

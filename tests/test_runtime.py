@@ -199,3 +199,20 @@ def test_jvm_without_imagej_and_missing_imagej_give_clear_errors(tmp_path):
     proc = run_python(code, env=env)
     assert "does not exist" in proc.stdout and "apt-get install libij-java" in proc.stdout, \
         proc.stdout + proc.stderr[-2000:]
+
+
+def test_max_heap_and_jvm_options_reach_the_jvm():
+    code = textwrap.dedent("""
+        import ij_bridge, jpype
+        ij_bridge.start(mode="headless", max_heap="768m", jvm_options=["-Dij_bridge.test=yes"])
+        System = jpype.JClass("java.lang.System")
+        print("HEAP", jpype.JClass("java.lang.Runtime").getRuntime().maxMemory() // 2**20,
+              "PROP", System.getProperty("ij_bridge.test"))
+    """)
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    words = proc.stdout.split()
+    assert 600 <= int(words[words.index("HEAP") + 1]) <= 768   # -Xmx768m (minus a survivor space)
+    assert words[words.index("PROP") + 1] == "yes"
+    bad = run_python("import ij_bridge; ij_bridge.start(mode='headless', max_heap='4gb')")
+    assert bad.returncode != 0 and "max_heap must look like" in bad.stderr

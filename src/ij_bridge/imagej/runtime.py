@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -294,8 +295,11 @@ def start(
         try:
             scyjava.config.set_java_constraints(fetch="never")  # the system JDK, never a download
             heap = max_heap or os.environ.get(ENV_HEAP)
+            if heap and not re.fullmatch(r"[1-9][0-9]*[kKmMgGtT]?", str(heap)):
+                raise ValueError(f"max_heap must look like '512m' or '8g' (java -Xmx syntax), got {heap!r}")
             if heap:
-                scyjava.config.set_heap_max(heap)
+                # scyjava's set_heap_max takes a number of MB ("4g" became "-Xmx4gm")
+                scyjava.config.add_option(f"-Xmx{heap}")
             scyjava.config.add_classpath(*classpath)
             scyjava.config.add_options([f"-D{k}={v}" for k, v in props.items()] + list(jvm_options))
             scyjava.start_jvm()

@@ -258,7 +258,7 @@ def test_progress_callback(model2d):
 @pytest.mark.parametrize("name", ["model_dir", "model.zip"])
 def test_save_load_bit_identical(model2d, tmp_path, name):
     path = model2d.save(tmp_path / name)
-    loaded = N2V.load(path)
+    loaded = N2V.load(path, device=model2d.device)
     assert loaded.config == model2d.config
     img = _noisy((50, 61), 9)
     assert np.array_equal(loaded.predict(img), model2d.predict(img))
@@ -332,3 +332,21 @@ def test_bad_prediction_input(model2d):
         model2d.predict(xr.DataArray(_noisy((30, 30)), dims=("row", "col")))
     with pytest.raises(RuntimeError, match="not trained"):
         N2V(_tiny()).predict(_noisy((30, 30)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_is_deterministic_and_matches_cpu_prediction(tmp_path):
+    img = _noisy((48, 48))
+    models = []
+    for _ in range(2):
+        m = N2V(_tiny(seed=3), device="cuda")
+        m.train(img, show_progress=False)
+        models.append(m)
+    a, b = (list(m.net.state_dict().values()) for m in models)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    test = _noisy((70, 90), 5)
+    gpu = models[0].predict(test)
+    np.testing.assert_allclose(models[0].predict(test, tile_shape=24), gpu, atol=1e-3)
+    cpu = N2V.load(models[0].save(tmp_path / "m.zip"), device="cpu").predict(test)
+    np.testing.assert_allclose(cpu, gpu, atol=1e-2)
+    assert models[0].device.type == "cuda" and N2V(_tiny()).device.type == "cuda"

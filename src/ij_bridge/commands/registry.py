@@ -258,14 +258,18 @@ class CommandContext:
         The macro options string, or None for a dialog run.
     from_macro : bool
         True when called with options (macro, ``IJ.run(name, options)``).
+    log_interval : float
+        Seconds between progress lines in the Log.
     """
+
+    log_interval = 5.0
 
     def __init__(self, name: str, options: str | None):
         self.name = name
         self.options = options
         self.from_macro = options is not None
-        self._last_logged = -1.0
-        self._last_message = ""
+        self._last_log_time: float | None = None
+        self._logged_since_start = False
         self._t0 = time.perf_counter()
 
     # --- feedback ---------------------------------------------------------
@@ -284,8 +288,10 @@ class CommandContext:
     def progress(self, done: int, total: int, message: str = "") -> None:
         """A ``progress(done, total, message)`` callback for the Python cores.
 
-        Drives ImageJ's progress bar and status line, and logs a line at the
-        start, at every tenth of the way and at the end.
+        Drives ImageJ's progress bar and status line; a line goes to the Log at
+        most every :attr:`log_interval` seconds (and a last one at the end of a
+        step that logged before), so that long steps show in the Log without
+        flooding it.
         """
         import jpype
 
@@ -295,12 +301,15 @@ class CommandContext:
         IJ.showProgress(done / total)
         if message:
             IJ.showStatus(f"{self.name}: {message}")
-        fraction = done / total
-        if done == total or fraction - self._last_logged >= 0.1 or self._last_logged < 0:
-            self._last_logged = fraction
-            if message and (message != self._last_message or done == total):
-                self.log(f"[{done}/{total}] {message}")
-                self._last_message = message
+        now = time.perf_counter()
+        if self._last_log_time is None:
+            self._last_log_time = now
+        due = now - self._last_log_time >= self.log_interval
+        final = done == total and self._logged_since_start
+        if message and (due or final):
+            self.log(f"[{done}/{total}] {message}")
+            self._last_log_time = now
+            self._logged_since_start = done != total
 
     def elapsed(self) -> float:
         """Seconds since the command started."""

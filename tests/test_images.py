@@ -344,3 +344,23 @@ def test_headless_mode_converts(tmp_path):
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK ij.CompositeImage" in proc.stdout
+
+
+def test_numpy_is_uncalibrated_and_virtual_stacks_read(ij, tmp_path):
+    import jpype
+
+    from ij_bridge import from_imageplus, io, to_imageplus
+
+    arr = np.arange(3 * 5 * 6, dtype=np.float32).reshape(3, 5, 6)
+    imp = to_imageplus(arr, dims="zyx")
+    cal = imp.getCalibration()
+    assert not cal.scaled() and str(cal.getUnit()) == "pixel"
+    assert (cal.xOrigin, cal.yOrigin, cal.zOrigin, cal.frameInterval) == (0.0, 0.0, 0.0, 0.0)
+    back = from_imageplus(imp)
+    assert back.attrs["units"] == {"x": "pixel", "y": "pixel", "z": "pixel"}
+    assert list(back.z.values) == [0.0, 1.0, 2.0]
+    # a virtual stack (planes read from disk on demand) converts the same way
+    path = io.imwrite(tmp_path / "v.tif", arr, dims="zyx")
+    virtual = jpype.JClass("ij.plugin.FileInfoVirtualStack").openVirtual(str(path))
+    assert virtual.getStack().isVirtual()
+    np.testing.assert_array_equal(from_imageplus(virtual).values, arr)

@@ -242,3 +242,17 @@ def test_io_imports_no_java():
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "OK" in proc.stdout
+
+
+def test_unit_without_resolution_tags_reads_like_imagej(ij, tmp_path):
+    """Edge case of ImageJ's reader: a unit in the description but no resolution tags."""
+    import tifffile
+
+    from ij_bridge import from_imageplus
+
+    path = tmp_path / "u.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 4), np.uint8), imagej=True,
+                     metadata={"axes": "ZYX", "unit": "\\u00B5m", "spacing": 0.25})
+    ours, theirs = io.imread(path), from_imageplus(ij.openImage(str(path)))
+    _assert_same_image(ours, theirs)
+    assert ours.attrs["units"]["x"] == "µm" and ours.attrs["calibration"]["pixel_depth"] == 0.25

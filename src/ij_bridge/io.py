@@ -603,10 +603,11 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
     if meta is not None:
         meta = {k: _unescape(v) for k, v in meta.items()}
         unit = str(meta.get("unit", ""))
-        if pw is not None:
-            cal["pixel_width"] = pw
-            cal["pixel_height"] = ph if ph is not None else pw
-            cal["x_unit"] = sanitize_unit(unit)
+        # as ImageJ's FileOpener: the description's unit always applies; pixel sizes
+        # come from the resolution tags (1.0 where a tag is missing)
+        cal["pixel_width"] = pw if pw is not None else 1.0
+        cal["pixel_height"] = ph if ph is not None else 1.0
+        cal["x_unit"] = sanitize_unit(unit)
         if meta.get("spacing") is not None:
             cal["pixel_depth"] = abs(float(meta["spacing"]))
         for key, field in (("xorigin", "x_origin"), ("yorigin", "y_origin"), ("zorigin", "z_origin"),

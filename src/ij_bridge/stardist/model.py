@@ -143,6 +143,22 @@ def _memory_budget(device: torch.device) -> float:
     return min(0.25 * avail, 4 * 2**30)
 
 
+def _auto_tiles(shape, halo, div, bytes_per_pixel, budget) -> tuple[int, ...]:
+    """Fewest tiles whose read region (core + halo on both sides) fits ``budget``."""
+    n = [1] * len(shape)
+
+    def need(n):
+        return math.prod(min(s, math.ceil(s / k) + 2 * h) for s, k, h in zip(shape, n, halo)) * bytes_per_pixel
+
+    while need(n) > budget:
+        cores = [math.ceil(s / k) for s, k in zip(shape, n)]
+        axis = int(np.argmax([c if c > q else 0 for c, q in zip(cores, div)]))
+        if cores[axis] <= div[axis]:
+            break
+        n[axis] += 1
+    return tuple(n)
+
+
 def bundled_models() -> list[str]:
     """Names of the models that ship with the package (usable in ``from_pretrained``)."""
     if not _MODELS_DIR.is_dir():
@@ -266,7 +282,7 @@ class StarDistBase:
         return self._predict_prepared(x, n_tiles, progress)
 
     def _predict_prepared(self, x: np.ndarray, n_tiles=None, progress=None):
-        from ..tiles import auto_n_tiles, tile_shape_for, tiled_apply
+        from ..tiles import tile_shape_for, tiled_apply
 
         spatial = x.shape[1:]
         div = self.config.divisor
@@ -277,8 +293,7 @@ class StarDistBase:
         halo = self._halo()
         if n_tiles is None:
             bpp = 4.0 * self.config.unet_n_filters * 8 + 4 * self.config.n_rays
-            work = [s + 2 * h for s, h in zip(padded, halo)]
-            n_tiles = auto_n_tiles(work, bpp, _memory_budget(self.device))
+            n_tiles = _auto_tiles(padded, halo, div, bpp, _memory_budget(self.device))
         n_tiles = (int(n_tiles),) * self.ndim if np.isscalar(n_tiles) else tuple(int(v) for v in n_tiles)
         if len(n_tiles) != self.ndim or any(v < 1 for v in n_tiles):
             raise ValueError(f"n_tiles needs {self.ndim} positive values, got {n_tiles}")

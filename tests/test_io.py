@@ -256,3 +256,24 @@ def test_unit_without_resolution_tags_reads_like_imagej(ij, tmp_path):
     ours, theirs = io.imread(path), from_imageplus(ij.openImage(str(path)))
     _assert_same_image(ours, theirs)
     assert ours.attrs["units"]["x"] == "µm" and ours.attrs["calibration"]["pixel_depth"] == 0.25
+
+
+@pytest.mark.parametrize("pw, ph, origin, unit", [
+    (0.123456789, 0.123456789, 3.7, "micron"), (1e-3, 2e-3, -12.0, "mm"), (250.0, 250.0, 0.5, "nm"),
+    (0.0645, 0.0645, 1e6, "µm"), (1.0 / 3.0, 0.2, 0.0, "Å"),
+])
+def test_random_calibrations_via_tiff(ij, tmp_path, pw, ph, origin, unit):
+    from ij_bridge import from_imageplus
+
+    da = xr.DataArray(np.zeros((3, 4, 5), np.uint16), dims=("z", "y", "x"),
+                      coords={"x": (np.arange(5) - origin) * pw, "y": (np.arange(4) - origin) * ph,
+                              "z": (np.arange(3) - origin) * 0.3},
+                      attrs={"units": {"x": unit, "y": unit, "z": unit}})
+    path = io.imwrite(tmp_path / "c.tif", da)
+    imp = ij.openImage(str(path))
+    cal = imp.getCalibration()
+    assert cal.pixelWidth == pytest.approx(pw, rel=5e-16) and cal.pixelHeight == pytest.approx(ph, rel=5e-16)
+    assert cal.pixelDepth == pytest.approx(0.3, rel=1e-15)
+    assert cal.xOrigin == pytest.approx(origin, rel=1e-12, abs=1e-12)
+    assert str(cal.getUnit()) == unit
+    _assert_same_image(io.imread(path), from_imageplus(imp))

@@ -182,9 +182,11 @@ def to_imagej_dtype(arr: np.ndarray, is_rgb: bool, stacklevel: int = 3) -> tuple
 def _uniform_step(name: str, coord: np.ndarray) -> tuple[float, float, float]:
     """(step, origin in pixels, first value) of an evenly spaced increasing coordinate.
 
-    The step and origin are chosen among a few candidates (first difference, mean
-    step, and both rounded to 12 significant digits) as the pair that reproduces the
-    coordinate best with ImageJ's formula ``(i - origin) * step``. For a single
+    Step candidates are the first difference and the mean step, and both rounded to
+    4..15 significant digits; the origin is ``-coord[0] / step``. Among the steps that
+    reproduce the coordinate with ImageJ's formula ``(i - origin) * step`` to rounding
+    error, the shortest decimal wins (0.3 rather than 0.299999999988 from coordinates far
+    from zero). For a single
     sample the step and origin are NaN.
     """
     c = np.asarray(coord)
@@ -198,16 +200,15 @@ def _uniform_step(name: str, coord: np.ndarray) -> tuple[float, float, float]:
     if n == 1:
         return math.nan, math.nan, float(c[0])
     candidates = {c[1] - c[0], (c[-1] - c[0]) / (n - 1)}
-    candidates |= {float(f"{s:.12g}") for s in list(candidates)}
+    candidates |= {float(f"{s:.{digits}g}") for s in list(candidates) for digits in range(4, 16)}
     idx = np.arange(n, dtype=np.float64)
     scored = []
     for s in candidates:
         if not s > 0:
             continue
         o = -c[0] / s + 0.0  # no negative zero
-        for oo in {o, float(f"{o:.12g}") + 0.0}:
-            err = float(np.max(np.abs((idx - oo) * s - c)))
-            scored.append((err, len(repr(s)) + len(repr(oo)), s, oo))
+        err = float(np.max(np.abs((idx - o) * s - c)))
+        scored.append((err, len(repr(s)), s, o))
     best, best_err = None, math.inf
     if scored:
         best_err = min(t[0] for t in scored)

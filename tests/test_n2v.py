@@ -350,3 +350,24 @@ def test_cuda_training_is_deterministic_and_matches_cpu_prediction(tmp_path):
     cpu = N2V.load(models[0].save(tmp_path / "m.zip"), device="cpu").predict(test)
     np.testing.assert_allclose(cpu, gpu, atol=1e-2)
     assert models[0].device.type == "cuda" and N2V(_tiny()).device.type == "cuda"
+
+
+def test_bioimageio_export_reproduces_test_output(model2d, tmp_path):
+    img = _noisy((45, 70), 6)
+    path = model2d.export_bioimageio(tmp_path / "bmz.zip", img, name="test model")
+    with zipfile.ZipFile(path) as zf:
+        rdf = json.loads(zf.read("rdf.yaml"))  # JSON is valid YAML
+        for name in ("weights.pt", "weights_torchscript.pt", "unet.py", "test_input.npy",
+                     "test_output.npy", "README.md"):
+            assert name in zf.namelist()
+        import io
+        x = np.load(io.BytesIO(zf.read("test_input.npy")))
+        y = np.load(io.BytesIO(zf.read("test_output.npy")))
+        ts = torch.jit.load(io.BytesIO(zf.read("weights_torchscript.pt")))
+    assert rdf["type"] == "model" and rdf["format_version"].startswith("0.5")
+    assert x.shape == (1, 1, 44, 68) and y.shape == x.shape  # cropped to multiples of 4
+    pre = rdf["inputs"][0]["preprocessing"][0]["kwargs"]
+    post = rdf["outputs"][0]["postprocessing"][0]["kwargs"]
+    with torch.no_grad():
+        raw = ts(torch.from_numpy((x - pre["mean"]) / pre["std"]).float()).numpy()
+    np.testing.assert_allclose(raw * post["gain"] + post["offset"], y, rtol=1e-5, atol=1e-3)

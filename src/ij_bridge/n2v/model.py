@@ -437,6 +437,12 @@ class N2V:
             raise RuntimeError("nothing to save: the model is not trained")
         return save_model(self, Path(path), overwrite=overwrite)
 
+    def export_bioimageio(self, path: str | os.PathLike, test_input: Any, **kwargs: Any) -> Path:
+        """Write a BioImage Model Zoo package; see :func:`ij_bridge.n2v.bioimageio.export_bioimageio`."""
+        from .bioimageio import export_bioimageio
+
+        return export_bioimageio(self, path, test_input, **kwargs)
+
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "N2V":
         """Load a model written by :meth:`save` (folder or zip).

@@ -153,3 +153,18 @@ def test_headless_tables():
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout
+
+
+def test_many_labels_and_strings(clean_imagej):
+    import time
+
+    from ij_bridge import dataframe_to_results, results_to_dataframe
+
+    n = 20_000
+    df = pd.DataFrame({"v": np.arange(n, dtype=float), "s": [f"s{i}" for i in range(n)]},
+                      index=pd.Index([f"r{i}" for i in range(n)], name="Label"))
+    t0 = time.perf_counter()
+    dataframe_to_results(df, show=False)
+    back = results_to_dataframe()
+    print(f"20k rows with labels and a text column both ways: {time.perf_counter() - t0:.2f} s")
+    pd.testing.assert_frame_equal(back, df)

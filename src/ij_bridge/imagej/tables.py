@@ -93,7 +93,10 @@ def results_to_dataframe(rt: Any = None) -> pd.DataFrame:
     for pos, h in enumerate(headings):
         if pos == 0 and int(table.getColumnIndex(h)) == not_found:
             # the row-label column (it is not a data column)
-            labels = [table.getLabel(i) for i in range(n)]
+            if h == "Label":  # one call for all labels
+                labels = list(table.getColumnAsStrings(h)) if n else []
+            else:
+                labels = [table.getLabel(i) for i in range(n)]
             index = pd.Index([None if lab is None else str(lab) for lab in labels], name=h or "Label")
             continue
         values = np.array(memoryview(table.getColumn(h)), dtype=np.float64) if n else np.empty(0)

@@ -277,3 +277,12 @@ def test_random_calibrations_via_tiff(ij, tmp_path, pw, ph, origin, unit):
     assert cal.xOrigin == pytest.approx(origin, rel=1e-12, abs=1e-12)
     assert str(cal.getUnit()) == unit
     _assert_same_image(io.imread(path), from_imageplus(imp))
+
+
+def test_zlib_compressed_file_opens_in_imagej(ij, tmp_path):
+    from ij_bridge import from_imageplus
+
+    a = np.random.default_rng(0).integers(0, 60000, (3, 40, 50), dtype=np.uint16)
+    path = io.imwrite(tmp_path / "z.tif", a, dims="zyx", compression="zlib")
+    np.testing.assert_array_equal(from_imageplus(ij.openImage(str(path))).values, a)
+    np.testing.assert_array_equal(io.imread(path).values, a)

@@ -352,6 +352,7 @@ def test_cuda_training_is_deterministic_and_matches_cpu_prediction(tmp_path):
     assert models[0].device.type == "cuda" and N2V(_tiny()).device.type == "cuda"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_bioimageio_export_reproduces_test_output(model2d, tmp_path):
     img = _noisy((45, 70), 6)
     path = model2d.export_bioimageio(tmp_path / "bmz.zip", img, name="test model")

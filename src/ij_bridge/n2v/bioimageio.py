@@ -17,8 +17,7 @@ import hashlib
 import inspect
 import io
 import json
-import shutil
-import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -104,10 +103,12 @@ def export_bioimageio(
     cpu_net = UNet(**cfg.unet_kwargs())
     cpu_net.load_state_dict(state)
     cpu_net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is what bioimage.io consumers load; torch >= 2.10 flags it as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(cpu_net, torch.zeros((1,) + x.shape), check_trace=False)
-    buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
     ts_bytes = buf.getvalue()
 
     out = model.predict(x, axes="C" + ("ZYX" if nd == 3 else "YX"))

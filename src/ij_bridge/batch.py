@@ -352,7 +352,11 @@ def _roi_zip_bytes(rm) -> bytes | None:
             data = RoiEncoder.saveAsByteArray(rois[i])
             if data is None:
                 raise RuntimeError(f"ImageJ could not encode ROI {label!r}")
-            zf.writestr(_unique(_safe_name(label, f"roi-{i + 1:04d}") + ".roi", used), bytes(data))
+            # a fixed time stamp: the same ROIs give the same bytes on every run
+            info = zipfile.ZipInfo(_unique(_safe_name(label, f"roi-{i + 1:04d}") + ".roi", used),
+                                   date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, bytes(data))
     return buf.getvalue()
 
 
@@ -608,8 +612,24 @@ class ImageJSession:
             **stamp,
         }
         (staging / RECORD_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        _fix_modes(staging)
         _publish(staging, Path(task.output_dir))
         return record
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fix_modes(folder: Path) -> None:
+    """Give files the permissions of a plain ``open()`` (temporary files are created 0600)."""
+    mode = _umask_mode()
+    for p in folder.iterdir():
+        if p.is_file():
+            with contextlib.suppress(OSError):
+                os.chmod(p, mode)
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -840,6 +860,7 @@ def write_summary(path: Path, results: Sequence[FileResult]) -> None:
             w.writeheader()
             for r in results:
                 w.writerow(r.row())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

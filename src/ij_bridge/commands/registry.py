@@ -592,8 +592,8 @@ def run_command(name: str, options: str = "", imp=None) -> None:
     """
     import jpype
 
+    install_commands()  # registers the bundled commands too
     get_command(name)
-    install_commands()
     IJ = jpype.JClass("ij.IJ")
     before = last_error.when
     with command_lock:

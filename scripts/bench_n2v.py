@@ -4,7 +4,9 @@
 Both get the same budget (gradient steps × batch × patch) on the same image:
 ``../shared/data/nuclei2d/train_left_img.tif`` scaled to 0–255 and corrupted
 with Gaussian noise (σ = 25, seeded). Printed for both, in one run: PSNR
-(data range 255), scale-invariant PSNR, training and prediction seconds.
+(data range 255), scale-invariant PSNR, training and prediction seconds
+(wall clock, and CPU time of the process, which is less sensitive to other
+load on a shared machine), and the 1-minute load average when each started.
 
 CAREamics runs in its own virtual environment, ``.bench/careamics`` (git
 ignored), which this script creates on first use: CAREamics 0.3.5 is installed
@@ -38,7 +40,8 @@ DATA = ROOT.parent / "shared" / "data" / "nuclei2d" / "train_left_img.tif"
 VENV = ROOT / ".bench" / "careamics"
 CAREAMICS_REQS = [
     "bioimageio-core>=0.9,<=0.11.0", "lightning>=2.2,<=2.6.6,!=2.6.2,!=2.6.3", "microssim<=0.0.5",
-    "numpy<=2.4.6", "pillow<=13.0.0", "psutil<=7.2.2", "pydantic>=2.11,<=2.14.1",
+    "numpy<=2.4.6", "pillow<=13.0.0", "psutil<=7.2.2", "pydantic>=2.11,<2.12",  # bioimageio.spec 0.5.12 breaks on 2.14
+    
     "pyyaml<=6.0.3,!=6.0.0", "scikit-image<=0.26.0", "tifffile<=2026.3.3", "torchmetrics<1.9.0",
     "zarr>=3,<4", "matplotlib<=3.11.2",
 ]
@@ -65,17 +68,18 @@ conf = create_n2v_config(
 )
 torch.manual_seed(cfg["seed"])
 cm = CAREamist(config=conf, work_dir=cfg["work"], enable_progress_bar=False)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 cm.train(train_data=noisy)
-t_train = time.perf_counter() - t0
-t0 = time.perf_counter()
+t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+t0, c0 = time.perf_counter(), time.process_time()
 pred = cm.predict(pred_data=noisy, axes="YX")
-t_pred = time.perf_counter() - t0
+t_pred, c_pred = time.perf_counter() - t0, time.process_time() - c0
 if isinstance(pred, tuple):  # 0.3.5: (list of arrays, list of source ids)
     pred = pred[0]
 pred = np.asarray(pred[0] if isinstance(pred, list) else pred).squeeze()
 np.save(cfg["out"], pred.astype(np.float32))
-print("RESULT " + json.dumps({"train_s": t_train, "predict_s": t_pred,
+print("RESULT " + json.dumps({"train_s": t_train, "predict_s": t_pred, "train_cpu_s": c_train,
+                              "predict_cpu_s": c_pred,
                               "version": careamics.__version__}))
 '''
 
@@ -124,7 +128,7 @@ def load_data(sigma: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return gt.astype(np.float32), noisy.astype(np.float32)
 
 
-def run_ours(noisy, args) -> tuple[np.ndarray, float, float]:
+def run_ours(noisy, args) -> tuple[np.ndarray, dict]:
     import torch
 
     from ij_bridge.n2v import N2V, N2VConfig
@@ -134,16 +138,16 @@ def run_ours(noisy, args) -> tuple[np.ndarray, float, float]:
                     epochs=args.epochs, steps_per_epoch=args.steps // args.epochs, seed=args.seed,
                     variant=args.variant, lr_schedule=args.lr_schedule)
     model = N2V(cfg, device="cpu")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.train(noisy, show_progress=False)
-    t_train = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     pred = model.predict(noisy)
-    t_pred = time.perf_counter() - t0
-    return pred, t_train, t_pred
+    t_pred, c_pred = time.perf_counter() - t0, time.process_time() - c0
+    return pred, dict(train_s=t_train, predict_s=t_pred, train_cpu_s=c_train, predict_cpu_s=c_pred)
 
 
-def run_careamics(noisy, args, log) -> tuple[np.ndarray, float, float, str]:
+def run_careamics(noisy, args, log) -> tuple[np.ndarray, dict, str]:
     py = ensure_venv(log)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "noisy.npy", noisy)
@@ -160,7 +164,8 @@ def run_careamics(noisy, args, log) -> tuple[np.ndarray, float, float, str]:
             raise RuntimeError(f"CAREamics worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         res = json.loads(lines[-1][7:])
         pred = np.load(cfg["out"])
-    return pred, res["train_s"], res["predict_s"], res["version"]
+    version = res.pop("version")
+    return pred, res, version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,26 +190,31 @@ def main(argv: list[str] | None = None) -> int:
     gt, noisy = load_data(args.sigma, args.seed)
     log(f"image {DATA.name} {gt.shape}, σ={args.sigma}; budget {args.steps} steps × batch "
         f"{args.batch} × patch {args.patch}², {args.threads} threads")
-    rows = [dict(method="noisy input", psnr=psnr(noisy, gt), si_psnr=si_psnr(noisy, gt),
-                 train_s=float("nan"), predict_s=float("nan"))]
-    pred, tt, tp = run_ours(noisy, args)
+    nan = float("nan")
+    rows = [dict(method="noisy input", psnr=psnr(noisy, gt), si_psnr=si_psnr(noisy, gt), train_s=nan,
+                 predict_s=nan, train_cpu_s=nan, predict_cpu_s=nan, load=nan)]
     from ij_bridge import __version__
 
+    load = os.getloadavg()[0]
+    pred, times = run_ours(noisy, args)
     rows.append(dict(method=f"ij_bridge.n2v {__version__} ({args.variant})", psnr=psnr(pred, gt),
-                     si_psnr=si_psnr(pred, gt), train_s=tt, predict_s=tp))
+                     si_psnr=si_psnr(pred, gt), load=load, **times))
     log(f"ours done: {rows[-1]}")
     if not args.skip_careamics:
         try:
-            cpred, ct, cp, ver = run_careamics(noisy, args, log)
+            load = os.getloadavg()[0]
+            cpred, times, ver = run_careamics(noisy, args, log)
             rows.append(dict(method=f"CAREamics {ver} (N2V)", psnr=psnr(cpred, gt),
-                             si_psnr=si_psnr(cpred, gt), train_s=ct, predict_s=cp))
+                             si_psnr=si_psnr(cpred, gt), load=load, **times))
         except Exception as exc:  # report ours anyway
             log(f"CAREamics could not run: {exc}")
-    print(f"\n| method | PSNR (dB, range 255) | SI-PSNR (dB) | train (s) | predict (s) |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| method | PSNR (dB, range 255) | SI-PSNR (dB) | train (s) | train CPU (s) | predict (s) "
+          "| predict CPU (s) | load avg at start |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['psnr']:.2f} | {r['si_psnr']:.2f} | {r['train_s']:.1f} | "
-              f"{r['predict_s']:.2f} |")
+              f"{r['train_cpu_s']:.1f} | {r['predict_s']:.2f} | {r['predict_cpu_s']:.2f} | "
+              f"{r['load']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
                                              rows=rows), indent=2))

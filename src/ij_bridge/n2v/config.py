@@ -129,7 +129,7 @@ class N2VConfig:
     lr_patience: int = 10
     lr_schedule: str = "plateau"
     validation_fraction: float = 0.1
-    max_val_patches: int = 64
+    max_val_patches: int = 32
     augment: bool = True
     unet_depth: int = 2
     unet_filters: int = 32

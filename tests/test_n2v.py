@@ -372,3 +372,15 @@ def test_bioimageio_export_reproduces_test_output(model2d, tmp_path):
     with torch.no_grad():
         raw = ts(torch.from_numpy((x - pre["mean"]) / pre["std"]).float()).numpy()
     np.testing.assert_allclose(raw * post["gain"] + post["offset"], y, rtol=1e-5, atol=1e-3)
+
+
+def test_automatic_tiling_when_memory_is_short(model2d, monkeypatch):
+    import ij_bridge.n2v.model as model_mod
+
+    img = _noisy((90, 70), 8)
+    full = model2d.predict(img)
+    calls = []
+    monkeypatch.setattr(model_mod, "_memory_budget", lambda device: 4.0 * 4 * 10 * 40 * 40)
+    tiled = model2d.predict(img, progress=lambda d, t, m: calls.append(t))
+    assert calls[-1] > 1  # it did split the image
+    np.testing.assert_allclose(tiled, full, rtol=0, atol=1e-4 * np.abs(full).max())

@@ -315,6 +315,8 @@ def _predict(args: argparse.Namespace) -> int:
                 row.update({f"center_{a}_px": int(v) for a, v in zip(spatial, det["points"][j])})
                 rows.append(row)
         coords = {d: da.coords[d] for d in loop + spatial if d in da.coords}
+        # ImageJ has no 32-bit integer type: 16-bit when the labels fit, else 32-bit float (exact to 2**24)
+        labels = labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels.astype(np.float32)
         out = xr.DataArray(labels, dims=loop + spatial, coords=coords,
                            attrs={k: v for k, v in da.attrs.items() if k in ("units", "calibration", "title")})
         imwrite(outs[0], out, overwrite=args.overwrite)

@@ -192,7 +192,8 @@ class StarDistBase:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.net = StarDistNet(config)
-        self.net.to(self.device)
+        self._memory_format = torch.channels_last if self.ndim == 2 else torch.channels_last_3d
+        self.net.to(self.device, memory_format=self._memory_format)
         self.thresholds = {"prob": float(config.prob_thresh), "nms": float(config.nms_thresh)}
         self.history: dict[str, list] = {}
         self.rays = self._make_rays()
@@ -255,10 +256,15 @@ class StarDistBase:
         """(C, *spatial) with spatial divisible by the divisor -> (1+R, *spatial/grid)."""
         self.net.eval()
         with torch.no_grad():
-            t = torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device)
+            t = self._tensor(x[None])
             prob, dist = self.net(t)
             out = torch.cat([torch.sigmoid(prob), dist], dim=1)[0]
         return out.float().cpu().numpy()
+
+    def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A batch (N, C, *spatial) on the device, channels-last (much faster convolutions on CPU)."""
+        t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+        return t.to(self.device).contiguous(memory_format=self._memory_format)
 
     def _halo(self) -> tuple[int, ...]:
         div = self.config.divisor
@@ -456,8 +462,7 @@ class StarDistBase:
                 padded = tuple(int(math.ceil(s / q) * q) for s, q in zip(spatial, cfg.divisor))
                 pad = [(0, 0)] + [(0, p - s) for s, p in zip(spatial, padded)]
                 xp = np.pad(x, pad, mode="reflect")
-                t = torch.from_numpy(xp)[None].to(self.device)
-                pl, dl = self.net(t)
+                pl, dl = self.net(self._tensor(xp[None]))
                 crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in prob.shape)
                 pl, dl = pl[crop], dl[crop]
                 loss, _, _ = self._loss(pl, dl, torch.from_numpy(prob)[None, None].to(self.device),
@@ -526,7 +531,9 @@ class StarDistBase:
         rng = np.random.default_rng(cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+            # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold
+            torch.set_flush_denormal(True)
+            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, foreach=True)
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
             hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
                                                      "seconds")}
@@ -546,7 +553,7 @@ class StarDistBase:
                 acc = np.zeros(3)
                 for _ in range(steps):
                     xb, pb, db = self._sample_batch(data, rng)
-                    xb, pb, db = xb.to(self.device), pb.to(self.device), db.to(self.device)
+                    xb, pb, db = self._tensor(xb), pb.to(self.device), db.to(self.device)
                     pl, dl = self.net(xb)
                     loss, lp, ld = self._loss(pl, dl, pb, db)
                     opt.zero_grad(set_to_none=True)
@@ -735,7 +742,7 @@ class StarDistBase:
             model.net.load_state_dict(state)
         except Exception as exc:  # corrupt or mismatched weights
             raise ValueError(f"{p}: weights.pt is corrupt or does not fit the config ({exc})") from None
-        model.net.to(model.device)
+        model.net.to(model.device, memory_format=model._memory_format)
         th = meta.get("thresholds", {})
         model.thresholds = {"prob": float(th.get("prob", cfg.prob_thresh)),
                             "nms": float(th.get("nms", cfg.nms_thresh))}

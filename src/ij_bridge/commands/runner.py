@@ -30,7 +30,7 @@ from typing import Callable
 
 from . import registry
 
-__all__ = ["MacroResult", "run_macro"]
+__all__ = ["MacroResult", "run_macro", "close_all_images"]
 
 _INFO_TITLES = {"Message", "Macro"}  # showMessage(...), exit("...")
 _ERROR_DIALOG_TITLES = {"Macro Error", "No Image"}
@@ -359,6 +359,22 @@ def run_macro(
     )
 
 
-def _print_line(line: str) -> None:  # pragma: no cover - used by the CLI
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+def close_all_images() -> int:
+    """Close every image window without "save changes?" questions; return how many.
+
+    Stack windows run a (non-daemon) slice-selector thread each, which keeps
+    the JVM - and so Python - from exiting while the window is open.
+    """
+    import jpype
+
+    WindowManager = jpype.JClass("ij.WindowManager")
+    ids = WindowManager.getIDList()
+    n = 0
+    for i in (ids or []):
+        imp = WindowManager.getImage(int(i))
+        if imp is None:
+            continue
+        imp.changes = False
+        imp.close()
+        n += 1
+    return n

@@ -808,7 +808,7 @@ class StarDist2D(StarDistBase):
         points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)
         d = np.maximum(d, 1e-3)
         coord = dist_to_coord(d, points)
-        keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress)
+        keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress, centres=points)
         coord, points, p = coord[keep], points[keep], p[keep]
         labels = polygons_to_label(coord, shape, prob=p)
         return labels, {"coord": coord, "points": points, "prob": p}

@@ -45,9 +45,25 @@ def polygon_candidates(prob: np.ndarray, dist: np.ndarray, prob_thresh: float,
     return points.astype(np.int64), p[order].astype(np.float32), dist[ind][order].astype(np.float32)
 
 
+def _lens_area(r1: np.ndarray, r2: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Area of the intersection of two discs (radii ``r1``, ``r2``, centre distance ``d``)."""
+    r1, r2, d = np.broadcast_arrays(np.asarray(r1, float), np.asarray(r2, float), np.asarray(d, float))
+    out = np.zeros(r1.shape)
+    inside = d <= np.abs(r1 - r2)
+    out[inside] = np.pi * np.minimum(r1, r2)[inside] ** 2
+    part = ~inside & (d < r1 + r2)
+    if part.any():
+        a, b, c = r1[part], r2[part], np.maximum(d[part], 1e-12)
+        c1 = np.clip((c * c + a * a - b * b) / (2 * c * a), -1, 1)
+        c2 = np.clip((c * c + b * b - a * a) / (2 * c * b), -1, 1)
+        k = (-c + a + b) * (c + a - b) * (c - a + b) * (c + a + b)
+        out[part] = a * a * np.arccos(c1) + b * b * np.arccos(c2) - 0.5 * np.sqrt(np.maximum(k, 0))
+    return out
+
+
 def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: float = 0.4,
                             progress: Callable[[int, int, str], None] | None = None,
-                            ) -> np.ndarray:
+                            centres: np.ndarray | None = None) -> np.ndarray:
     """Greedy NMS of 2D star-convex polygons.
 
     Parameters
@@ -60,6 +76,14 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
         Suppress a candidate when ``intersection / min(area) > nms_thresh``.
     progress : callable, optional
         ``progress(done, total, message)``.
+    centres : ndarray, optional
+        ``(n, 2)`` centres the polygons are star-convex from (their ray
+        origins). With them, pairs are first decided by disc bounds: the disc of
+        radius ``min(dist) * cos(pi / n_rays)`` lies inside a star polygon and
+        the disc of radius ``max(dist)`` contains it, so the lens areas of the
+        inner and outer discs bound the intersection from below and above; only
+        undecided pairs get an exact (GEOS) intersection. The result is the
+        same as without them.
 
     Returns
     -------
@@ -79,6 +103,10 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
     prob = np.asarray(prob)
     if coord.ndim != 3 or coord.shape[1] != 2 or len(prob) != len(coord):
         raise ValueError(f"need coord (n, 2, n_rays) and prob (n,), got {coord.shape}, {prob.shape}")
+    if centres is not None:
+        centres = np.asarray(centres, np.float64)
+        if centres.shape != (len(coord), 2):
+            raise ValueError(f"centres must be (n, 2), got {centres.shape}")
     n = len(coord)
     if n == 0:
         return np.zeros(0, np.int64)
@@ -88,6 +116,10 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
     polys = shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
     areas = polygon_areas(coord)
     tree = shapely.STRtree(polys)
+    if centres is not None:
+        rad = np.hypot(coord[:, 0] - centres[:, :1], coord[:, 1] - centres[:, 1:])
+        r_in = rad.min(axis=1) * np.cos(np.pi / coord.shape[2]) * (1 - 1e-9)
+        r_out = rad.max(axis=1) * (1 + 1e-9)
     suppressed = np.zeros(n, bool)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
@@ -103,13 +135,23 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
         cand = cand[(rank[cand] > r) & ~suppressed[cand]]
         if len(cand) == 0:
             continue
+        small = np.minimum(areas[i], areas[cand]) + 1e-10
+        if centres is not None:
+            d = np.hypot(*(centres[cand] - centres[i]).T)
+            lower = _lens_area(r_in[i], r_in[cand], d) / small
+            upper = _lens_area(r_out[i], r_out[cand], d) / small
+            sure = lower > nms_thresh
+            suppressed[cand[sure]] = True
+            cand = cand[~sure & (upper > nms_thresh)]
+            if len(cand) == 0:
+                continue
+            small = np.minimum(areas[i], areas[cand]) + 1e-10
         try:
             inter = shapely.area(shapely.intersection(polys[i], polys[cand]))
         except shapely.errors.GEOSException:  # degenerate predicted shapes
             fixed = shapely.make_valid(polys[cand])
             inter = shapely.area(shapely.intersection(shapely.make_valid(polys[i]), fixed))
-        ratio = inter / (np.minimum(areas[i], areas[cand]) + 1e-10)
-        suppressed[cand[ratio > nms_thresh]] = True
+        suppressed[cand[inter / small > nms_thresh]] = True
     if progress is not None:
         progress(n, n, "non-maximum suppression")
     return np.asarray(keep, np.int64)
@@ -121,7 +163,7 @@ def nms_from_maps(prob: np.ndarray, dist: np.ndarray, prob_thresh: float, nms_th
     points, p, d = polygon_candidates(prob, dist, prob_thresh, grid)
     d = np.maximum(d, 1e-3)
     coord = dist_to_coord(d, points)
-    keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress)
+    keep = non_maximum_suppression(coord, p, nms_thresh, progress=progress, centres=points)
     return points[keep], p[keep], d[keep], coord[keep]
 
 

@@ -1,0 +1,7 @@
+"""``python -m ij_bridge.cli`` is ``ij-bridge``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -80,17 +80,20 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "run-command",
-        help="run one IJ Bridge command on an image file and save its results (used by installed macros)",
+        help="run IJ Bridge commands on an image file and save the results (used by installed macros)",
         description=(
-            "Open FILE in the bridge's ImageJ, run the command NAME with OPTIONS, and save every "
-            "image, the ROI Manager and the tables into OUTPUT, with manifest.tsv listing them. "
-            "The last stdout line is 'ij-bridge-status: 0' on success, or the exit status and "
-            "the error, so that ImageJ's exec() can tell."
+            "Open FILE in the bridge's ImageJ (under a private virtual display), run each command "
+            "NAME with its macro OPTIONS in turn, and save every image, the ROI Manager and the "
+            "tables into OUTPUT, with manifest.tsv listing them. stdout lists the files "
+            "('image<TAB>name.tif', 'rois<TAB>rois.zip', 'results<TAB>results.csv'), the Log "
+            "('log<TAB>line') and ends with 'ij-bridge-status: 0', or the exit status and the "
+            "error, so that ImageJ's exec() can tell."
         ),
     )
-    p.add_argument("name", metavar="NAME", help='command name, e.g. "StarDist 2D (torch)"')
+    p.add_argument("steps", nargs="+", metavar="NAME OPTIONS",
+                   help='command names each followed by its options ("-" for none), e.g. '
+                        '"StarDist 2D (torch)" "output=[Both]" "Measure Labels" -')
     p.add_argument("--input", required=True, metavar="FILE", help="image file (ImageJ TIFF)")
-    p.add_argument("--options", default="", metavar="OPTIONS", help="macro options for the command")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the results (created)")
     p.add_argument("--title", default=None, metavar="TITLE", help="title to give the input image")
     p.add_argument("--imagej", default=None, metavar="PATH", help=argparse.SUPPRESS)
@@ -176,35 +179,49 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _run_command_inner(args: argparse.Namespace, out: Path):
-    from ..batch import ImageJSession, reset_imagej, save_open_state
+    from ..batch import ImageJSession, _ensure_roi_manager, reset_imagej, save_open_state
+    from ..commands import get_command, run_macro
 
+    steps = list(args.steps)
+    if len(steps) % 2:
+        steps.append("")
+    pairs = [(steps[i], "" if steps[i + 1] == "-" else steps[i + 1]) for i in range(0, len(steps), 2)]
     src = Path(args.input)
     if not src.is_file():
         raise CLIError(f"input image {str(src)!r} does not exist")
-    from ..commands import get_command, run_macro
+    for name, _ in pairs:
+        try:
+            get_command(name)
+        except KeyError:
+            from ..commands import registered_commands
+            from ..commands.registry import _import_builtin_commands
 
-    session = ImageJSession(args.imagej, "virtual" if not os.environ.get("DISPLAY") else "auto")
-    try:
-        get_command(args.name)
-    except KeyError as exc:
-        raise CLIError(str(exc.args[0])) from None
+            _import_builtin_commands()
+            if name not in registered_commands():
+                raise CLIError(f"no IJ Bridge command named {name!r}; known: "
+                               f"{', '.join(sorted(registered_commands()))}") from None
+    # never the user's screen: the bridge's ImageJ works on a private virtual display
+    session = ImageJSession(args.imagej, "virtual")
     reset_imagej()
     imp, error = session._open(str(src))
     if imp is None:
         raise CLIError(error)
     if args.title:
         imp.setTitle(args.title)
-    from ..batch import _ensure_roi_manager
-
     _ensure_roi_manager()
     imp.show()
-    before = {int(imp.getID())}
-    result = run_macro(f"run({_macro_string(args.name)}, {_macro_string(args.options)});")
+    # " " rather than "": an empty options string would open the dialog
+    code = "\n".join(f"run({_macro_string(name)}, {_macro_string(options or ' ')});"
+                     for name, options in pairs)
+    result = run_macro(code)
+    for line in result.output.splitlines():
+        print(f"log\t{line}")
     if not result.ok:
         reset_imagej()
-        return 1, f"{args.name} failed: {result.error}"
-    # the input image itself goes back only if the command changed it
-    if not imp.changes and int(imp.getID()) in before:
+        return 1, result.error or "failed"
+    # the input image goes back only if a command changed it
+    if not imp.changes and imp.getWindow() is not None:
+        imp.changes = False
         imp.close()
     written = save_open_state(out)
     reset_imagej()

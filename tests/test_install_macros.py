@@ -1,0 +1,160 @@
+"""``ij-bridge install-macros``: a stock ImageJ gains the StarDist/N2V steps through exec()."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("ij-bridge"))
+IJ_JAR = Path("/usr/share/java/ij.jar")
+PIXEL = 0.5
+STARDIST = ('run("StarDist 2D (ij-bridge)", "model=[stardist_nuclei2d] normalize low=1 high=99.8 '
+            'probability=[auto] overlap=[auto] output=[Both] tiles=1 exclude=2 position=[Automatic] measure");')
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def cells(shared_data, tmp_path_factory) -> Path:
+    """A crop of the shared nuclei image, calibrated at 0.5 micron per pixel."""
+    img = tifffile.imread(shared_data / "nuclei2d" / "train_left_img.tif")[:200, :160]
+    path = tmp_path_factory.mktemp("cells") / "cells.tif"
+    tifffile.imwrite(path, img, imagej=True, resolution=(1 / PIXEL, 1 / PIXEL), metadata={"unit": "micron"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def imagej_folder(tmp_path_factory) -> Path:
+    """A plain ImageJ folder (jars/ij.jar, plugins/, macros/) with the macros installed."""
+    root = tmp_path_factory.mktemp("ImageJ")
+    (root / "jars").mkdir()
+    (root / "plugins").mkdir()
+    (root / "jars" / "ij.jar").symlink_to(IJ_JAR)
+    r = _cli("install-macros", str(root))
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A display for plain ImageJ, started by the test itself."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    data = b""
+    deadline = time.monotonic() + 20
+    while not data.endswith(b"\n") and time.monotonic() < deadline:
+        if select.select([read_fd], [], [], 1)[0]:
+            data += os.read(read_fd, 64)
+    os.close(read_fd)
+    assert data.strip(), "Xvfb did not start"
+    yield f":{int(data.strip())}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _plain_imagej(folder: Path, macro: Path, display: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DISPLAY=display)
+    return subprocess.run(["java", f"-Dplugins.dir={folder}", "-jar", str(IJ_JAR), "-batch", str(macro)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=folder)
+
+
+def test_installed_files(imagej_folder, tmp_path):
+    plugins = imagej_folder / "plugins" / "IJ_Bridge"
+    names = sorted(p.name for p in plugins.iterdir())
+    assert "StarDist_2D_(ij-bridge).ijm" in names and "N2V_Predict_(ij-bridge).ijm" in names
+    text = (plugins / "StarDist_2D_(ij-bridge).ijm").read_text()
+    exe = str(Path(CLI).resolve())
+    assert f'exe = "{exe}";' in text or f'exe = "{CLI}";' in text
+    assert os.path.isabs(text.split('exe = "', 1)[1].split('"', 1)[0])
+    # the dialog carries the torch command's own labels, so its macro keys are the same
+    for label in ('"model (folder, .zip or bundled name)"', '"normalize image (percentiles)"', '"low percentile"',
+                  '"probability threshold (0-1, auto = the model\'s)"', '"output type"', '"position of ROIs in stacks"'):
+        assert label in text
+    assert (imagej_folder / "macros" / "toolsets" / "IJ Bridge.ijm").is_file()
+    # a second install needs --force; a folder without plugins/ is refused
+    r = _cli("install-macros", str(imagej_folder))
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert _cli("install-macros", str(imagej_folder), "--force").returncode == 0
+    r = _cli("install-macros", str(tmp_path))
+    assert r.returncode == 2 and "no plugins folder" in r.stderr
+
+
+def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb, tmp_path):
+    """`java -jar ij.jar -batch`: the installed command runs StarDist + Measure Labels via exec()."""
+    macro = tmp_path / "stardist.ijm"
+    macro.write_text(
+        f'open("{cells}");\n{STARDIST}\n'
+        'print("nImages=" + nImages);\n'
+        'selectImage("cells-labels");\n'
+        'getPixelSize(unit, pw, ph); getStatistics(area, mean, min, max);\n'
+        'print("labels max=" + max + " pixel=" + pw + " unit=" + unit + " bits=" + bitDepth());\n'
+        'print("results=" + nResults + " area0=" + getResult("area", 0));\n'
+    )
+    r = _plain_imagej(imagej_folder, macro, xvfb)
+    out = r.stdout
+    assert r.returncode == 0, r.stderr + out
+    n = int(out.split("labels max=")[1].split()[0])
+    assert 5 <= n <= 40
+    assert f"pixel={PIXEL} unit=micron" in out.replace("microns", "micron")
+    assert "nImages=2" in out and "bits=16" in out
+    # in -batch every macro has its own ROI Manager: the installed command reports what it loaded
+    assert f"IJ Bridge: loaded image 'cells-labels' ({PIXEL} micron" in out.replace("microns", "micron")
+    assert f"{n} ROIs in the ROI Manager; {n} rows in Results" in out
+    assert f"results={n} " in out
+    area0 = float(out.split("area0=")[1].split()[0])
+    assert 0 < area0 < 200 * 160 * PIXEL**2  # calibrated µm², not pixels
+    assert "StarDist 2D (torch):" in out  # the bridge's Log comes back too
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("ij-bridge-*/input.tif"))  # cleaned up
+
+
+def test_cli_errors_are_imagej_errors(imagej_folder, cells, xvfb, tmp_path):
+    macro = tmp_path / "fails.ijm"
+    macro.write_text(f'open("{cells}");\n'
+                     'run("StarDist 2D (ij-bridge)", "model=[/no/such/model.zip] normalize output=[Both]");\n')
+    r = _plain_imagej(imagej_folder, macro, xvfb)
+    assert "IJ Bridge: StarDist 2D (torch) failed" in r.stdout
+    assert "/no/such/model.zip" in r.stdout
+    # an executable that is gone is named, and nothing hangs
+    broken = tmp_path / "broken"
+    shutil.copytree(imagej_folder, broken, symlinks=True)
+    exe = str(Path(CLI).resolve())
+    for f in (broken / "plugins" / "IJ_Bridge").iterdir():
+        f.write_text(f.read_text().replace(f'exe = "{exe}"', 'exe = "/nonexistent/bin/ij-bridge"')
+                     .replace(f'exe = "{CLI}"', 'exe = "/nonexistent/bin/ij-bridge"'))
+    r = _plain_imagej(broken, macro, xvfb, timeout=60)
+    assert "the ij-bridge executable is missing" in r.stdout
+
+
+def test_in_imagej_with_a_window_rois_results_and_errors(imagej_folder, cells, tmp_path):
+    """An ImageJ with its main window (here the bridge's own, on a virtual display, using the
+    ImageJ folder with the installed macros): results land in the caller's ROI Manager and
+    Results, and a CLI error is an ImageJ error that stops the calling macro."""
+    macro = tmp_path / "gui.ijm"
+    macro.write_text(
+        f'open("{cells}");\n{STARDIST}\n'
+        'print("rois=" + roiManager("count") + " results=" + nResults + " images=" + nImages);\n'
+        'run("StarDist 2D (ij-bridge)", "model=[/no/such/model.zip] normalize output=[Both]");\n'
+        'print("not reached");\n'
+    )
+    r = subprocess.run([CLI, "macro", str(macro), "--imagej", str(imagej_folder), "--mode", "virtual"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("rois="))
+    counts = dict(kv.split("=") for kv in line.split())
+    assert int(counts["rois"]) == int(counts["results"]) > 0 and counts["images"] == "2"
+    assert "not reached" not in r.stdout
+    assert "StarDist 2D (torch) failed" in r.stderr and "/no/such/model.zip" in r.stderr

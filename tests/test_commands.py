@@ -94,7 +94,9 @@ def test_stardist_2d_keeps_calibration_and_names_rois(imagej, crops):
     n = int(labels.max())
     assert set(np.unique(labels)) == set(range(n + 1))
     n_true = len(np.unique(mask)) - 1
-    assert abs(n - n_true) <= max(3, 0.25 * n_true)
+    # the crop cuts some nuclei into slivers (< 100 px) that are not expected to be found
+    n_whole = int(np.count_nonzero(np.bincount(mask.ravel())[1:] >= 100))
+    assert abs(n - n_whole) <= max(2, 0.2 * n_whole)
     rois = roi_manager()
     assert [str(r.getName()) for r in rois] == [f"label-{k:04d}" for k in range(1, n + 1)]
     assert all(r.getPosition() == 0 for r in rois)  # a 2D image: unpositioned

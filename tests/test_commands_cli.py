@@ -46,7 +46,9 @@ def data(shared_data, tmp_path_factory):
     write_calibrated(d / "nuclei.tif", img)
     write_calibrated(d / "nuclei_truth.tif", mask)
     n_true = len(np.unique(mask)) - 1
-    return d, n_true
+    # the crop cuts some nuclei into slivers (< 100 px) that are not expected to be found
+    n_whole = int(np.count_nonzero(np.bincount(mask.ravel())[1:] >= 100))
+    return d, n_true, n_whole
 
 
 def check_calibration(path: Path) -> None:
@@ -59,7 +61,7 @@ def check_calibration(path: Path) -> None:
 
 @pytest.mark.slow
 def test_workflow_macro_denoise_segment_measure(data, tmp_path):
-    d, n_true = data
+    d, n_true, n_whole = data
     out = tmp_path / "results"
     r = ij_bridge_macro(REPO / "macros" / "denoise_segment_measure.ijm",
                         f"input=[{d / 'nuclei.tif'}] output=[{out}] epochs=1 steps=2 batch=2 patch=32")
@@ -74,14 +76,14 @@ def test_workflow_macro_denoise_segment_measure(data, tmp_path):
     assert count == len(table) > 0
     assert {"label", "area", "mean", "centroid_x", "perimeter", "circularity"} <= set(table.columns)
     # a barely trained N2V (2 steps) still leaves nuclei to find; the count is in the truth's range
-    assert 0.5 * n_true <= count <= 2 * n_true
+    assert 0.5 * n_whole <= count <= 2 * n_whole
     import roifile
 
     assert len(roifile.roiread(out / "nuclei-rois.zip")) == count
 
 
 def test_qc_macro_against_ground_truth(data, tmp_path):
-    d, n_true = data
+    d, n_true, n_whole = data
     out = tmp_path / "qc"
     r = ij_bridge_macro(REPO / "macros" / "segmentation_qc.ijm",
                         f"image=[{d / 'nuclei.tif'}] truth=[{d / 'nuclei_truth.tif'}] output=[{out}] threshold=0.5")
@@ -135,7 +137,7 @@ def test_every_command_in_one_macro(data, tmp_path):
 
     from ij_bridge.stardist import StarDist3D, StarDistConfig
 
-    d, n_true = data
+    d, n_true, n_whole = data
     work = tmp_path / "all"
     work.mkdir()
     for name in ("nuclei.tif", "nuclei_truth.tif"):
@@ -157,7 +159,7 @@ def test_every_command_in_one_macro(data, tmp_path):
     assert out["train+predict"].startswith("nuclei-denoised")
     assert out["trained"] == "1"
     title, count = out["stardist"].split()
-    assert title == "nuclei-labels" and abs(int(count) - n_true) <= max(3, 0.25 * n_true)
+    assert title == "nuclei-labels" and abs(int(count) - n_whole) <= max(2, 0.2 * n_whole)
     assert out["rois"] == count
     assert out["roi labels"] == "nuclei-labels-2"  # a second label image, never overwriting the first
     assert float(out["f1"]) > 0.7

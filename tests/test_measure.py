@@ -151,3 +151,14 @@ def test_bad_input_rejected():
         regionprops_table(lbl, spacing=(1, 0))
     with pytest.raises(ValueError, match="2D"):
         regionprops_table(np.zeros(5, np.int32))
+
+
+def test_imagej_column_names():
+    from ij_bridge.measure import to_imagej_columns
+
+    lbl = np.zeros((6, 6), np.int32)
+    lbl[1:4, 1:4] = 2
+    df = to_imagej_columns(regionprops_table(lbl, np.ones((6, 6)), spacing=0.5, units="µm"))
+    assert list(df.columns) == ["Label", "Area", "Mean", "StdDev", "Min", "Max", "X", "Y", "Perim.",
+                                "Major", "Minor", "Angle", "Circ.", "Solidity"]
+    assert df.attrs["units"]["Area"] == "µm^2"

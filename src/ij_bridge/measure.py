@@ -55,9 +55,50 @@ from scipy import ndimage as ndi
 
 from .metrics import check_label_image
 
-__all__ = ["regionprops_table"]
+__all__ = ["regionprops_table", "IMAGEJ_COLUMNS", "to_imagej_columns"]
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
+
+#: Column names of ImageJ's Results table for the columns of :func:`regionprops_table`.
+IMAGEJ_COLUMNS = {
+    "label": "Label",
+    "area": "Area",
+    "volume": "Volume",
+    "mean": "Mean",
+    "std": "StdDev",
+    "min": "Min",
+    "max": "Max",
+    "centroid_x": "X",
+    "centroid_y": "Y",
+    "centroid_z": "Z",
+    "perimeter": "Perim.",
+    "surface_area": "Surface",
+    "major": "Major",
+    "intermediate": "Intermediate",
+    "minor": "Minor",
+    "angle": "Angle",
+    "circularity": "Circ.",
+    "sphericity": "Sphericity",
+    "solidity": "Solidity",
+}
+
+
+def to_imagej_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename the columns of :func:`regionprops_table` to ImageJ's Results headings.
+
+    ``df.attrs["units"]`` is renamed along with the columns.
+
+    Examples
+    --------
+    >>> lbl = np.zeros((4, 4), np.uint8); lbl[1:3, 1:3] = 1
+    >>> list(to_imagej_columns(regionprops_table(lbl)).columns[:4])
+    ['Label', 'Area', 'X', 'Y']
+    """
+    out = df.rename(columns=IMAGEJ_COLUMNS)
+    out.attrs = dict(df.attrs)
+    if "units" in df.attrs:
+        out.attrs["units"] = {IMAGEJ_COLUMNS.get(k, k): v for k, v in df.attrs["units"].items()}
+    return out
 
 
 def _per_axis(v: Any, ndim: int, name: str, default: float) -> np.ndarray:

@@ -270,3 +270,9 @@ def test_n2v_train_then_predict_keeps_calibration(imagej, crops, tmp_path):
     assert np.isfinite(pixels("noisy-denoised")).all()
     r = run_macro('selectImage("noisy"); run("N2V Predict (torch)", "model=[/no/such/n2v]");')
     assert not r.ok and "N2V Predict (torch)" in r.error
+    # 3D mode on a z-stack: z is a spatial axis of the model, the output keeps the stack
+    stack = np.stack([img[:32, :32]] * 8).astype(np.float32)
+    show(xr.DataArray(stack, dims=("z", "y", "x")), "zstack")
+    ok('run("N2V Train + Predict (torch)", "training=zstack epochs=1 steps=1 batch=1 patch=16 mode=3D");')
+    out = image("zstack-denoised")
+    assert (out.getNSlices(), out.getWidth(), out.getBitDepth()) == (8, 32, 32)

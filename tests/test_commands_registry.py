@@ -115,6 +115,20 @@ def test_errors_abort_the_macro(installed, options, message):
     assert time.perf_counter() - t0 < 10
 
 
+def test_progress_reaches_the_log_and_progress_bar(installed, monkeypatch):
+    import jpype
+
+    from ij_bridge.commands.registry import CommandContext
+
+    monkeypatch.setattr(CommandContext, "log_interval", 0.0)
+    r = run_macro('run("IJB Test Echo", "count=3");')
+    assert r.ok, r.error
+    assert [ln for ln in r.output.splitlines() if "] step" in ln] == [
+        "IJB Test Echo: [1/3] step 1", "IJB Test Echo: [2/3] step 2", "IJB Test Echo: [3/3] step 3"]
+    status = str(jpype.JClass("ij.ImageJ").getStatusBarText())
+    assert status.startswith("IJB Test Echo: done in")
+
+
 def test_run_command_raises(installed):
     with pytest.raises(CommandError, match="must not be negative"):
         run_command("IJB Test Echo", "value=-3 count=1")

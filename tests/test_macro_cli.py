@@ -48,3 +48,15 @@ def test_missing_macro_file_is_a_usage_error(tmp_path):
     r = ij_bridge("macro", str(tmp_path / "nope.ijm"), timeout=60)
     assert r.returncode == 2
     assert "does not exist" in r.stderr
+
+
+def test_failing_command_exits_non_zero_with_its_message(tmp_path):
+    macro = tmp_path / "bad_model.ijm"
+    macro.write_text('newImage("x", "16-bit ramp", 64, 64, 1);\n'
+                     'run("StarDist 2D (torch)", "model=[/no/such/model] normalize");\n'
+                     'print("never");\n')
+    r = ij_bridge("macro", str(macro), timeout=120)
+    assert r.returncode == 1
+    assert "never" not in r.stdout
+    assert "StarDist 2D (torch): StarDist model not found: /no/such/model" in r.stderr
+    assert "(macro line 2)" in r.stderr

@@ -123,7 +123,7 @@ def spacing_of(da, dims: Sequence[str]) -> tuple[list[float], str]:
             key = {"x": "pixel_width", "y": "pixel_height", "z": "pixel_depth"}[d]
             spacing.append(float(cal.get(key, 1.0)))
     units = da.attrs.get("units") or {}
-    unit = str(units.get("x", "pixel"))
+    unit = str(units.get("x", "pixel")).strip() or "pixel"  # ImageJ's " " = no unit
     return spacing, unit
 
 

@@ -30,7 +30,8 @@ def measure_labels_command(ctx, labels, intensity):
             raise CommandError(f"intensity image {intensity.getTitle()!r} has shape "
                                f"{dict(ida.sizes)}, the label image {dict(da.sizes)}: they must match")
         ivalues = np.asarray(ida.values)
-    unit = str((da.attrs.get("units") or {}).get("x", "pixel"))
+    # ImageJ writes " " for TIFFs whose resolution has no unit: that is pixels
+    unit = str((da.attrs.get("units") or {}).get("x", "pixel")).strip() or "pixel"
     frames = da.sizes.get("t", 1)
     tables = []
     for t in range(frames):

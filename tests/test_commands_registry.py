@@ -233,6 +233,50 @@ def test_dialog_run_is_recorded_and_the_line_replays(installed):
     run_macro('close("*");')
 
 
+def test_menu_item_opens_the_dialog_and_cancel_does_nothing(installed):
+    import jpype
+
+    Menus = jpype.JClass("ij.Menus")
+    ActionEvent = jpype.JClass("java.awt.event.ActionEvent")
+    Window = jpype.JClass("java.awt.Window")
+    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
+    WindowEvent = jpype.JClass("java.awt.event.WindowEvent")
+    WindowManager = jpype.JClass("ij.WindowManager")
+    run_macro('close("*");')
+    bar = Menus.getMenuBar()
+    plugins = next(bar.getMenu(i) for i in range(bar.getMenuCount()) if str(bar.getMenu(i).getLabel()) == "Plugins")
+    bridge = next(plugins.getItem(i) for i in range(plugins.getItemCount())
+                  if str(plugins.getItem(i).getLabel()) == "IJ Bridge")
+    item = next(bridge.getItem(i) for i in range(bridge.getItemCount())
+                if str(bridge.getItem(i).getLabel()) == "IJB Test Fill")
+
+    def click():
+        for listener in item.getActionListeners():  # what AWT does on a click
+            listener.actionPerformed(ActionEvent(item, ActionEvent.ACTION_PERFORMED, item.getActionCommand()))
+
+    def find_dialog():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for w in Window.getWindows():
+                if isinstance(w, GenericDialog) and w.isShowing() and str(w.getTitle()) == "IJB Test Fill":
+                    return w
+            time.sleep(0.05)
+        raise AssertionError("no dialog")
+
+    click()
+    dialog = find_dialog()
+    dialog.dispatchEvent(WindowEvent(dialog, WindowEvent.WINDOW_CLOSING))  # the user closes it
+    time.sleep(0.5)
+    assert WindowManager.getImage("filled") is None
+    click()
+    _fill_dialog_and_ok("IJB Test Fill", {1: "4"})
+    deadline = time.monotonic() + 20
+    while WindowManager.getImage("filled") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert WindowManager.getImage("filled").getWidth() == 4
+    run_macro('close("*");')
+
+
 def test_commands_are_serialised(installed):
     """Two threads calling commands at once never interleave inside a command."""
     inside = []

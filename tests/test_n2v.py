@@ -329,7 +329,7 @@ def test_bad_prediction_input(model2d):
     with pytest.raises(ValueError, match="2D"):
         model2d.predict(xr.DataArray(_noisy((5, 30, 30)), dims=("z", "y", "x")))
     with pytest.raises(ValueError, match="xarray dims"):
-        model2d.predict(xr.DataArray(_noisy((30, 30)), dims=("row", "col")))
+        model2d.predict(xr.DataArray(_noisy((30, 30)), dims=("height", "width")))
     with pytest.raises(RuntimeError, match="not trained"):
         N2V(_tiny()).predict(_noisy((30, 30)))
 
@@ -384,3 +384,15 @@ def test_automatic_tiling_when_memory_is_short(model2d, monkeypatch):
     tiled = model2d.predict(img, progress=lambda d, t, m: calls.append(t))
     assert calls[-1] > 1  # it did split the image
     np.testing.assert_allclose(tiled, full, rtol=0, atol=1e-4 * np.abs(full).max())
+
+
+def test_rgb_samples_are_channels():
+    """ij_bridge.io names RGB samples ``s``: they are channels, not independent images."""
+    rgb = np.stack([_noisy((32, 40), i) * (i + 1) for i in range(3)], -1)
+    m = N2V(_tiny(axes="YXC"), device="cpu")
+    m.train(xr.DataArray(rgb, dims=("y", "x", "s")), show_progress=False)
+    assert m.config.n_channels == 3
+    out = m.predict(xr.DataArray(rgb, dims=("y", "x", "s")))
+    assert out.dims == ("y", "x", "s") and out.shape == rgb.shape
+    with pytest.raises(ValueError, match="same axis twice"):
+        m.predict(xr.DataArray(rgb[None], dims=("c", "y", "x", "s")))

@@ -80,3 +80,16 @@ def test_cli_train_and_predict_keep_calibration(tmp_path):
                  "--output", str(tmp_path / "o2")]) == 2
     assert main(["n2v", "train", str(src / "cells.tif"), "--model", str(tmp_path / "m2"),
                  "--patch-size", "128", "--quiet"]) == 2
+    # a z-stack needs --2d with a 2D model; its slices are then denoised one by one
+    stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    stack = np.stack([noisy, noisy[::-1]])
+    tifffile.imwrite(stack_dir / "stack.tif", stack, imagej=True, resolution=(4, 4),
+                     metadata={"axes": "ZYX", "spacing": 0.7, "unit": "micron"})
+    assert main(["n2v", "predict", "--model", str(model), str(stack_dir), "--output",
+                 str(tmp_path / "s_out"), "--quiet"]) == 2
+    assert main(["n2v", "predict", "--model", str(model), str(stack_dir), "--output",
+                 str(tmp_path / "s_out"), "--2d", "--quiet"]) == 0
+    with tifffile.TiffFile(tmp_path / "s_out" / "stack.tif") as tf:
+        assert tf.series[0].axes == "ZYX" and tf.imagej_metadata["spacing"] == pytest.approx(0.7)
+        np.testing.assert_allclose(tf.asarray()[0], data, rtol=1e-6, atol=1e-3)

@@ -47,8 +47,8 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--val-fraction", type=float, default=0.1)
     tr.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--axes", help="axes of the files when their metadata lacks them, e.g. TYX, "
-                    "ZYX, CYX (letters T/S, C, Z, Y, X)")
+    tr.add_argument("--2d", dest="as_2d", action="store_true",
+                    help="treat the slices of a z-stack as independent 2D images (2D model)")
     tr.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--output", required=True, type=Path, help="output folder")
     pr.add_argument("--tile", help="tile size, e.g. 512 or 256,512 (default: automatic)")
     pr.add_argument("--tta", action="store_true", help="8-fold test-time augmentation")
-    pr.add_argument("--axes", help="axes of the files when their metadata lacks them")
+    pr.add_argument("--2d", dest="as_2d", action="store_true",
+                    help="denoise the slices of a z-stack one by one with a 2D model")
     pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -95,97 +96,36 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
     return vals
 
 
-_TIFF_AXES = {"T": "t", "Z": "z", "C": "c", "S": "c", "Y": "y", "X": "x"}
+def _imread(path: Path, as_2d: bool = False):
+    """TIFF → calibrated xarray.DataArray (:func:`ij_bridge.io.imread`).
 
-
-def _imread(path: Path, axes: str | None = None):
-    """TIFF → xarray.DataArray with dims among t,c,z,y,x and physical coords.
-
-    Uses :func:`ij_bridge.io.imread` when the package provides it; otherwise a
-    small tifffile reader (ImageJ resolution, unit, spacing, frame interval).
+    With ``as_2d`` a ``z`` dim becomes ``t``: the slices are denoised as
+    independent 2D images.
     """
-    if axes is None:
-        try:
-            from ..io import imread  # type: ignore[attr-defined]
-        except (ImportError, AttributeError):
-            imread = None
-        if imread is not None:
-            return imread(path)
-    import numpy as np
-    import tifffile
-    import xarray as xr
+    from .. import io as ijio
 
     try:
-        with tifffile.TiffFile(path) as tf:
-            series = tf.series[0]
-            data = series.asarray()
-            file_axes = series.axes
-            ij = tf.imagej_metadata or {}
-            page = tf.pages[0]
-            tags = page.tags
-
-            def res(name: str) -> float:
-                tag = tags.get(name)
-                if tag is None:
-                    return 1.0
-                num, den = tag.value
-                return den / num if num else 1.0
-            px, py = res("XResolution"), res("YResolution")
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        img = ijio.imread(path)
+    except FileNotFoundError:
+        raise CLIError(f"input not found: {path}") from None
+    except (OSError, ValueError) as exc:
         raise CLIError(f"cannot read {path}: {exc}") from None
-    if axes is not None:
-        axes = axes.upper()
-        if len(axes) != data.ndim:
-            raise CLIError(f"--axes {axes!r} has {len(axes)} letters but {path} has "
-                           f"{data.ndim} dimensions {data.shape}")
-        dims = [{"S": "t"}.get(a, _TIFF_AXES.get(a, "?")) for a in axes]
-    else:
-        dims = [_TIFF_AXES.get(a, "?") for a in file_axes]
-    if "?" in dims or len(set(dims)) != len(dims):
-        raise CLIError(f"{path}: cannot tell what the axes {file_axes!r} of shape {data.shape} mean; "
-                       "pass --axes, e.g. --axes TYX (time series), ZYX (stack), CYX")
-    unit = ij.get("unit", "pixel") if ij else "pixel"
-    if unit in ("micron", "\\u00B5m"):
-        unit = "µm"
-    if (px, py) == (1.0, 1.0) and not ij:
-        unit = "pixel"
-    step = {"x": px, "y": py, "z": float(ij.get("spacing", 1.0)), "t": float(ij.get("finterval", 1.0))}
-    coords = {d: np.arange(n) * step[d] for d, n in zip(dims, data.shape) if d in step}
-    units = {d: unit for d in dims if d in ("x", "y", "z")}
-    if "t" in dims:
-        units["t"] = ij.get("tunit", "s") if ij else "frame"
-    return xr.DataArray(data, dims=dims, coords=coords, attrs={"units": units})
+    if as_2d and "z" in img.dims:
+        if "t" in img.dims:
+            raise CLIError(f"{path} has both z and t; --2d needs one of them only")
+        img = img.rename({"z": "t"})
+    return img
 
 
-def _imwrite(path: Path, img) -> None:
-    """xarray.DataArray (float32) → ImageJ TIFF with calibration."""
-    try:
-        from ..io import imwrite  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        imwrite = None
-    if imwrite is not None:
-        imwrite(path, img)
-        return
-    import numpy as np
-    import tifffile
+def _imwrite(path: Path, img, as_2d: bool = False) -> None:
+    """Denoised xarray.DataArray → 32-bit ImageJ TIFF with the input's calibration."""
+    from .. import io as ijio
 
-    order = [d for d in ("t", "z", "c", "y", "x") if d in img.dims]
-    data = np.asarray(img.transpose(*order).values, dtype=np.float32)
-
-    def step(d: str) -> float:
-        c = img.coords.get(d)
-        return float(c[1] - c[0]) if c is not None and c.size > 1 else 1.0
-    units = img.attrs.get("units", {}) or {}
-    meta: dict[str, Any] = {"axes": "".join(order).upper()}
-    unit = units.get("x", "pixel")
-    if unit != "pixel":
-        meta["unit"] = "micron" if unit == "µm" else unit
-    if "z" in img.dims:
-        meta["spacing"] = step("z")
-    if "t" in img.dims:
-        meta["finterval"] = step("t")
-    tifffile.imwrite(path, data, imagej=True, resolution=(1.0 / step("x"), 1.0 / step("y")),
-                     metadata=meta)
+    if as_2d and "t" in img.dims and "z" not in img.dims:
+        img = img.rename({"t": "z"})
+    if "s" in img.dims:  # denoised RGB is no longer 8-bit colour: write 3 float channels
+        img = img.rename({"s": "c"})
+    ijio.imwrite(path, img, overwrite=True)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -198,7 +138,7 @@ def _train(args: argparse.Namespace) -> int:
     val_files = _collect(args.val) if args.val else None
     from ..n2v import N2V, N2VConfig, StructMask
 
-    images = [_imread(f, args.axes) for f in files]
+    images = [_imread(f, args.as_2d) for f in files]
     ndim = 3 if "z" in images[0].dims else 2
     for f, im in zip(files, images):
         if ("z" in im.dims) != (ndim == 3):
@@ -221,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
             validation_fraction=args.val_fraction, augment=not args.no_augment,
         )
         model = N2V(cfg, device=args.device)
-        val = [_imread(f, args.axes) for f in val_files] if val_files else None
+        val = [_imread(f, args.as_2d) for f in val_files] if val_files else None
         history = model.train(images, validation=val, show_progress=not _progress_quiet(args))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
@@ -256,7 +196,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, target in zip(files, targets):
-        img = _imread(f, args.axes)
+        img = _imread(f, args.as_2d)
         if tile is not None and len(tile) == 1:
             tile_shape: Any = tile[0]
         else:
@@ -265,7 +205,9 @@ def _predict(args: argparse.Namespace) -> int:
             res = model.predict(img, tile_shape=tile_shape, tta=args.tta,
                                 show_progress=not _progress_quiet(args))
         except ValueError as exc:
-            raise CLIError(f"{f}: {exc}") from None
-        _imwrite(target, res)
+            hint = (" (pass --2d to denoise its slices one by one)"
+                    if "z" in img.dims and model.config.ndim == 2 else "")
+            raise CLIError(f"{f}: {exc}{hint}") from None
+        _imwrite(target, res, args.as_2d)
         print(f"{f} -> {target}")
     return 0

@@ -15,9 +15,13 @@ import torch
 __all__ = ["to_samples", "check_values", "PatchSampler", "augment_batch", "grid_patches",
            "XARRAY_DIMS"]
 
-#: xarray dim names understood by N2V, and their meaning.
-XARRAY_DIMS = {"t": "T", "s": "S", "sample": "S", "c": "C", "channel": "C",
-               "z": "Z", "y": "Y", "x": "X"}
+#: xarray dim names understood by N2V, and their meaning (the names of
+#: :mod:`ij_bridge.io` and PyImageJ): time points are independent samples, RGB
+#: colour samples (``s``) are channels.
+XARRAY_DIMS = {"t": "T", "time": "T", "frame": "T",
+               "c": "C", "ch": "C", "channel": "C", "s": "C", "rgb": "C",
+               "z": "Z", "pln": "Z", "plane": "Z",
+               "y": "Y", "row": "Y", "x": "X", "col": "X"}
 
 
 def _is_xarray(obj: Any) -> bool:
@@ -31,8 +35,11 @@ def _axes_of(image: Any, axes: str | None, ndim: int, what: str) -> tuple[np.nda
         if unknown:
             raise ValueError(
                 f"{what}: xarray dims {unknown} are not understood; N2V reads dims named "
-                f"{sorted(XARRAY_DIMS)} (rename others, e.g. .rename({{'{unknown[0]}': 't'}}))")
+                f"t, c, z, y, x (and aliases) (rename others, e.g. .rename({{'{unknown[0]}': 't'}}))")
         ax = "".join(XARRAY_DIMS[n] for n in names)
+        if len(set(ax)) != len(ax):
+            raise ValueError(f"{what}: xarray dims {tuple(image.dims)} name the same axis twice "
+                             f"(read as {ax!r}); e.g. channels and RGB samples together")
         data = np.asarray(image.values)
     else:
         data = np.asarray(image)

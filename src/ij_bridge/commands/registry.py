@@ -664,7 +664,7 @@ def _install_menu_item(cmd: Command) -> None:
 def _import_builtin_commands() -> None:
     import importlib
 
-    for module in ("n2v", "stardist", "rois", "measure", "qc"):
+    for module in ("n2v", "stardist", "rois", "measure", "qc", "fiji_compat"):
         try:
             importlib.import_module(f"ij_bridge.commands.{module}")
         except ModuleNotFoundError as exc:
@@ -684,7 +684,8 @@ def install_commands(imagej: str | None = None, mode: str = "auto", builtin: boo
     imagej, mode
         Passed to :func:`ij_bridge.start` if ImageJ is not running yet.
     builtin : bool
-        Also register the bundled commands (N2V, StarDist, ROIs, measurements, QC).
+        Also register the bundled commands (N2V, StarDist, ROIs, measurements, QC, and
+        the Fiji StarDist compatibility command of :mod:`.fiji_compat`).
 
     Returns
     -------

@@ -662,7 +662,12 @@ def _failed(task: Task, error: str, worker: str = "", seconds: float = 0.0) -> F
 
 def _run_inline(tasks: list[Task], on_result: Callable[[int, FileResult], None], imagej: str | None,
                 mode: str) -> None:
-    session = ImageJSession(imagej, mode)
+    from .imagej.runtime import HeadlessError, ImageJNotFoundError
+
+    try:
+        session = ImageJSession(imagej, mode)
+    except (ImageJNotFoundError, HeadlessError) as exc:
+        raise BatchError(str(exc)) from None
     for i, task in enumerate(tasks):
         rec = session.process(task)
         on_result(i, _result_from_record(task, rec))

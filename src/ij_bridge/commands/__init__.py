@@ -31,10 +31,11 @@ from .registry import (
     registered_commands,
     run_command,
 )
-from .runner import MacroResult, run_macro
+from .runner import MacroResult, close_all_images, run_macro
 
 __all__ = [
     "Checkbox", "Choice", "Command", "CommandContext", "CommandError", "Directory", "File",
     "ImageTitle", "Integer", "Message", "Number", "Param", "String", "command", "get_command",
     "install_commands", "registered_commands", "run_command", "MacroResult", "run_macro",
+    "close_all_images",
 ]

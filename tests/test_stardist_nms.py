@@ -101,3 +101,32 @@ def test_nms_3d_two_balls():
     assert non_maximum_suppression_3d(d, pts, np.array([0.5, 0.7]), rays, 0.2).tolist() == [1]
     assert non_maximum_suppression_3d(d, pts, np.array([0.5, 0.7]), rays, 0.45).tolist() == [1, 0]
     assert non_maximum_suppression_3d(np.zeros((0, 32)), np.zeros((0, 3)), np.zeros(0), rays).tolist() == []
+
+
+def test_fan_intersection_areas_equal_geos():
+    from ij_bridge.stardist.nms import star_pair_intersection_areas
+
+    rng = np.random.default_rng(3)
+    P, n = 400, 32
+    a = dist_to_coord(rng.uniform(3, 9, (P, n)), rng.uniform(-4, 4, (P, 2))).astype(float)
+    b = dist_to_coord(rng.uniform(3, 9, (P, 24)), np.zeros((P, 2))).astype(float)
+    xa, xb = a[:, ::-1].transpose(0, 2, 1), b[:, ::-1].transpose(0, 2, 1)
+    area, ok = star_pair_intersection_areas(xa, xb)
+    assert 0.05 < ok.mean() < 1          # random 3-9 px radii: often not star-shaped from the origin
+    pa = shapely.polygons(np.concatenate([xa, xa[:, :1]], 1))
+    pb = shapely.polygons(np.concatenate([xb, xb[:, :1]], 1))
+    geos = shapely.area(shapely.intersection(pa, pb))
+    np.testing.assert_allclose(area[ok], geos[ok], rtol=1e-9)
+    assert np.all(area[~ok] == 0)
+
+
+def test_nms_fast_paths_give_the_same_result():
+    rng = np.random.default_rng(4)
+    centres = rng.uniform(0, 200, (30, 2))
+    pts = np.repeat(centres, 80, axis=0) + rng.normal(0, 2.0, (2400, 2))
+    d = rng.uniform(5, 9, (2400, 32))
+    coord = dist_to_coord(d, pts)
+    prob = rng.random(2400)
+    ref = non_maximum_suppression(coord, prob, 0.4, threads=1)
+    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, 0.4, centres=pts, threads=1), ref)
+    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, 0.4, centres=pts, threads=2), ref)

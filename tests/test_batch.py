@@ -221,3 +221,37 @@ def test_two_workers_and_dask_give_the_same_outputs(single, inputs, macro, tmp_p
     assert _summary(out3)["empty.tif"]["error"] == _summary(out1)["empty.tif"]["error"]
     assert _comparable(out3) == reference
     assert _tree_hash(inputs) == before
+
+
+def test_a_crashing_file_does_not_end_the_batch(tmp_path, macro):
+    """A JVM that dies on one file (here: the macro calls System.exit) is replaced."""
+    inp = tmp_path / "in"
+    for name in ("a.tif", "crash.tif", "z.tif"):
+        _blobs(inp / name, len(name), shape=(32, 40))
+    crash = tmp_path / "crash.ijm"
+    crash.write_text('if (startsWith(getTitle(), "crash")) call("java.lang.System.exit", "3");\n'
+                     + macro.read_text())
+    out = tmp_path / "out"
+    r = _cli("batch", str(crash), "--input", str(inp), "--output", str(out), "--quiet")
+    assert r.returncode == 1, r.stderr
+    rows = _summary(out)
+    assert [rows[k]["status"] for k in ("a.tif", "crash.tif", "z.tif")] == ["ok", "failed", "ok"]
+    assert "died (exit status 3)" in rows["crash.tif"]["error"]
+    assert rows["a.tif"]["worker"] != rows["z.tif"]["worker"]  # a new worker took over
+    assert not (out / "crash").exists()  # nothing that --resume could take as done
+
+
+def test_in_process_run_uses_this_imagej(clean_imagej, single, inputs, macro, tmp_path):
+    """From Python with ImageJ already running, a one-worker batch runs here, same outputs."""
+    from ij_bridge.batch import run_batch
+
+    _, out1, before = single
+    out = tmp_path / "inproc"
+    report = run_batch(macro, inputs, out, pattern="[ab].tif", show_progress=False)
+    assert [(r.input, r.status) for r in report.results] == [("a.tif", "ok"), ("b.tif", "ok")]
+    assert {r.worker.split(":")[1] for r in report.results} == {str(os.getpid())}
+    for name in ("a", "b"):
+        for f in (out1 / name).iterdir():
+            if f.name != ".ij-bridge.json":
+                assert (out / name / f.name).read_bytes() == f.read_bytes(), f
+    assert _tree_hash(inputs) == before

@@ -41,11 +41,13 @@ files the macro saves under ``output`` become part of that file's outputs.
 
 Parallel runs
 -------------
-``workers=N`` starts N worker processes (``python -m ij_bridge.batch
+``workers=N`` (also N = 1) starts N worker processes (``python -m ij_bridge.batch
 --worker``), each with its own JVM and its own virtual display; ImageJ and the
 commands (and any model a command caches) stay loaded from file to file. A
 worker that dies (a JVM crash) is replaced and the file it held is recorded as
-failed. ``scheduler=ADDRESS`` sends the files to a Dask distributed cluster
+failed, so one bad file never ends the batch. When ImageJ already runs in the
+calling process (a notebook), one-worker runs use that ImageJ instead
+(``in_process``). ``scheduler=ADDRESS`` sends the files to a Dask distributed cluster
 instead: each Dask worker process starts one ImageJ on its first file and
 keeps it (see ``docs/batch.md``).
 """
@@ -887,6 +889,7 @@ def run_batch(
     mode: str = "virtual",
     progress: Callable[[int, int, str], None] | None = None,
     show_progress: bool = True,
+    in_process: bool | None = None,
 ) -> BatchReport:
     """Run an ImageJ macro over every matching file of a folder (see the module docs).
 
@@ -902,7 +905,12 @@ def run_batch(
         Skip files whose output folder holds an OK completion record made by
         the same macro from the same (size, mtime) input. Failed files are redone.
     workers : int
-        Number of ImageJ processes side by side (1: ImageJ in this process).
+        Number of ImageJ worker processes side by side. A worker that crashes (a JVM
+        killed by a bad file) is replaced and its file recorded as failed.
+    in_process : bool, optional
+        Use the ImageJ of this process instead of worker processes (only with
+        ``workers=1``). Default: True when ImageJ already runs in this process (a
+        notebook that started it), else False.
     scheduler : str or dask.distributed.Client, optional
         Run on a Dask distributed cluster (scheduler address or client).
     arg : str
@@ -929,6 +937,12 @@ def run_batch(
         raise BatchError("batch runs need a (virtual) display in ImageJ 1.x: use --mode virtual (needs Xvfb)")
     if timeout is not None and timeout <= 0:
         raise BatchError(f"--timeout must be positive, got {timeout}")
+    if in_process is None:
+        from .imagej import runtime
+
+        in_process = workers == 1 and scheduler is None and runtime.is_started()
+    if in_process and (workers > 1 or scheduler is not None):
+        raise BatchError("in_process=True runs one file at a time in this process: use workers=1, no scheduler")
     t0 = time.perf_counter()
     tasks = plan_batch(macro, input_dir, output_dir, pattern, arg=arg, timeout=timeout)
     out = Path(tasks[0].output_root)
@@ -975,10 +989,10 @@ def run_batch(
             if todo:
                 if scheduler is not None:
                     _run_dask(todo, on_result, imagej, mode, scheduler)
-                elif workers > 1:
-                    _run_pool(todo, on_result, imagej, mode, min(workers, len(todo)))
-                else:
+                elif in_process:
                     _run_inline(todo, on_result, imagej, mode)
+                else:
+                    _run_pool(todo, on_result, imagej, mode, min(workers, len(todo)))
         finally:
             if bar is not None:
                 bar.close()

@@ -308,6 +308,16 @@ def _show_prob_and_dist(ctx, imp, args: dict[str, str]) -> None:
     d_imp.show()
 
 
+def _original_plugin_present() -> bool:
+    import jpype
+
+    try:
+        jpype.JClass("ij.IJ").getClassLoader().loadClass(STARDIST_CLASS)
+        return True
+    except Exception:  # ClassNotFoundException: the plugin is absent
+        return False
+
+
 if _enabled():
     @command(COMPAT_COMMAND, params=[
         String("command", STARDIST_CLASS, label="command (class name)"),
@@ -328,6 +338,9 @@ if _enabled():
             )
         parsed = parse_args(args)
         options, notes = stardist_options(parsed)
+        if _original_plugin_present():
+            notes.insert(0, "the original StarDist plugin is installed too; IJ Bridge's torch StarDist runs "
+                            "instead (set IJ_BRIDGE_STARDIST_COMPAT=off before starting to use the original)")
         for note in notes:
             IJ.log(f"StarDist 2D (IJ Bridge): {note}")
         imp = None

@@ -216,3 +216,17 @@ def test_max_heap_and_jvm_options_reach_the_jvm():
     assert words[words.index("PROP") + 1] == "yes"
     bad = run_python("import ij_bridge; ij_bridge.start(mode='headless', max_heap='4gb')")
     assert bad.returncode != 0 and "max_heap must look like" in bad.stderr
+
+
+def test_python_exits_with_a_stack_window_open():
+    # a StackWindow owns a non-daemon thread; the bridge closes image windows at exit
+    proc = run_python(
+        "import numpy as np, ij_bridge\n"
+        "ij_bridge.start(mode='virtual')\n"
+        "imp = ij_bridge.to_imageplus(np.zeros((5, 32, 32), np.uint8), dims='zyx')\n"
+        "imp.show()\n"
+        "print('shown')\n",
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "shown" in proc.stdout

@@ -279,8 +279,8 @@ def to_imageplus(data: Any, title: str | None = None, *,
 # --------------------------------------------------------------------------- from ImageJ
 def _calibration_dict(jc, imp) -> dict:
     t0 = imp.getProperty(T_ORIGIN_PROPERTY)
-    yunit, zunit = str(jc.getYUnit()), str(jc.getZUnit())
-    xunit = str(jc.getXUnit())
+    # ImageJ keeps a blank unit (" ") from TIFFs without a resolution unit: that is "pixel"
+    xunit, yunit, zunit = (str(u).strip() or "pixel" for u in (jc.getXUnit(), jc.getYUnit(), jc.getZUnit()))
     return {
         "pixel_width": float(jc.pixelWidth), "pixel_height": float(jc.pixelHeight),
         "pixel_depth": float(jc.pixelDepth),

@@ -311,8 +311,32 @@ def start(
         _state.mode = resolved
         _state.started = True
         _install_imagej_instance()
+        if resolved != "headless":
+            atexit.register(_close_image_windows)
         log.info("ImageJ %s started (%s mode) from %s", ij_version(), resolved, location)
         return runtime_info()
+
+
+def _close_image_windows() -> None:
+    """Close ImageJ's image windows without save prompts (runs at exit).
+
+    A stack window owns a non-daemon thread that would keep the JVM, and so Python,
+    from exiting; closing the windows ends those threads. Registered after the JVM
+    starts, so it runs before JPype shuts the JVM down, and before Xvfb is stopped.
+    """
+    try:
+        import jpype
+
+        if not jpype.isJVMStarted():
+            return
+        WindowManager = jpype.JClass("ij.WindowManager")
+        for image_id in list(WindowManager.getIDList() or []):
+            imp = WindowManager.getImage(int(image_id))
+            if imp is not None:
+                imp.changes = False
+                imp.close()
+    except Exception:  # pragma: no cover - best effort at exit
+        pass
 
 
 def _install_imagej_instance() -> None:

@@ -224,12 +224,14 @@ def test_two_workers_and_dask_give_the_same_outputs(single, inputs, macro, tmp_p
 
 
 def test_a_crashing_file_does_not_end_the_batch(tmp_path, macro):
-    """A JVM that dies on one file (here: the macro calls System.exit) is replaced."""
+    """A JVM that dies on one file (here: the macro calls System.exit) is replaced; a macro
+    that overwrites its input is a failure."""
     inp = tmp_path / "in"
-    for name in ("a.tif", "crash.tif", "z.tif"):
+    for name in ("a.tif", "crash.tif", "save_input.tif", "z.tif"):
         _blobs(inp / name, len(name), shape=(32, 40))
     crash = tmp_path / "crash.ijm"
     crash.write_text('if (startsWith(getTitle(), "crash")) call("java.lang.System.exit", "3");\n'
+                     'if (startsWith(getTitle(), "save")) { wait(50); run("Add...", "value=1"); run("Save"); }\n'
                      + macro.read_text())
     out = tmp_path / "out"
     r = _cli("batch", str(crash), "--input", str(inp), "--output", str(out), "--quiet")
@@ -237,6 +239,8 @@ def test_a_crashing_file_does_not_end_the_batch(tmp_path, macro):
     rows = _summary(out)
     assert [rows[k]["status"] for k in ("a.tif", "crash.tif", "z.tif")] == ["ok", "failed", "ok"]
     assert "died (exit status 3)" in rows["crash.tif"]["error"]
+    assert rows["save_input.tif"]["status"] == "failed"
+    assert "changed or removed its input file" in rows["save_input.tif"]["error"]
     assert rows["a.tif"]["worker"] != rows["z.tif"]["worker"]  # a new worker took over
     assert not (out / "crash").exists()  # nothing that --resume could take as done
 

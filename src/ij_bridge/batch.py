@@ -578,7 +578,11 @@ class ImageJSession:
                     result = run_macro(task.macro + _EPILOGUE, arg, timeout=task.timeout)
                     log_text = result.output
                     messages = list(result.messages)
-                    if result.ok:
+                    changed = _input_stamp(task.input) != stamp if os.path.exists(task.input) else True
+                    if changed:
+                        error = (f"macro {task.macro_name} changed or removed its input file (e.g. with "
+                                 "run(\"Save\")); save results into the output folder instead")
+                    elif result.ok:
                         outputs = sorted(p.name for p in staging.iterdir())  # saved by the macro
                         outputs += save_open_state(staging, log_text=log_text)
                         status = "ok"

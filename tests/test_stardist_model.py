@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -228,3 +229,21 @@ def test_auto_tiles_when_memory_is_short(bundled, monkeypatch):
     out = bundled.predict(x)[0]
     assert len(calls) == 2                # it tiled, along the long axis
     np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_bioimageio_export_reproduces_the_maps(tmp_path, bundled):
+    x, _ = synthetic_nuclei((80, 100), n_objects=8, seed=13)
+    out = bundled.export_bioimageio(tmp_path / "pkg.zip", x)
+    with zipfile.ZipFile(out) as zf:
+        rdf = json.loads(zf.read("rdf.yaml"))
+        ts = torch.jit.load(io.BytesIO(zf.read("weights_torchscript.pt")))
+        t_in = np.load(io.BytesIO(zf.read("test_input.npy")))
+        t_out = np.load(io.BytesIO(zf.read("test_output.npy")))
+    assert rdf["format_version"].startswith("0.5") and rdf["config"]["stardist"]["thresholds"] == bundled.thresholds
+    assert t_in.shape == (1, 1, 80, 96) and t_out.shape == (1, 33, 40, 48)
+    prob, dist = bundled.predict(t_in[0, 0])
+    np.testing.assert_allclose(t_out[0, 0], prob, atol=1e-4)
+    np.testing.assert_allclose(np.maximum(np.moveaxis(t_out[0, 1:], 0, -1), 0), dist, atol=1e-3)
+    lo, hi = np.percentile(t_in, (1, 99.8))
+    again = ts(torch.from_numpy(((t_in - lo) / (hi - lo)).astype(np.float32))).detach().numpy()
+    np.testing.assert_allclose(again, t_out, atol=1e-4)

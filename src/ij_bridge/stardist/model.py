@@ -763,6 +763,12 @@ class StarDistBase:
             raise FileNotFoundError(f"no bundled model {name!r}; available: {bundled_models()}")
         return cls.load(_MODELS_DIR / name, device=device)
 
+    def export_bioimageio(self, path: str | Path, test_input: Any, **kwargs: Any) -> Path:
+        """Write a BioImage Model Zoo package; see :func:`ij_bridge.stardist.bioimageio.export_bioimageio`."""
+        from .bioimageio import export_bioimageio
+
+        return export_bioimageio(self, path, test_input, **kwargs)
+
     def __repr__(self) -> str:
         c = self.config
         return (f"{type(self).__name__}(n_rays={c.n_rays}, grid={c.grid}, n_channels={c.n_channels}, "

@@ -124,14 +124,16 @@ def test_model_from_file_and_errors(clean_imagej, shared_data, tmp_path):
         for f in BUNDLED.iterdir():
             zf.write(f, f.name)
     extra = f", 'modelFile':'{ours}'"
-    res = run_macro(f'open("{image}");\n'
-                    + recorded_line("train_left_img.tif", model="Model (.zip) from File",
-                                    output="ROI Manager", extra=extra)
-                    + '\nprint("rois=" + roiManager("count") + " images=" + nImages);')
+    line = recorded_line("train_left_img.tif", model="Model (.zip) from File", output="ROI Manager",
+                         extra=extra).replace("'showProbAndDist':'false'", "'showProbAndDist':'true'")
+    res = run_macro(f'open("{image}");\n' + line
+                    + '\nprint("rois=" + roiManager("count") + " images=" + nImages);'
+                    + '\nselectWindow("Distance Image"); print("rays=" + nSlices);')
     assert res.ok, res.error
     n = int(res.output.split("rois=")[1].split()[0])
     assert 50 <= n <= 90
-    assert "images=1" in res.output  # ROI Manager only: no label image
+    assert "images=3" in res.output  # ROI Manager only: no label image; probability and distances
+    assert "rays=32" in res.output
 
     res = run_macro(f'open("{image}");\n' + recorded_line("train_left_img.tif", model="Versatile (H&E nuclei)")
                     + '\nprint("not reached");')

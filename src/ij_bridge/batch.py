@@ -72,7 +72,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 __all__ = [
     "BatchError", "FileResult", "BatchReport", "Task", "plan_batch", "run_batch",

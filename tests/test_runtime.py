@@ -218,13 +218,15 @@ def test_max_heap_and_jvm_options_reach_the_jvm():
     assert bad.returncode != 0 and "max_heap must look like" in bad.stderr
 
 
-def test_python_exits_with_a_stack_window_open():
-    # a StackWindow owns a non-daemon thread; the bridge closes image windows at exit
+def test_python_exits_with_a_stack_window_open_and_imagej_threads_alive():
+    # a StackWindow and ImageJ's filter thread pool own non-daemon threads; the bridge
+    # releases both at exit
     proc = run_python(
         "import numpy as np, ij_bridge\n"
         "ij_bridge.start(mode='virtual')\n"
         "imp = ij_bridge.to_imageplus(np.zeros((5, 32, 32), np.uint8), dims='zyx')\n"
         "imp.show()\n"
+        "import jpype; jpype.JClass('ij.IJ').run(imp, 'Gaussian Blur...', 'sigma=2 stack')\n"
         "print('shown')\n",
         timeout=90,
     )

@@ -74,6 +74,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .io import default_file_mode
+
 __all__ = [
     "BatchError", "FileResult", "BatchReport", "Task", "plan_batch", "run_batch",
     "ImageJSession", "save_open_state", "reset_imagej", "RECORD_NAME", "SUMMARY_NAME",
@@ -465,31 +467,6 @@ def check_readable(path: str | os.PathLike) -> str | None:
     return None
 
 
-_POOLS_HOOKED = False
-
-
-def _release_pools_at_exit() -> None:
-    """Let the JVM (and so Python) exit although ImageJ's worker pool has live threads.
-
-    ``ij.util.ThreadUtil`` keeps a pool of non-daemon threads once a multithreaded
-    filter (Gaussian Blur, ...) ran; JPype's shutdown waits for them forever. This
-    hook, registered after JPype's own, runs before it and shuts the pool down.
-    """
-    global _POOLS_HOOKED
-    if _POOLS_HOOKED:
-        return
-    import atexit
-
-    def _shutdown() -> None:
-        with contextlib.suppress(Exception):
-            pool = _j("ij.util.ThreadUtil").threadPoolExecutor
-            if pool is not None:
-                pool.shutdown()
-
-    atexit.register(_shutdown)
-    _POOLS_HOOKED = True
-
-
 class ImageJSession:
     """One ImageJ in this process that processes batch files one after the other.
 
@@ -511,7 +488,6 @@ class ImageJSession:
         if not runtime.is_started():
             runtime.start(imagej, mode=mode)
         install_commands()
-        _release_pools_at_exit()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.lock = threading.RLock()
 
@@ -623,15 +599,9 @@ class ImageJSession:
         return record
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _fix_modes(folder: Path) -> None:
     """Give files the permissions of a plain ``open()`` (temporary files are created 0600)."""
-    mode = _umask_mode()
+    mode = default_file_mode()
     for p in folder.iterdir():
         if p.is_file():
             with contextlib.suppress(OSError):
@@ -871,7 +841,7 @@ def write_summary(path: Path, results: Sequence[FileResult]) -> None:
             w.writeheader()
             for r in results:
                 w.writerow(r.row())
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

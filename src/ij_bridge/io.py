@@ -355,6 +355,20 @@ def sanitize_unit(unit: str | None) -> str:
 
 
 # =========================================================================== atomic files
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file (0666 less the umask)."""
+    try:  # Linux: read the umask without changing it (os.umask is process-wide and racy)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def _atomic_path(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it over ``path`` on success."""
@@ -370,6 +384,7 @@ def _atomic_path(path: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, default_file_mode())  # mkstemp made it private (0600)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -311,18 +311,20 @@ def start(
         _state.mode = resolved
         _state.started = True
         _install_imagej_instance()
-        if resolved != "headless":
-            atexit.register(_close_image_windows)
+        atexit.register(_release_imagej_at_exit)
         log.info("ImageJ %s started (%s mode) from %s", ij_version(), resolved, location)
         return runtime_info()
 
 
-def _close_image_windows() -> None:
-    """Close ImageJ's image windows without save prompts (runs at exit).
+def _release_imagej_at_exit() -> None:
+    """Let the JVM, and so Python, exit although ImageJ left non-daemon threads.
 
-    A stack window owns a non-daemon thread that would keep the JVM, and so Python,
-    from exiting; closing the windows ends those threads. Registered after the JVM
-    starts, so it runs before JPype shuts the JVM down, and before Xvfb is stopped.
+    Two kinds keep JPype's JVM shutdown waiting forever: the slice-selector thread
+    of every open stack window, and ``ij.util.ThreadUtil``'s worker pool once a
+    multithreaded filter (Gaussian Blur, ...) ran. This hook closes the image
+    windows without save prompts and shuts the pool down. It is registered after
+    the JVM starts, so it runs before JPype's shutdown and before Xvfb is stopped
+    (Java's X11 toolkit ends the process if its display disappears first).
     """
     try:
         import jpype
@@ -335,6 +337,9 @@ def _close_image_windows() -> None:
             if imp is not None:
                 imp.changes = False
                 imp.close()
+        pool = jpype.JClass("ij.util.ThreadUtil").threadPoolExecutor
+        if pool is not None:
+            pool.shutdown()
     except Exception:  # pragma: no cover - best effort at exit
         pass
 

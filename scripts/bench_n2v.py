@@ -66,6 +66,12 @@ conf = create_n2v_config(
     experiment_name="bench", data_type="array", axes="YX", patch_size=[cfg["patch"]] * 2,
     batch_size=cfg["batch"], num_epochs=cfg["epochs"], num_steps=cfg["steps_per_epoch"],
 )
+# CAREamics' epoch is one pass over its patch grid (32 patches = 2 batches for this image);
+# its num_steps only caps that. Give it exactly the same number of gradient steps as ours.
+tp = conf.training_config.trainer_params
+tp.pop("limit_train_batches", None)
+tp["max_epochs"] = -1
+tp["max_steps"] = cfg["steps"]
 torch.manual_seed(cfg["seed"])
 cm = CAREamist(config=conf, work_dir=cfg["work"], enable_progress_bar=False)
 t0, c0 = time.perf_counter(), time.process_time()
@@ -79,7 +85,7 @@ if isinstance(pred, tuple):  # 0.3.5: (list of arrays, list of source ids)
 pred = np.asarray(pred[0] if isinstance(pred, list) else pred).squeeze()
 np.save(cfg["out"], pred.astype(np.float32))
 print("RESULT " + json.dumps({"train_s": t_train, "predict_s": t_pred, "train_cpu_s": c_train,
-                              "predict_cpu_s": c_pred,
+                              "predict_cpu_s": c_pred, "steps": int(cm.trainer.global_step),
                               "version": careamics.__version__}))
 '''
 
@@ -144,7 +150,8 @@ def run_ours(noisy, args) -> tuple[np.ndarray, dict]:
     t0, c0 = time.perf_counter(), time.process_time()
     pred = model.predict(noisy)
     t_pred, c_pred = time.perf_counter() - t0, time.process_time() - c0
-    return pred, dict(train_s=t_train, predict_s=t_pred, train_cpu_s=c_train, predict_cpu_s=c_pred)
+    return pred, dict(train_s=t_train, predict_s=t_pred, train_cpu_s=c_train, predict_cpu_s=c_pred,
+                      steps=len(model.history) * cfg.steps_per_epoch)
 
 
 def run_careamics(noisy, args, log) -> tuple[np.ndarray, dict, str]:
@@ -154,7 +161,7 @@ def run_careamics(noisy, args, log) -> tuple[np.ndarray, dict, str]:
         cfg = dict(noisy=str(Path(tmp) / "noisy.npy"), out=str(Path(tmp) / "pred.npy"),
                    work=str(Path(tmp) / "work"), patch=args.patch, batch=args.batch,
                    epochs=args.epochs, steps_per_epoch=args.steps // args.epochs,
-                   threads=args.threads, seed=args.seed)
+                   steps=args.steps, threads=args.threads, seed=args.seed)
         (Path(tmp) / "worker.py").write_text(WORKER)
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         proc = subprocess.run([str(py), str(Path(tmp) / "worker.py"), json.dumps(cfg)],
@@ -184,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="our learning rate (default 4e-4, the published N2V; CAREamics 0.3.5 uses "
                     "torch's Adam default 1e-3)")
     ap.add_argument("--skip-careamics", action="store_true")
+    ap.add_argument("--skip-ours", action="store_true", help="run CAREamics only")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -195,14 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.batch} × patch {args.patch}², {args.threads} threads")
     nan = float("nan")
     rows = [dict(method="noisy input", psnr=psnr(noisy, gt), si_psnr=si_psnr(noisy, gt), train_s=nan,
-                 predict_s=nan, train_cpu_s=nan, predict_cpu_s=nan, load=nan)]
+                 predict_s=nan, train_cpu_s=nan, predict_cpu_s=nan, load=nan, steps=0)]
     from ij_bridge import __version__
 
-    load = os.getloadavg()[0]
-    pred, times = run_ours(noisy, args)
-    rows.append(dict(method=f"ij_bridge.n2v {__version__} ({args.variant})", psnr=psnr(pred, gt),
-                     si_psnr=si_psnr(pred, gt), load=load, **times))
-    log(f"ours done: {rows[-1]}")
+    if not args.skip_ours:
+        load = os.getloadavg()[0]
+        pred, times = run_ours(noisy, args)
+        rows.append(dict(method=f"ij_bridge.n2v {__version__} ({args.variant})", psnr=psnr(pred, gt),
+                         si_psnr=si_psnr(pred, gt), load=load, **times))
+        log(f"ours done: {rows[-1]}")
     if not args.skip_careamics:
         try:
             load = os.getloadavg()[0]
@@ -212,12 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # report ours anyway
             log(f"CAREamics could not run: {exc}")
     print("\n| method | PSNR (dB, range 255) | SI-PSNR (dB) | train (s) | train CPU (s) | predict (s) "
-          "| predict CPU (s) | load avg at start |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| predict CPU (s) | steps | load avg at start |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['psnr']:.2f} | {r['si_psnr']:.2f} | {r['train_s']:.1f} | "
               f"{r['train_cpu_s']:.1f} | {r['predict_s']:.2f} | {r['predict_cpu_s']:.2f} | "
-              f"{r['load']:.1f} |")
+              f"{r['steps']} | {r['load']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
                                              rows=rows), indent=2))

@@ -37,8 +37,6 @@ def test_objects_are_single_pieces_with_plausible_size():
 
 
 def test_overlap_creates_touching_objects():
-    from scipy import ndimage as ndi
-
     def touching(lbl):
         # pixels whose right neighbour is a different object
         a, b = lbl[:, :-1], lbl[:, 1:]

@@ -46,7 +46,6 @@ Where values differ from ImageJ's Analyze › Measure
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np

@@ -39,7 +39,7 @@ physical units when ``spacing`` (pixel size per axis) is given.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np

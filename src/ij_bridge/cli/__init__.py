@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from .. import __version__
 
@@ -25,6 +26,25 @@ _GROUPS = [
 
 class CLIError(Exception):
     """An error with a message meant for the user; exits with status 2."""
+
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def collect_tiffs(paths: list[str]) -> list[Path]:
+    """Expand command-line inputs: files as given, folders to their TIFF files (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
+            if not found:
+                raise CLIError(f"no .tif files in folder {p}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CLIError(f"input not found: {p}")
+    return files
 
 
 def build_parser() -> argparse.ArgumentParser:

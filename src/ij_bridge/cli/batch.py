@@ -19,11 +19,6 @@ from pathlib import Path
 
 from . import CLIError
 
-# Registers "Command From Macro" (recorded Fiji StarDist macros) with the command
-# registry, so that `ij-bridge macro` and `ij-bridge batch` run them. Light: the
-# registry imports no Java and no torch at import time.
-from ..commands import fiji_compat  # noqa: F401,E402
-
 __all__ = ["register"]
 
 STATUS_PREFIX = "ij-bridge-status:"

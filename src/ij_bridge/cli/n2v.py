@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CLIError
+from . import CLIError, collect_tiffs
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def register(subparsers: Any) -> None:
@@ -69,19 +68,6 @@ def register(subparsers: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- files
-def _collect(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
-            if not found:
-                raise CLIError(f"no .tif files in folder {p}")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise CLIError(f"input not found: {p}")
-    return files
 
 
 def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
@@ -134,8 +120,8 @@ def _progress_quiet(args) -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
-    files = _collect(args.images)
-    val_files = _collect(args.val) if args.val else None
+    files = collect_tiffs(args.images)
+    val_files = collect_tiffs(args.val) if args.val else None
     from ..n2v import N2V, N2VConfig, StructMask
 
     images = [_imread(f, args.as_2d) for f in files]
@@ -175,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    files = _collect(args.inputs)
+    files = collect_tiffs(args.inputs)
     out_dir: Path = args.output
     for f in files:
         if f.resolve().parent == out_dir.resolve():

@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CLIError
+from . import TIFF_SUFFIXES, CLIError, collect_tiffs
 
 __all__ = ["register"]
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_MODEL = "stardist_nuclei2d"
 
 
@@ -213,19 +212,6 @@ def _train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- predict
 
-def _collect(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
-            if not found:
-                raise CLIError(f"no .tif files in folder {p}")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise CLIError(f"input not found: {p}")
-    return files
 
 
 def _polygon_rois(coord, labels_ids, plane_tag, pos, n_digits):
@@ -254,7 +240,7 @@ def _predict(args: argparse.Namespace) -> int:
     from ij_bridge.measure import regionprops_table
     from ij_bridge.stardist.model import StarDistBase
 
-    files = _collect(args.inputs)
+    files = collect_tiffs(args.inputs)
     try:
         model = StarDistBase.load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as exc:

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import math
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any

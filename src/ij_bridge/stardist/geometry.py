@@ -23,7 +23,6 @@ along the axes, ``sqrt(2)/2`` along the diagonals (the pixel's square border).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Sequence
 

@@ -13,21 +13,19 @@ ij-bridge does not depend on.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
 import json
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["export_bioimageio"]
+from ..bioimageio import FORMAT_VERSION, sha256, write_package
 
-FORMAT_VERSION = "0.5.4"
+__all__ = ["export_bioimageio"]
 
 _CITE = [
     {"text": "Krull, Buchholz, Jug. Noise2Void - Learning Denoising from Single Noisy Images. CVPR 2019.",
@@ -35,10 +33,6 @@ _CITE = [
     {"text": "Höck et al. N2V2 - Fixing Noise2Void checkerboard artifacts. ECCV Workshops 2022.",
      "doi": "10.1007/978-3-031-25069-9_33"},
 ]
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def export_bioimageio(
@@ -162,34 +156,24 @@ def export_bioimageio(
         "documentation": "README.md",
         "tags": ["denoising", "noise2void", "n2v", "ij-bridge", f"{nd}d"],
         "inputs": [{"id": "input", "axes": axes("input"),
-                    "test_tensor": {"source": "test_input.npy", "sha256": _sha(files["test_input.npy"])},
+                    "test_tensor": {"source": "test_input.npy", "sha256": sha256(files["test_input.npy"])},
                     "preprocessing": pre}],
         "outputs": [{"id": "output", "axes": axes("output"),
-                     "test_tensor": {"source": "test_output.npy", "sha256": _sha(files["test_output.npy"])},
+                     "test_tensor": {"source": "test_output.npy", "sha256": sha256(files["test_output.npy"])},
                      "postprocessing": post}],
         "weights": {
             "pytorch_state_dict": {
-                "source": "weights.pt", "sha256": _sha(sd_bytes),
-                "architecture": {"source": "unet.py", "sha256": _sha(arch_src), "callable": "UNet",
+                "source": "weights.pt", "sha256": sha256(sd_bytes),
+                "architecture": {"source": "unet.py", "sha256": sha256(arch_src), "callable": "UNet",
                                  "kwargs": {k: (list(v) if isinstance(v, tuple) else v)
                                             for k, v in cfg.unet_kwargs().items()}},
                 "pytorch_version": torch_version,
             },
-            "torchscript": {"source": "weights_torchscript.pt", "sha256": _sha(ts_bytes),
+            "torchscript": {"source": "weights_torchscript.pt", "sha256": sha256(ts_bytes),
                             "pytorch_version": torch_version, "parent": "pytorch_state_dict"},
         },
         "config": {"ij_bridge": {"version": __version__, "n2v_config": cfg.to_dict()}},
     }
     files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
 
-    path = Path(path)
-    if path.suffix.lower() == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for n, data in files.items():
-                zf.writestr(n, data)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        for n, data in files.items():
-            (path / n).write_bytes(data)
-    return path
+    return write_package(path, files)

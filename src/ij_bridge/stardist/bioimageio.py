@@ -12,11 +12,9 @@ exports do), and the ij-bridge model folder itself is the lossless format.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["export_bioimageio"]
+from ..bioimageio import FORMAT_VERSION, sha256, write_package
 
-FORMAT_VERSION = "0.5.4"
+__all__ = ["export_bioimageio"]
 
 _CITE = [
     {"text": "Schmidt, Weigert, Broaddus, Myers. Cell Detection with Star-convex Polygons. MICCAI 2018.",
@@ -44,10 +42,6 @@ class _Exported(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prob, dist = self.net(x)
         return torch.cat([torch.sigmoid(prob), dist], dim=1)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def export_bioimageio(model: Any, path: str | Path, test_input: Any,
@@ -120,24 +114,14 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
         "documentation": "README.md",
         "tags": ["stardist", "segmentation", "instance-segmentation", "nuclei", "ij-bridge", f"{cfg.ndim}d"],
         "inputs": [{"id": "input", "axes": in_axes,
-                    "test_tensor": {"source": "test_input.npy", "sha256": _sha(files["test_input.npy"])},
+                    "test_tensor": {"source": "test_input.npy", "sha256": sha256(files["test_input.npy"])},
                     "preprocessing": [{"id": "scale_range",
                                        "kwargs": {"axes": spatial, "min_percentile": lo, "max_percentile": hi}}]}],
         "outputs": [{"id": "output", "axes": out_axes,
-                     "test_tensor": {"source": "test_output.npy", "sha256": _sha(files["test_output.npy"])}}],
-        "weights": {"torchscript": {"source": "weights_torchscript.pt", "sha256": _sha(ts_bytes),
+                     "test_tensor": {"source": "test_output.npy", "sha256": sha256(files["test_output.npy"])}}],
+        "weights": {"torchscript": {"source": "weights_torchscript.pt", "sha256": sha256(ts_bytes),
                                     "pytorch_version": torch_version}},
         "config": {"stardist": stardist_cfg, "ij_bridge": {"stardist_config": cfg.to_dict()}},
     }
     files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
-    path = Path(path)
-    if path.suffix.lower() == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for n, data in files.items():
-                zf.writestr(n, data)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        for n, data in files.items():
-            (path / n).write_bytes(data)
-    return path
+    return write_package(path, files)

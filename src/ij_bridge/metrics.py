@@ -293,12 +293,16 @@ def _safe_div(x: float, y: float) -> float:
     return float(x) / float(y) if abs(y) > 1e-10 else 0.0
 
 
-def _rates(tp: int, fp: int, fn: int) -> dict[str, float]:
+def _scores(tp: int, fp: int, fn: int, sum_score: float, n_true: int) -> dict[str, float]:
+    """The rates and mean scores of a matching, from its counts and summed matched scores."""
     return dict(
         precision=_safe_div(tp, tp + fp),
         recall=_safe_div(tp, tp + fn),
         accuracy=_safe_div(tp, tp + fp + fn),
         f1=_safe_div(2 * tp, 2 * tp + fp + fn),
+        mean_true_score=_safe_div(sum_score, n_true),
+        mean_matched_score=_safe_div(sum_score, tp),
+        panoptic_quality=_safe_div(sum_score, tp + fp / 2 + fn / 2),
     )
 
 
@@ -439,12 +443,9 @@ def matching(
                 fp=fp,
                 tp=tp,
                 fn=fn,
-                **_rates(tp, fp, fn),
                 n_true=n_true,
                 n_pred=n_pred,
-                mean_true_score=_safe_div(sum_score, n_true),
-                mean_matched_score=_safe_div(sum_score, tp),
-                panoptic_quality=_safe_div(sum_score, tp + fp / 2 + fn / 2),
+                **_scores(tp, fp, fn, sum_score, n_true),
                 **extra,
             )
         )
@@ -532,12 +533,7 @@ def matching_dataset(
             }
         else:
             sum_score = sum(r.mean_true_score * r.n_true for r in recs)
-            avg = dict(
-                **_rates(tp, fp, fn),
-                mean_true_score=_safe_div(sum_score, n_true),
-                mean_matched_score=_safe_div(sum_score, tp),
-                panoptic_quality=_safe_div(sum_score, tp + fp / 2 + fn / 2),
-            )
+            avg = _scores(tp, fp, fn, sum_score, n_true)
         out.append(
             DatasetMatching(
                 criterion=criterion,

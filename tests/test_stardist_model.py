@@ -49,7 +49,7 @@ def test_bundled_model_on_held_out_real_nuclei(bundled, nuclei):
     img, lbl = nuclei
     labels, details = bundled.predict_instances(img[384:])
     m = matching(lbl[384:], labels, thresh=0.5)
-    assert m.f1 > 0.85, m   # README: 0.939
+    assert m.f1 > 0.85, m   # README: 0.898
     n = len(details["prob"])
     assert details["coord"].shape == (n, 2, 32)
     assert details["points"].shape == (n, 2)

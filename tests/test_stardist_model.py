@@ -16,7 +16,6 @@ from ij_bridge.stardist import StarDist2D, StarDist3D, StarDistConfig, bundled_m
 from ij_bridge.stardist.model import StarDistBase, normalize_percentiles
 from ij_bridge.synthetic import synthetic_nuclei
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei2d"
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +25,10 @@ def bundled():
 
 
 @pytest.fixture(scope="module")
-def nuclei():
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
+def nuclei(shared_data):
     import tifffile
-    return (tifffile.imread(DATA / "train_left_img.tif"),
-            tifffile.imread(DATA / "train_left_mask.tif").astype(np.int32))
+    return (tifffile.imread(shared_data / "nuclei2d" / "train_left_img.tif"),
+            tifffile.imread(shared_data / "nuclei2d" / "train_left_mask.tif").astype(np.int32))
 
 
 def test_bundled_model_is_listed_and_small(bundled):

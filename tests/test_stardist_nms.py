@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from ij_bridge.stardist import (
 )
 from ij_bridge.stardist.nms import nms_from_maps
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei2d"
 
 
 def _overlap(c1, c2):
@@ -71,12 +69,10 @@ def test_many_candidates_are_pruned():
     assert 40 <= len(keep) <= 80
 
 
-def test_ground_truth_distances_reproduce_the_annotation():
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
+def test_ground_truth_distances_reproduce_the_annotation(shared_data):
     import tifffile
 
-    lbl = tifffile.imread(DATA / "train_left_mask.tif").astype(np.int32)
+    lbl = tifffile.imread(shared_data / "nuclei2d" / "train_left_mask.tif").astype(np.int32)
     lbl = fill_label_holes(lbl, warn=False)
     prob = edt_prob(lbl)
     for grid in [(1, 1), (2, 2)]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,31 @@ def run_python(code: str, timeout: float = 120, env: dict | None = None) -> subp
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=REPO)
+
+
+def fill_generic_dialog(title: str, *, numbers: dict | None = None, strings: dict | None = None,
+                        choices: dict | None = None, timeout: float = 30) -> None:
+    """Wait for the open ``GenericDialog`` ``title``, fill its fields (by index) and press OK.
+
+    For tests that drive a command through its dialog, as a user at the menu would.
+    """
+    import jpype
+
+    Window = jpype.JClass("java.awt.Window")
+    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
+    ActionEvent = jpype.JClass("java.awt.event.ActionEvent")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for w in Window.getWindows():
+            if isinstance(w, GenericDialog) and w.isShowing() and str(w.getTitle()) == title:
+                for i, text in (numbers or {}).items():
+                    w.getNumericFields().get(i).setText(text)
+                for i, text in (strings or {}).items():
+                    w.getStringFields().get(i).setText(text)
+                for i, item in (choices or {}).items():
+                    w.getChoices().get(i).select(item)
+                ok_button = w.getButtons()[0]
+                w.actionPerformed(ActionEvent(ok_button, ActionEvent.ACTION_PERFORMED, "OK"))
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"dialog {title!r} did not open")

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 import pytest
+
+from conftest import fill_generic_dialog
 import xarray as xr
 
 from ij_bridge.commands import install_commands, run_macro
@@ -161,27 +163,6 @@ def test_stardist_rejects_what_it_cannot_do(imagej, crops):
     assert not r.ok and "between 0 and 1" in r.error
 
 
-def _fill_generic_dialog(title, strings=None, choices=None, timeout=30):
-    import jpype
-
-    Window = jpype.JClass("java.awt.Window")
-    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
-    ActionEvent = jpype.JClass("java.awt.event.ActionEvent")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for w in Window.getWindows():
-            if isinstance(w, GenericDialog) and w.isShowing() and str(w.getTitle()) == title:
-                for i, text in (strings or {}).items():
-                    w.getStringFields().get(i).setText(text)
-                for i, item in (choices or {}).items():
-                    w.getChoices().get(i).select(item)
-                ok_button = w.getButtons()[0]
-                w.actionPerformed(ActionEvent(ok_button, ActionEvent.ACTION_PERFORMED, "OK"))
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"dialog {title!r} did not open")
-
-
 def test_recorded_stardist_line_replays_to_the_same_labels(imagej, crops):
     import jpype
 
@@ -194,7 +175,7 @@ def test_recorded_stardist_line_replays_to_the_same_labels(imagej, crops):
     try:
         IJ.doCommand("StarDist 2D (torch)")  # as from the menu: a dialog on its own thread
         # string fields: model, probability, overlap; choices: input, output, position
-        _fill_generic_dialog("StarDist 2D (torch)", strings={1: "0.6"}, choices={1: "Label Image"})
+        fill_generic_dialog("StarDist 2D (torch)", strings={1: "0.6"}, choices={1: "Label Image"})
         deadline = time.monotonic() + 60
         while WindowManager.getImage("cells-labels") is None and time.monotonic() < deadline:
             time.sleep(0.1)

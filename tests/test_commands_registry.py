@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from conftest import fill_generic_dialog
+
 from ij_bridge.commands import (
     Checkbox,
     Choice,
@@ -181,27 +183,6 @@ def test_commands_are_in_imagej_tables_and_menu(installed):
     assert set(registered_commands()) <= set(str(k) for k in table.keySet())
 
 
-def _fill_dialog_and_ok(title: str, numbers: dict[int, str], timeout: float = 20):
-    """Find the open GenericDialog ``title``, type into numeric fields, press OK."""
-    import jpype
-
-    Window = jpype.JClass("java.awt.Window")
-    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
-    ActionEvent = jpype.JClass("java.awt.event.ActionEvent")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for w in Window.getWindows():
-            if isinstance(w, GenericDialog) and w.isShowing() and str(w.getTitle()) == title:
-                fields = w.getNumericFields()
-                for index, text in numbers.items():
-                    fields.get(index).setText(text)
-                ok = w.getButtons()[0]
-                w.actionPerformed(ActionEvent(ok, ActionEvent.ACTION_PERFORMED, "OK"))
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"dialog {title!r} did not open")
-
-
 def test_dialog_run_is_recorded_and_the_line_replays(installed):
     import jpype
 
@@ -212,7 +193,7 @@ def test_dialog_run_is_recorded_and_the_line_replays(installed):
     recorder = Recorder(False)
     try:
         IJ.doCommand("IJB Test Fill")  # as a menu click does: a new thread, a dialog
-        _fill_dialog_and_ok("IJB Test Fill", {0: "3.5", 1: "5"})
+        fill_generic_dialog("IJB Test Fill", numbers={0: "3.5", 1: "5"}, timeout=20)
         deadline = time.monotonic() + 20
         while WindowManager.getImage("filled") is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -269,7 +250,7 @@ def test_menu_item_opens_the_dialog_and_cancel_does_nothing(installed):
     time.sleep(0.5)
     assert WindowManager.getImage("filled") is None
     click()
-    _fill_dialog_and_ok("IJB Test Fill", {1: "4"})
+    fill_generic_dialog("IJB Test Fill", numbers={1: "4"}, timeout=20)
     deadline = time.monotonic() + 20
     while WindowManager.getImage("filled") is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -11,9 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
-from conftest import fill_generic_dialog
 import xarray as xr
+from conftest import fill_generic_dialog
 
 from ij_bridge.commands import install_commands, run_macro
 

@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so that nothing later pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test,dask]"
+	# compile the NMS kernels once (numba caches them on disk)
+	$(BIN)/python -m ij_bridge.stardist._polyclip
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -99,30 +99,89 @@ def test_nms_3d_two_balls():
     assert non_maximum_suppression_3d(np.zeros((0, 32)), np.zeros((0, 3)), np.zeros(0), rays).tolist() == []
 
 
-def test_fan_intersection_areas_equal_geos():
-    from ij_bridge.stardist.nms import star_pair_intersection_areas
+def _random_polygons(rng, k, n, centre_spread):
+    """``k`` random star-convex polygons with ``n`` rays (very uneven radii: often concave)."""
+    return dist_to_coord(rng.uniform(0.5, 9, (k, n)), rng.uniform(-centre_spread, centre_spread, (k, 2))).astype(float)
+
+
+def test_exact_intersection_areas_equal_geos():
+    from ij_bridge.stardist import polygon_intersection_areas
 
     rng = np.random.default_rng(3)
-    P, n = 400, 32
-    a = dist_to_coord(rng.uniform(3, 9, (P, n)), rng.uniform(-4, 4, (P, 2))).astype(float)
-    b = dist_to_coord(rng.uniform(3, 9, (P, 24)), np.zeros((P, 2))).astype(float)
-    xa, xb = a[:, ::-1].transpose(0, 2, 1), b[:, ::-1].transpose(0, 2, 1)
-    area, ok = star_pair_intersection_areas(xa, xb)
-    assert 0.05 < ok.mean() < 1          # random 3-9 px radii: often not star-shaped from the origin
-    pa = shapely.polygons(np.concatenate([xa, xa[:, :1]], 1))
-    pb = shapely.polygons(np.concatenate([xb, xb[:, :1]], 1))
-    geos = shapely.area(shapely.intersection(pa, pb))
-    np.testing.assert_allclose(area[ok], geos[ok], rtol=1e-9)
-    assert np.all(area[~ok] == 0)
+    a = _random_polygons(rng, 600, 32, 14)
+    b = _random_polygons(rng, 600, 24, 0)
+
+    def geos(a, b):
+        pa = shapely.polygons(np.concatenate([a, a[:, :, :1]], 2).transpose(0, 2, 1))
+        pb = shapely.polygons(np.concatenate([b, b[:, :, :1]], 2).transpose(0, 2, 1))
+        return shapely.area(shapely.intersection(pa, pb))
+
+    ref = geos(a, b)
+    assert (ref > 0).mean() > 0.5 and (ref == 0).any()
+    np.testing.assert_allclose(polygon_intersection_areas(a, b), ref, rtol=1e-12, atol=1e-10)
+    # opposite orientation and a non-star (concave, centre outside its kernel) polygon
+    np.testing.assert_allclose(polygon_intersection_areas(a[:, :, ::-1], b), ref, rtol=1e-12, atol=1e-10)
+    comb = np.array([[0, 0, 10, 10, 2, 2, 10, 10, 0], [0, 10, 10, 8, 8, 2, 2, 0, 0]], float)[:, :-1]
+    box = np.array([[1, 1, 9, 9], [1, 9, 9, 1]], float)
+    got = polygon_intersection_areas(comb[None], box[None])[0]
+    assert got == pytest.approx(shapely.Polygon(comb.T).intersection(shapely.Polygon(box.T)).area, abs=1e-12)
+    # shared (collinear) edges and touching boundaries: no special cases
+    sq = np.array([[0, 0, 4, 4], [0, 4, 4, 0]], float)
+    for shift, want in [((0, 0), 16), ((2, 0), 8), ((2, 2), 4), ((4, 0), 0), ((1, 0.5), 10.5)]:
+        got = polygon_intersection_areas(sq[None], (sq + np.array(shift)[:, None])[None])[0]
+        assert got == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ValueError, match="vertices"):
+        polygon_intersection_areas(sq, sq)
 
 
-def test_nms_fast_paths_give_the_same_result():
+def _geos_greedy(coord, prob, thresh):
+    """Reference: the original's rule with GEOS areas, brute force over box-overlapping pairs."""
+    polys = shapely.polygons(np.concatenate([coord, coord[:, :, :1]], 2).transpose(0, 2, 1))
+    tree = shapely.STRtree(polys)
+    area = shapely.area(polys)
+    order = np.argsort(-prob, kind="stable")
+    rank = np.empty(len(order), int)
+    rank[order] = np.arange(len(order))
+    gone = np.zeros(len(order), bool)
+    keep = []
+    for r, i in enumerate(order):
+        if gone[i]:
+            continue
+        keep.append(i)
+        cand = tree.query(polys[i])
+        cand = cand[(rank[cand] > r) & ~gone[cand]]
+        inter = shapely.area(shapely.intersection(polys[i], polys[cand]))
+        gone[cand[inter / (np.minimum(area[i], area[cand]) + 1e-10) > thresh]] = True
+    return np.asarray(keep)
+
+
+@pytest.mark.parametrize("thresh", [0.1, 0.4, 0.7])
+def test_nms_equals_a_geos_reference(thresh):
     rng = np.random.default_rng(4)
-    centres = rng.uniform(0, 200, (30, 2))
+    centres = rng.uniform(-50, 200, (30, 2))          # negative coordinates too
     pts = np.repeat(centres, 80, axis=0) + rng.normal(0, 2.0, (2400, 2))
     d = rng.uniform(5, 9, (2400, 32))
+    d[::97] *= 6                                     # a few far larger candidates than the rest
     coord = dist_to_coord(d, pts)
     prob = rng.random(2400)
-    ref = non_maximum_suppression(coord, prob, 0.4, threads=1)
-    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, 0.4, centres=pts, threads=1), ref)
-    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, 0.4, centres=pts, threads=2), ref)
+    ref = _geos_greedy(coord, prob, thresh)
+    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, thresh, centres=pts), ref)
+    np.testing.assert_array_equal(non_maximum_suppression(coord, prob, thresh), ref)
+
+
+def test_nms_reports_progress_for_many_candidates():
+    # 40k candidates (the threaded path with a progress counter): same as GEOS, monotone progress
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, 2000, (500, 2))
+    pts = np.repeat(centres, 80, axis=0) + rng.normal(0, 1.5, (40_000, 2))
+    coord = dist_to_coord(rng.uniform(5, 7, (40_000, 32)), pts)
+    seen = []
+    prob = rng.random(40_000)
+    keep = non_maximum_suppression(coord, prob, 0.4, centres=pts,
+                                   progress=lambda done, total, msg: seen.append((done, total)))
+    np.testing.assert_array_equal(keep, _geos_greedy(coord, prob, 0.4))
+    assert 500 <= len(keep) <= 1000
+    assert seen[-1] == (40_000, 40_000)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    with pytest.raises(ValueError, match="NaN"):
+        non_maximum_suppression(np.full((2, 2, 8), np.nan), np.ones(2), 0.4)

@@ -14,7 +14,7 @@ from .geometry import (
     star_dist, star_dist_2d, star_dist_3d,
 )
 from .model import StarDist2D, StarDist3D, bundled_models, normalize_percentiles
-from .nms import non_maximum_suppression, non_maximum_suppression_3d
+from .nms import non_maximum_suppression, non_maximum_suppression_3d, polygon_intersection_areas
 from .thresholds import optimize_thresholds
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "star_dist_2d", "star_dist_3d", "edt_prob", "fill_label_holes", "dist_to_coord",
     "dist_to_coord_3d", "polygon_areas", "polygons_to_label", "polyhedra_to_label",
     "polyhedron_volumes", "non_maximum_suppression", "non_maximum_suppression_3d",
+    "polygon_intersection_areas",
 ]

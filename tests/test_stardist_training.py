@@ -80,6 +80,31 @@ def test_training_is_reproducible():
     assert hc["loss"] != ha["loss"]
 
 
+def test_fresh_model_starts_at_the_data_priors_and_a_loaded_one_continues(tmp_path):
+    from ij_bridge.stardist import edt_prob, star_dist_2d
+
+    X, Y = _data([11], shape=(64, 64), n=6)
+    cfg = StarDistConfig(n_rays=8, patch_size=(32, 32), batch_size=2, epochs=1, steps_per_epoch=1,
+                         learning_rate=1e-12, seed=0)
+    model = StarDist2D(cfg, device="cpu")
+    model.train(X, Y, show_progress=False)
+    # after one step at a negligible learning rate the biases are the priors of the targets
+    p = edt_prob(Y[0])[::2, ::2]
+    d = star_dist_2d(Y[0], 8, grid=(2, 2))
+    want_p = np.log(p.mean() / (1 - p.mean()))
+    want_d = (d * p[..., None]).sum((0, 1)) / p.sum()
+    assert model.net.out_prob.bias.item() == pytest.approx(want_p, abs=1e-4)
+    np.testing.assert_allclose(model.net.out_dist.bias.detach().numpy(), want_d, rtol=1e-4)
+    assert 2 < want_d.mean() < 10                     # about the nuclei's radius, in pixels
+    # a loaded (trained) model keeps its weights when training continues: no re-initialisation
+    model.save(tmp_path / "m")
+    again = StarDist2D.load(tmp_path / "m")
+    before = again.net.out_dist.bias.detach().clone()
+    X2, Y2 = _data([12], shape=(64, 64), n=12)       # other data, other priors
+    again.train(X2, Y2, show_progress=False)
+    np.testing.assert_allclose(again.net.out_dist.bias.detach().numpy(), before.numpy(), atol=1e-6)
+
+
 def test_labels_with_holes_are_filled_with_a_warning():
     X, Y = _data([9], shape=(64, 64), n=5)
     y = Y[0].copy()

@@ -196,6 +196,7 @@ class StarDistBase:
         self.net.to(self.device, memory_format=self._memory_format)
         self.thresholds = {"prob": float(config.prob_thresh), "nms": float(config.nms_thresh)}
         self.history: dict[str, list] = {}
+        self._fresh_weights = True  # untrained: train() starts the output biases at the data's priors
         self.rays = self._make_rays()
 
     # -- geometry hooks ------------------------------------------------------------
@@ -470,6 +471,32 @@ class StarDistBase:
                 losses.append(float(loss))
         return float(np.mean(losses))
 
+    def _init_output_biases(self, data) -> None:
+        """Start the output layers at the training data's priors (a fresh network only).
+
+        The probability bias becomes the log-odds of the mean object probability and
+        each distance bias the probability-weighted mean distance along its ray, so the
+        first steps do not have to learn these constants (with zero-mean outputs the
+        distance loss starts near the mean object radius). Measured on the benchmark
+        data: lower training loss at equal steps and clearly better shapes (F1 at IoU
+        0.7); see docs/stardist.md.
+        """
+        sl = tuple(slice(None, None, g) for g in self.config.grid)
+        p_sum, n_px = 0.0, 0
+        d_sum = np.zeros(self.config.n_rays)
+        for _, prob, dist, _ in data:
+            p = prob[sl].astype(np.float64)
+            d = dist[(slice(None),) + sl].astype(np.float64)
+            p_sum += p.sum()
+            n_px += p.size
+            d_sum += (d * p[None]).reshape(len(d), -1).sum(axis=1)
+        if p_sum <= 0:
+            return
+        p_mean = min(max(p_sum / n_px, 1e-3), 1 - 1e-3)
+        with torch.no_grad():
+            self.net.out_prob.bias.fill_(float(np.log(p_mean / (1 - p_mean))))
+            self.net.out_dist.bias.copy_(torch.as_tensor(d_sum / p_sum, dtype=self.net.out_dist.bias.dtype))
+
     def train(self, X: Sequence[Any], Y: Sequence[Any],
               validation_data: tuple[Sequence[Any], Sequence[Any]] | None = None,
               epochs: int | None = None, steps_per_epoch: int | None = None,
@@ -493,6 +520,12 @@ class StarDistBase:
             ``progress(done_steps, total_steps, message)``.
         optimize_thresholds : bool
             After training, choose thresholds on the validation data.
+
+        Notes
+        -----
+        The first call on a fresh model starts the output biases at the
+        training data's priors (mean object probability, mean distance per
+        ray); later calls continue from the current weights.
         checkpoint : path, optional
             Save the best model there whenever it improves.
 
@@ -528,6 +561,9 @@ class StarDistBase:
             p, d = self._targets(y, full)
             data.append((x, p.astype(np.float32), d.astype(np.float32), np.flatnonzero(y > 0)))
 
+        if self._fresh_weights:
+            self._init_output_biases(data)
+            self._fresh_weights = False
         rng = np.random.default_rng(cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -743,6 +779,7 @@ class StarDistBase:
         except Exception as exc:  # corrupt or mismatched weights
             raise ValueError(f"{p}: weights.pt is corrupt or does not fit the config ({exc})") from None
         model.net.to(model.device, memory_format=model._memory_format)
+        model._fresh_weights = False
         th = meta.get("thresholds", {})
         model.thresholds = {"prob": float(th.get("prob", cfg.prob_thresh)),
                             "nms": float(th.get("nms", cfg.nms_thresh))}

@@ -105,6 +105,39 @@ def test_fresh_model_starts_at_the_data_priors_and_a_loaded_one_continues(tmp_pa
     np.testing.assert_allclose(again.net.out_dist.bias.detach().numpy(), before.numpy(), atol=1e-6)
 
 
+def test_augmented_targets_equal_targets_of_the_transformed_labels():
+    """Every flip/transpose of a sampled patch carries distances that match star_dist_2d of the
+    transformed label image (rays permuted correctly), and probabilities that match edt_prob."""
+    from ij_bridge.stardist import edt_prob, star_dist_2d
+
+    _, Y = _data([13], shape=(64, 64), n=8)
+    y = Y[0]
+    cfg = StarDistConfig(n_rays=16, grid=(2, 2), patch_size=(64, 64), batch_size=16, seed=1)
+    model = StarDist2D(cfg, device="cpu")
+    data = []
+    p, d = model._targets(y, (1, 1))
+    data.append((y[None].astype(np.float32), p.astype(np.float32), d.astype(np.float32), np.flatnonzero(y)))
+    xb, pb, db = model._sample_batch(data, np.random.default_rng(0))
+    transforms = {}
+    for t in range(4):
+        for tr in (False, True):
+            lab = np.rot90(y, t)
+            lab = lab.T if tr else lab
+            transforms[(t, tr)] = np.ascontiguousarray(lab)
+    seen = set()
+    for i in range(len(pb)):
+        got_p = pb[i, 0].numpy()
+        hits = [key for key, lab in transforms.items()
+                if np.allclose(edt_prob(lab)[::2, ::2], got_p, atol=1e-6)]
+        assert hits, f"patch {i} is no symmetry of the labels"
+        lab = transforms[hits[0]]
+        want = np.moveaxis(star_dist_2d(lab, 16, grid=(2, 2)), -1, 0)
+        close = np.abs(db[i].numpy() - want) < 1e-3
+        assert close.mean() > 0.995, (hits[0], close.mean())
+        seen.add(hits[0])
+    assert len(seen) >= 5                              # the batch covered most of the 8 symmetries
+
+
 def test_labels_with_holes_are_filled_with_a_warning():
     X, Y = _data([9], shape=(64, 64), n=5)
     y = Y[0].copy()

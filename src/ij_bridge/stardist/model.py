@@ -414,7 +414,13 @@ class StarDistBase:
         return prob[sl], np.moveaxis(dist, -1, 0)
 
     def _augment(self, img, prob, dist, rng):
-        return img, prob, dist
+        """Geometric augmentation: returns ``(img, prob, dist, ray_order)`` as views.
+
+        ``ray_order`` (or None) is the permutation of the distance channels that the
+        spatial transform implies; the caller applies it once, after the grid
+        subsampling, so that no full-resolution distance stack is copied.
+        """
+        return img, prob, dist, None
 
     def _sample_batch(self, data, rng):
         cfg = self.config
@@ -431,15 +437,17 @@ class StarDistBase:
                 lo = [int(rng.integers(s - p + 1)) for p, s in zip(ps, shape)]
             sl = tuple(slice(a, a + p) for a, p in zip(lo, ps))
             x, pr, di = img[(slice(None),) + sl], prob[sl], dist[(slice(None),) + sl]
+            order = None
             if cfg.augment:
-                x, pr, di = self._augment(x, pr, di, rng)
+                x, pr, di, order = self._augment(x, pr, di, rng)
                 scale = rng.uniform(0.6, 1.6)
                 shift = rng.uniform(-0.2, 0.2)
                 x = x * np.float32(scale) + np.float32(shift)
             g = tuple(slice(None, None, q) for q in cfg.grid)
+            di = di[(slice(None),) + g]
             xs.append(np.ascontiguousarray(x))
             ps_.append(np.ascontiguousarray(pr[g]))
-            ds.append(np.ascontiguousarray(di[(slice(None),) + g]))
+            ds.append(np.ascontiguousarray(di if order is None else di[order]))
         return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ps_))[:, None],
                 torch.from_numpy(np.stack(ds)))
 
@@ -569,7 +577,8 @@ class StarDistBase:
             torch.manual_seed(cfg.seed)
             # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold
             torch.set_flush_denormal(True)
-            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, foreach=True)
+            # the fused kernel (CPU and CUDA) updates all parameters in one pass
+            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, fused=True)
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
             hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
                                                      "seconds")}
@@ -833,19 +842,22 @@ class StarDist2D(StarDistBase):
         return star_dist_2d(lbl, self.config.n_rays, grid)
 
     def _augment(self, img, prob, dist, rng):
+        # the 8 symmetries of the square (for square patches); ray k of the result is ray
+        # order[k] of the input: new[k] = old[p[k]] composes as order = order[p]
         n = self.config.n_rays
         k = np.arange(n)
+        order = k
         if n % 4 == 0 and img.shape[1] == img.shape[2] and rng.random() < 0.5:
             # transpose: angle phi -> pi/2 - phi
             img, prob, dist = img.transpose(0, 2, 1), prob.T, dist.transpose(0, 2, 1)
-            dist = dist[(n // 4 - k) % n]
+            order = order[(n // 4 - k) % n]
         if rng.random() < 0.5:  # flip rows: phi -> -phi
             img, prob, dist = img[:, ::-1], prob[::-1], dist[:, ::-1]
-            dist = dist[(-k) % n]
+            order = order[(-k) % n]
         if n % 2 == 0 and rng.random() < 0.5:  # flip cols: phi -> pi - phi
             img, prob, dist = img[:, :, ::-1], prob[:, ::-1], dist[:, :, ::-1]
-            dist = dist[(n // 2 - k) % n]
-        return img, prob, dist
+            order = order[(n // 2 - k) % n]
+        return img, prob, dist, order
 
     def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
         points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)

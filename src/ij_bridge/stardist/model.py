@@ -79,6 +79,14 @@ class StarDistNet(nn.Module):
         self.out_prob = conv(cfg.head_channels, 1, 1)
         self.out_dist = conv(cfg.head_channels, cfg.n_rays, 1)
         self.cfg = cfg
+        # the original's (Keras') initialisation: Glorot-uniform kernels, zero biases. PyTorch's
+        # default gives about 3x smaller weight variance; at equal short budgets it trained to
+        # clearly worse shapes (F1 at IoU 0.7) on the benchmark data (docs/stardist.md)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.head(self.unet(self.stem(x)))

@@ -41,6 +41,8 @@ Usage::
     .venv/bin/python scripts/bench_stardist.py              # full run (20 epochs x 50 steps, seeds 0,1,2)
     .venv/bin/python scripts/bench_stardist.py --quick      # smoke run (2 x 10 steps)
     .venv/bin/python scripts/bench_stardist.py --skip-original --epochs 5
+    .venv/bin/python scripts/bench_stardist.py --phase quality --skip-original --ours-init torch \
+        --work .bench/ablation-torch                        # initialisation ablation
 """
 
 from __future__ import annotations
@@ -290,6 +292,30 @@ def _our_config(cfg: dict, epochs: int, steps: int):
                           steps_per_epoch=steps, learning_rate=3e-4, seed=cfg["seed"])
 
 
+INIT_VARIANTS = {
+    "default": "the package's: Glorot-uniform kernels, zero biases, output biases at the data's priors",
+    "glorot": "Glorot-uniform kernels, zero biases, no prior output biases",
+    "torch+priors": "PyTorch's default layer initialisation, output biases at the data's priors",
+    "torch": "PyTorch's default layer initialisation, no prior output biases (the code before the change)",
+}
+
+
+def _ablate_init(model, variant: str, seed: int) -> None:
+    """Initialisation ablation (``--ours-init``): undo parts of the package's initialisation."""
+    import torch
+
+    if variant not in INIT_VARIANTS:
+        raise SystemExit(f"--ours-init must be one of {sorted(INIT_VARIANTS)}, got {variant!r}")
+    if variant.startswith("torch"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in model.net.modules():
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)):
+                    m.reset_parameters()
+    if variant in ("torch", "glorot"):
+        model._fresh_weights = False  # train() then leaves the output biases alone
+
+
 def _step_times(stamps: list[float], steps_per_epoch: int, warmup: int) -> np.ndarray:
     """Gaps between consecutive step-end stamps inside an epoch."""
     st = np.diff(np.asarray(stamps))
@@ -312,6 +338,7 @@ def run_ours(work: Path, cfg: dict) -> dict:
             Xv, Yv = _load(work, ds, "val")
             Xt, _ = _load(work, ds, "test")
             model = sd.StarDist2D(_our_config(cfg, cfg["epochs"], cfg["steps"]), device="cpu")
+            _ablate_init(model, cfg.get("ours_init", "default"), cfg["seed"])
             stamps: list[float] = []
             t0 = time.perf_counter()
             model.train(X, Y, validation_data=(Xv, Yv), show_progress=False, optimize_thresholds=False,
@@ -435,6 +462,9 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str) -> str:
                  f"{', '.join(map(str, seeds)) or '–'} (both frameworks train side by side, "
                  f"{cfg.get('quality_threads', 1)} thread each); thresholds optimised on the validation "
                  "split by each implementation's own optimiser.  ")
+    if cfg.get("ours_init", "default") != "default":
+        lines.append(f"**Ablation**: our side initialised with `--ours-init {cfg['ours_init']}`: "
+                     f"{INIT_VARIANTS[cfg['ours_init']]}.  ")
     lines.append(f"Objects (train/val/test): real {counts['real']}, synthetic {counts['synthetic']}. "
                  f"Timings: median over {len(tu) or len(to)} interleaved rounds (original, ours, original, ...).")
     lines.append("")
@@ -537,6 +567,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ours-init", default="default", choices=sorted(INIT_VARIANTS),
+                    help="initialisation ablation for our side of the quality phase (default: the package's)")
     ap.add_argument("--quality-threads", type=int, default=1,
                     help="threads per framework in the quality phase, where both train side by side "
                          "(default 1)")
@@ -579,6 +611,7 @@ def main(argv=None) -> int:
     res: dict = {"eval": {}}
     seeds = cfg["seeds"]
     qt = cfg["quality_threads"] = args.quality_threads
+    cfg["ours_init"] = args.ours_init
     if args.phase in ("all", "quality"):
         res["quality_original"], res["quality_ours"] = {}, {}
         for seed in seeds:

@@ -104,6 +104,11 @@ def _random_polygons(rng, k, n, centre_spread):
     return dist_to_coord(rng.uniform(0.5, 9, (k, n)), rng.uniform(-centre_spread, centre_spread, (k, 2))).astype(float)
 
 
+def _shapely_polygons(coord):
+    """GEOS polygons from ``(k, 2, n)`` vertices."""
+    return shapely.polygons(np.concatenate([coord, coord[:, :, :1]], 2).transpose(0, 2, 1))
+
+
 def test_exact_intersection_areas_equal_geos():
     from ij_bridge.stardist import polygon_intersection_areas
 
@@ -111,12 +116,7 @@ def test_exact_intersection_areas_equal_geos():
     a = _random_polygons(rng, 600, 32, 14)
     b = _random_polygons(rng, 600, 24, 0)
 
-    def geos(a, b):
-        pa = shapely.polygons(np.concatenate([a, a[:, :, :1]], 2).transpose(0, 2, 1))
-        pb = shapely.polygons(np.concatenate([b, b[:, :, :1]], 2).transpose(0, 2, 1))
-        return shapely.area(shapely.intersection(pa, pb))
-
-    ref = geos(a, b)
+    ref = shapely.area(shapely.intersection(_shapely_polygons(a), _shapely_polygons(b)))
     assert (ref > 0).mean() > 0.5 and (ref == 0).any()
     np.testing.assert_allclose(polygon_intersection_areas(a, b), ref, rtol=1e-12, atol=1e-10)
     # opposite orientation and a non-star (concave, centre outside its kernel) polygon
@@ -136,7 +136,7 @@ def test_exact_intersection_areas_equal_geos():
 
 def _geos_greedy(coord, prob, thresh):
     """Reference: the original's rule with GEOS areas, brute force over box-overlapping pairs."""
-    polys = shapely.polygons(np.concatenate([coord, coord[:, :, :1]], 2).transpose(0, 2, 1))
+    polys = _shapely_polygons(coord)
     tree = shapely.STRtree(polys)
     area = shapely.area(polys)
     order = np.argsort(-prob, kind="stable")

@@ -115,16 +115,13 @@ def _fan_intersection(p, c, q, q_box, orient, stop_above, buf_a, buf_b):
         if (max(cx, ax, bx) <= q_box[0] or min(cx, ax, bx) >= q_box[2]
                 or max(cy, ay, by) <= q_box[1] or min(cy, ay, by) >= q_box[3]):
             continue
-        for i in range(m):
-            buf_a[i, 0] = q[i, 0]
-            buf_a[i, 1] = q[i, 1]
         if cr > 0.0:  # counter-clockwise triangle c, a, b
-            k_n = _clip_halfplane(buf_a, m, buf_b, cx, cy, ax, ay)
+            k_n = _clip_halfplane(q, m, buf_b, cx, cy, ax, ay)
             k_n = _clip_halfplane(buf_b, k_n, buf_a, ax, ay, bx, by)
             k_n = _clip_halfplane(buf_a, k_n, buf_b, bx, by, cx, cy)
             total += _signed_area(buf_b, k_n)
         else:  # clockwise: clip by c, b, a and count negatively
-            k_n = _clip_halfplane(buf_a, m, buf_b, cx, cy, bx, by)
+            k_n = _clip_halfplane(q, m, buf_b, cx, cy, bx, by)
             k_n = _clip_halfplane(buf_b, k_n, buf_a, bx, by, ax, ay)
             k_n = _clip_halfplane(buf_a, k_n, buf_b, ax, ay, cx, cy)
             total -= _signed_area(buf_b, k_n)

@@ -536,12 +536,6 @@ class StarDistBase:
             ``progress(done_steps, total_steps, message)``.
         optimize_thresholds : bool
             After training, choose thresholds on the validation data.
-
-        Notes
-        -----
-        The first call on a fresh model starts the output biases at the
-        training data's priors (mean object probability, mean distance per
-        ray); later calls continue from the current weights.
         checkpoint : path, optional
             Save the best model there whenever it improves.
 
@@ -551,6 +545,12 @@ class StarDistBase:
             The history (also ``self.history``): ``epoch``, ``loss``,
             ``prob_loss``, ``dist_loss``, ``lr``, ``seconds`` and, with
             validation data, ``val_loss``, ``val_f1``, ``val_accuracy``.
+
+        Notes
+        -----
+        The first call on a fresh model starts the output biases at the
+        training data's priors (mean object probability, mean distance per
+        ray); later calls continue from the current weights.
         """
         from ..metrics import matching_dataset
 

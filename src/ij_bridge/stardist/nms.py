@@ -79,7 +79,11 @@ def polygon_intersection_areas(coord_a: np.ndarray, coord_b: np.ndarray) -> np.n
 
 
 def _grid(boxes: np.ndarray):
-    """Uniform grid of box centres: (cell size, CSR start, members, n0, n1, big)."""
+    """Uniform grid of box centres.
+
+    Returns ``(cell size, CSR start, members, n0, n1, big, origin)``: ``origin`` is
+    the lowest box centre, the grid's (0, 0) corner, in the boxes' frame.
+    """
     n = len(boxes)
     ext = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)
     centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])

@@ -1,0 +1,424 @@
+"""Safe model and output files: checked destinations, atomic writes, checksums, format versions.
+
+Every model write in ij-bridge goes through this module (no Java here):
+
+* :func:`check_destination` is called *before* long work (training, a batch run):
+  an existing destination without ``overwrite``, a read-only place or a file
+  where a folder is wanted is one clear :class:`DestinationError`.
+* :func:`staged` yields a hidden temporary sibling of the destination to write
+  a file or a folder into; on success the data are flushed to disk and the
+  sibling is renamed into place, on failure it is removed and the old
+  destination is left untouched.
+* :func:`write_members` writes a model's named members as a folder, or as a
+  zip (with fixed entry times, so the bytes are reproducible) when the path
+  ends in ``.zip``.
+* :func:`sha256_bytes` / :func:`sha256_file` / :func:`verify_sha256` checksum
+  the weights, :func:`check_format_version` refuses models of a newer format.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with staged(d / "a.txt") as tmp:
+...     _ = tmp.write_text("hello")
+>>> (d / "a.txt").read_text()
+'hello'
+>>> check_destination(d / "a.txt")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+ij_bridge.model_files.DestinationError: output ... exists; pass --overwrite (CLI) or overwrite=True (API) to replace it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+__all__ = [
+    "DestinationError", "ModelFormatError", "ChecksumError",
+    "check_destination", "staged", "write_members", "replace_path",
+    "sha256_bytes", "sha256_file", "verify_sha256", "check_format_version",
+    "is_staging_name", "ZIP_DATE_TIME",
+]
+
+#: entry time of every zip member we write (the zip epoch), for byte-reproducible files
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+_TMP_TAG = ".ij-bridge-tmp-"
+_OLD_TAG = ".ij-bridge-old-"
+
+
+class DestinationError(ValueError):
+    """A destination that cannot or must not be written; the message names the fix."""
+
+
+class ModelFormatError(ValueError):
+    """A model file of a format (version) this ij-bridge does not read."""
+
+
+class ChecksumError(ValueError):
+    """A file whose content does not match the checksum recorded for it."""
+
+
+# ----------------------------------------------------------------------------- checksums
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file at ``path`` (read in chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(data: bytes, expected: str | None, *, where: str | os.PathLike, name: str) -> None:
+    """Raise :class:`ChecksumError` unless ``sha256(data) == expected``.
+
+    ``expected=None`` (a model saved before checksums were recorded) passes.
+    ``where`` is the model path and ``name`` the member, both for the message.
+    """
+    if expected is None:
+        return
+    actual = sha256_bytes(data)
+    if actual != str(expected).lower():
+        raise ChecksumError(f"{where}: {name} does not match the SHA-256 checksum recorded in the model "
+                            f"({actual[:12]}… instead of {str(expected)[:12]}…); the file is corrupt - "
+                            "restore it from a backup or save/download the model again")
+
+
+# ------------------------------------------------------------------------- format versions
+
+def check_format_version(meta: Mapping[str, Any], supported: int, *, where: str | os.PathLike,
+                         what: str = "model") -> int:
+    """Return the model's ``format_version``; refuse one newer than ``supported``.
+
+    The message names both *format* versions (the package version that wrote
+    the file is only context), e.g. ``model format 3 is newer than this
+    ij-bridge reads (format 1)``.
+    """
+    raw = meta.get("format_version", 1)
+    try:
+        version = int(raw)
+        if version != raw and not isinstance(raw, str):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ModelFormatError(f"{where}: invalid format_version {raw!r} in the {what} file; "
+                               "the file is corrupt or not an ij-bridge model") from None
+    if version > supported:
+        writer = meta.get("ij_bridge_version")
+        by = f", written by ij-bridge {writer}" if writer else ""
+        raise ModelFormatError(f"{where}: {what} format {version} is newer than this ij-bridge reads "
+                               f"(format {supported}{by}); upgrade ij-bridge to load it")
+    if version < 1:
+        raise ModelFormatError(f"{where}: invalid format_version {raw!r} in the {what} file")
+    return version
+
+
+# ---------------------------------------------------------------------------- destinations
+
+def is_staging_name(name: str) -> bool:
+    """True for the hidden temporary names this module creates (for listings that skip them)."""
+    return name.startswith(".") and (_TMP_TAG in name or _OLD_TAG in name)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p):
+        if p.parent == p:
+            break
+        p = p.parent
+    return p
+
+
+def _probe_writable(folder: Path) -> OSError | None:
+    """Create and remove a hidden file in ``folder``; the error, or None when writable.
+
+    A real probe rather than permission bits: root ignores those, while a
+    read-only mount, an immutable folder or a network share still refuse.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix="." + _TMP_TAG.strip(".") + "probe-", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        return "it is on a read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return exc.strerror or str(exc)
+
+
+def check_destination(path: str | os.PathLike, *, overwrite: bool = False, kind: str = "output",
+                      folder: bool | None = None, markers: Sequence[str] = ()) -> Path:
+    """Check, before any long work, that ``path`` may be written; return it as a :class:`Path`.
+
+    Parameters
+    ----------
+    path
+        The file or folder that will be written (through :func:`staged`).
+    overwrite
+        Whether an existing ``path`` may be replaced.
+    kind
+        What is written, for the message ("model", "output", ...).
+    folder
+        True when ``path`` will be a folder, False for a file, None for either.
+        A model path is a folder unless it ends in ``.zip``.
+    markers
+        For an existing *folder* that would be replaced: it must hold at least
+        one of these names (e.g. ``config.json`` for a StarDist model), so that a
+        folder ij-bridge did not write is never replaced, even with ``overwrite``.
+
+    Raises
+    ------
+    DestinationError
+        The path exists (and not ``overwrite``), is a folder where a file is
+        wanted or the reverse, a parent is a file, or the place is not writable.
+    """
+    p = Path(path).expanduser()
+    if str(path) == "" or p.name in ("", ".", ".."):
+        raise DestinationError(f"{kind} path {str(path)!r} names no file or folder; give a file or folder name")
+    if os.path.lexists(p):
+        is_dir = p.is_dir()
+        if folder is True and not is_dir:
+            raise DestinationError(f"{kind} {p} should be a folder, but a file of that name exists; "
+                                   "remove it or choose another path (or end the name in .zip)")
+        if folder is False and is_dir:
+            raise DestinationError(f"{kind} {p} should be a file, but a folder of that name exists; "
+                                   "choose another path")
+        if not overwrite:
+            raise DestinationError(f"{kind} {p} exists; pass --overwrite (CLI) or overwrite=True (API) "
+                                   "to replace it")
+        if is_dir and markers and not any((p / m).exists() for m in markers):
+            raise DestinationError(f"{kind} {p} is an existing folder that ij-bridge did not write "
+                                   f"(it holds no {' or '.join(markers)}); it is never replaced - "
+                                   "choose another path")
+    anchor = _nearest_existing(p.parent)
+    if not anchor.is_dir():
+        raise DestinationError(f"cannot write {kind} {p}: {anchor} is a file, not a folder; "
+                               "choose another path")
+    err = _probe_writable(anchor)
+    if err is not None:
+        raise DestinationError(f"cannot write {kind} {p}: {anchor} is not writable ({_why(err)}); "
+                               "choose a writable place")
+    return p
+
+
+# ------------------------------------------------------------------------------ renaming
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_libc: Any = None
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux ``renameat2``; False where unavailable (other OS, old kernel, file system)."""
+    global _libc
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.renameat2  # noqa: B018 - glibc >= 2.28
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    at_fdcwd = -100
+    res = _libc.renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), flags)
+    if res == 0:
+        return True
+    e = ctypes.get_errno()
+    if e in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(e, os.strerror(e), str(dst))
+
+
+def _fsync_path(p: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+        flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY
+        fd = os.open(p, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_tree(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        for root, dirs, files in os.walk(p):
+            for f in files:
+                fp = Path(root) / f
+                if not fp.is_symlink():
+                    fd = os.open(fp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)  # ENOSPC / EIO surface here, before the rename
+                    finally:
+                        os.close(fd)
+            for d in dirs:
+                _fsync_path(Path(root) / d)
+        _fsync_path(p)
+    else:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def replace_path(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Move ``src`` (a file or folder) to ``dst``, replacing an existing ``dst`` only with ``overwrite``.
+
+    Where the OS allows (Linux ``renameat2``), the move is one atomic step:
+    without ``overwrite`` it fails if ``dst`` appeared meanwhile, with it the
+    two are exchanged and the old one removed afterwards. Elsewhere an existing
+    ``dst`` is first renamed to a hidden sibling and put back if the final
+    rename fails. Both must be on the same file system (siblings are).
+    """
+    src, dst = Path(src), Path(dst)
+    if not os.path.lexists(dst):
+        if _renameat2(src, dst, _RENAME_NOREPLACE):
+            return
+        if os.path.lexists(dst):  # fallback: check, then rename
+            raise DestinationError(f"{dst} appeared while it was written; nothing was replaced")
+        os.rename(src, dst)
+        return
+    if not overwrite:
+        raise DestinationError(f"{dst} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
+    if src.is_file() and dst.is_file() and not dst.is_symlink():
+        os.replace(src, dst)  # atomic for files everywhere
+        return
+    if _renameat2(src, dst, _RENAME_EXCHANGE):
+        _remove(src)  # src now holds the old content
+        return
+    old = dst.with_name(f".{dst.name}{_OLD_TAG}{secrets.token_hex(4)}")
+    os.rename(dst, old)
+    try:
+        os.rename(src, dst)
+    except BaseException:
+        os.rename(old, dst)
+        raise
+    _remove(old)
+
+
+@contextlib.contextmanager
+def staged(path: str | os.PathLike, *, overwrite: bool = False, mkdir: bool = False) -> Iterator[Path]:
+    """Write ``path`` through a hidden temporary sibling; rename it into place on success.
+
+    Yields a path that does not exist yet, in the same folder as ``path``
+    (``.<name>.ij-bridge-tmp-<random>``); write one file there, or (with
+    ``mkdir=True``, the folder is created for you) a folder's files. On a
+    normal exit everything is flushed to disk (``fsync``, so a full disk shows
+    *here*, not later) and moved into place with :func:`replace_path`. On any
+    exception, KeyboardInterrupt included, the temporary sibling and any
+    parent folders this call created are removed, and an existing ``path`` is
+    untouched.
+
+    Raises
+    ------
+    DestinationError
+        ``path`` exists and not ``overwrite`` (checked before and after writing).
+    OSError
+        Writing failed (e.g. ``ENOSPC``); the message names ``path`` and says
+        that nothing was changed.
+    """
+    dest = Path(path).expanduser()
+    if os.path.lexists(dest) and not overwrite:
+        raise DestinationError(f"{dest} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
+    created: list[Path] = []
+    parent = dest.parent
+    missing = []
+    q = parent
+    while not q.exists():
+        missing.append(q)
+        if q.parent == q:
+            break
+        q = q.parent
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+    except OSError as exc:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise DestinationError(f"cannot create folder {parent} for {dest.name}: {_why(exc)}; "
+                               "choose a writable place") from None
+    tmp = parent / f".{dest.name}{_TMP_TAG}{secrets.token_hex(4)}"
+    try:
+        if mkdir:
+            tmp.mkdir()
+        yield tmp
+        if not os.path.lexists(tmp):
+            raise RuntimeError(f"nothing was written to the temporary file for {dest}")
+        _fsync_tree(tmp)
+        replace_path(tmp, dest, overwrite=overwrite)
+        _fsync_path(parent)
+    except BaseException as exc:
+        _remove(tmp)
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, DestinationError) and exc.errno is not None:
+            nothing = "the existing one is unchanged" if os.path.lexists(dest) else "nothing was left behind"
+            raise OSError(exc.errno, f"cannot write {dest}: {_why(exc)}; {nothing}", str(dest)) from exc
+        raise
+
+
+# ------------------------------------------------------------------------------ model members
+
+def write_members(path: str | os.PathLike, members: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]],
+                  *, overwrite: bool = False, markers: Sequence[str] = ()) -> Path:
+    """Write named members as a folder, or as a zip when ``path`` ends in ``.zip``; atomically.
+
+    Zip entries carry :data:`ZIP_DATE_TIME` and a fixed order, so saving the
+    same model twice gives the same bytes. ``markers``: see
+    :func:`check_destination` (an existing folder is replaced only if it holds one).
+    """
+    dest = Path(path).expanduser()
+    items = list(members.items() if isinstance(members, Mapping) else members)
+    as_zip = dest.suffix.lower() == ".zip"
+    check_destination(dest, overwrite=overwrite, kind="model", folder=not as_zip, markers=markers)
+    with staged(dest, overwrite=overwrite, mkdir=not as_zip) as tmp:
+        if as_zip:
+            with zipfile.ZipFile(tmp, "w") as zf:
+                for name, data in items:
+                    info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    info.external_attr = (stat.S_IFREG | 0o644) << 16
+                    zf.writestr(info, data.encode() if isinstance(data, str) else data)
+        else:
+            for name, data in items:
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(data.encode() if isinstance(data, str) else data)
+    return dest

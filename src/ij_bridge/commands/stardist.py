@@ -252,6 +252,15 @@ def stardist_train_command(ctx, images, masks, model, epochs, steps, patch, rays
     out = Path(model).expanduser()
     if not out.parent.exists():
         raise CommandError(f"the folder of model=[{model}] does not exist")
+    # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not write never is);
+    # a place that cannot take the model fails now, before training
+    from ..model_files import DestinationError, check_destination
+
+    try:
+        check_destination(out, overwrite=True, kind="model", folder=out.suffix.lower() != ".zip",
+                          markers=("config.json",))
+    except DestinationError as exc:
+        raise CommandError(str(exc)) from None
     pairs = _pairs(images_dir, masks_dir)
     data = [_read_pair(ip, mp) for ip, mp in pairs]
     ndims = {3 if "z" in x.dims else 2 for x, _ in data}
@@ -295,6 +304,6 @@ def stardist_train_command(ctx, images, masks, model, epochs, steps, patch, rays
                   optimize_thresholds=validation is not None)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    path = net.save(out)
+    path = net.save(out, overwrite=True)
     ctx.log(f"model saved to {path} (thresholds probability {net.thresholds['prob']:g}, "
             f"overlap {net.thresholds['nms']:g})")

@@ -424,12 +424,20 @@ class N2V:
         return y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)]
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the model as a folder, or a zip if ``path`` ends with ``.zip``.
 
         The model file holds ``n2v_model.json`` (format, ij_bridge and torch
         versions, config, normalisation, training history, weights checksum)
-        and ``weights.pt`` (the state dict).
+        and ``weights.pt`` (the state dict). It is written to a hidden
+        temporary sibling and renamed into place; an existing model is
+        replaced only with ``overwrite=True`` (a folder without
+        ``n2v_model.json`` never).
+
+        Raises
+        ------
+        ij_bridge.model_files.DestinationError
+            ``path`` exists and not ``overwrite``, or is not writable.
         """
         from .model_io import save_model
 

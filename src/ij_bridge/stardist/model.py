@@ -537,7 +537,9 @@ class StarDistBase:
         optimize_thresholds : bool
             After training, choose thresholds on the validation data.
         checkpoint : path, optional
-            Save the best model there whenever it improves.
+            Save the best model there whenever it improves (replacing the
+            earlier checkpoint; a folder without ``config.json`` is never
+            replaced). The place is checked before training starts.
 
         Returns
         -------
@@ -554,6 +556,11 @@ class StarDistBase:
         """
         from ..metrics import matching_dataset
 
+        if checkpoint is not None:  # a bad place fails now, not after the first epoch
+            from ..model_files import check_destination
+
+            check_destination(checkpoint, overwrite=True, kind="checkpoint", markers=("config.json",),
+                              folder=Path(checkpoint).suffix.lower() != ".zip")
         cfg = self.config
         epochs = int(epochs or cfg.epochs)
         steps = int(steps_per_epoch or cfg.steps_per_epoch)
@@ -647,7 +654,7 @@ class StarDistBase:
                     best_state = copy.deepcopy(self.net.state_dict())
                     if checkpoint is not None:
                         self.history = hist
-                        self.save(checkpoint)
+                        self.save(checkpoint, overwrite=True)
             if bar is not None:
                 bar.close()
         if best_state is not None:
@@ -659,7 +666,7 @@ class StarDistBase:
             _opt(self, [v[0] for v in val], [v[1] for v in val], normalize=False, progress=progress,
                  _channels_first=True)
             if checkpoint is not None:
-                self.save(checkpoint)
+                self.save(checkpoint, overwrite=True)
         return hist
 
     def plot_history(self, path: str | Path) -> Path:
@@ -692,14 +699,18 @@ class StarDistBase:
             ax.set_ylabel("validation score")
             ax.legend()
         fig.tight_layout()
+        from ..model_files import staged
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            with staged(path, overwrite=True) as tmp:  # atomic, like every file we write
+                fig.savefig(tmp, dpi=100, format="png")
+        finally:
+            plt.close(fig)
         return path
 
     # -- model files ----------------------------------------------------------------------
-    def _meta(self, weights_dtype: str) -> dict[str, Any]:
+    def _meta(self, weights_dtype: str, weights_sha256: str | None = None) -> dict[str, Any]:
         from .. import __version__
 
         meta = {
@@ -712,6 +723,7 @@ class StarDistBase:
                               "per_channel": True},
             "weights": "weights.pt",
             "weights_dtype": weights_dtype,
+            "weights_sha256": weights_sha256,
             "ij_bridge_version": __version__,
             "torch_version": torch.__version__,
             "input_layout": "YXC" if self.ndim == 2 else "ZYXC",
@@ -720,31 +732,34 @@ class StarDistBase:
             meta["rays"] = self.rays.to_dict()
         return meta
 
-    def save(self, path: str | Path, half: bool = False) -> Path:
+    def save(self, path: str | Path, half: bool = False, overwrite: bool = False) -> Path:
         """Save as a folder, or as a zip when ``path`` ends in ``.zip``.
 
-        Contents: ``config.json`` (config, thresholds, normalisation, versions),
-        ``weights.pt`` (state dict; float16 when ``half``), ``history.json``.
+        Contents: ``config.json`` (config, thresholds, normalisation, versions,
+        the SHA-256 of the weights), ``weights.pt`` (state dict; float16 when
+        ``half``), ``history.json``.
+
+        The model is written to a hidden temporary sibling and renamed into
+        place, so a failed save (a full disk, an interrupt) leaves an existing
+        model intact and nothing half-written.
+
+        Raises
+        ------
+        ij_bridge.model_files.DestinationError
+            ``path`` exists and not ``overwrite``; or it is an existing folder
+            without ``config.json`` (never replaced); or it is not writable.
         """
-        path = Path(path)
+        from ..model_files import sha256_bytes, write_members
+
         state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
                  for k, v in self.net.state_dict().items()}
         buf = io.BytesIO()
         torch.save(state, buf)
-        meta = json.dumps(self._meta("float16" if half else "float32"), indent=2)
+        weights = buf.getvalue()
+        meta = json.dumps(self._meta("float16" if half else "float32", sha256_bytes(weights)), indent=2)
         hist = json.dumps(self.history)
-        if path.suffix.lower() == ".zip":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("config.json", meta)
-                zf.writestr("weights.pt", buf.getvalue())
-                zf.writestr("history.json", hist)
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "config.json").write_text(meta)
-            (path / "weights.pt").write_bytes(buf.getvalue())
-            (path / "history.json").write_text(hist)
-        return path
+        return write_members(path, [("config.json", meta), ("weights.pt", weights), ("history.json", hist)],
+                             overwrite=overwrite, markers=("config.json",))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> "StarDistBase":
@@ -777,9 +792,9 @@ class StarDistBase:
             raise ValueError(f"{p}: config.json is corrupt ({exc})") from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"{p}: not an ij-bridge StarDist model (format={meta.get('format')!r})")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{p}: model format {meta['format_version']} is newer than this "
-                             f"ij-bridge supports ({FORMAT_VERSION}); upgrade ij-bridge")
+        from ..model_files import check_format_version, verify_sha256
+
+        check_format_version(meta, FORMAT_VERSION, where=p, what="StarDist model")
         klass = {"StarDist2D": StarDist2D, "StarDist3D": StarDist3D}.get(meta.get("model_class"))
         if klass is None:
             raise ValueError(f"{p}: unknown model class {meta.get('model_class')!r}")
@@ -787,6 +802,8 @@ class StarDistBase:
             raise ValueError(f"{p} holds a {klass.__name__}; load it with {klass.__name__}.load")
         if "weights.pt" not in files:
             raise FileNotFoundError(f"{p} has no weights.pt; the model folder is incomplete")
+        # models saved before checksums were recorded have none; those load unverified
+        verify_sha256(files["weights.pt"], meta.get("weights_sha256"), where=p, name="weights.pt")
         cfg = StarDistConfig.from_dict(meta["config"])
         model = klass(cfg, device=device)
         try:

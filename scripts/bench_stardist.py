@@ -350,7 +350,7 @@ def run_ours(work: Path, cfg: dict) -> dict:
             preds = [model.predict_instances(x, prob_thresh=th["prob"], nms_thresh=th["nms"],
                                              normalize=False)[0] for x in Xt]
             np.savez_compressed(work / f"ours_{ds}_s{cfg['seed']}_pred.npz", *preds)
-            model.save(work / f"ours_{ds}_s{cfg['seed']}_model")
+            model.save(work / f"ours_{ds}_s{cfg['seed']}_model", overwrite=True)
             steps = _step_times(stamps[: cfg["epochs"] * cfg["steps"]], cfg["steps"], cfg["warmup"])
             out[ds] = {"step_s": float(np.median(steps)), "train_s": t_train, "thresholds_s": t_opt,
                        "thresholds": {k: float(v) for k, v in th.items()}}

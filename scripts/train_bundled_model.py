@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         print(name, scores[name], flush=True)
 
     out = args.out
-    model.save(out, half=True)
+    model.save(out, half=True, overwrite=True)
     model.plot_history(out / "history.png")
     best = model.history.get("best_epoch", [None])[0]
     lines = [

@@ -197,6 +197,11 @@ def test_load_errors(tmp_path):
     m = StarDist2D(patch_size=(64, 64), device="cpu")
     m.save(tmp_path / "ok")
     (tmp_path / "ok" / "weights.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="weights.pt does not match the SHA-256 checksum.*corrupt"):
+        StarDist2D.load(tmp_path / "ok")
+    cfg = json.loads((tmp_path / "ok" / "config.json").read_text())
+    del cfg["weights_sha256"]  # a model saved before checksums: torch itself finds the garbage
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="weights.pt is corrupt"):
         StarDist2D.load(tmp_path / "ok")
     (tmp_path / "ok" / "weights.pt").unlink()

@@ -7,9 +7,10 @@ checksum and the writing of a package as a folder or a zip.
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 from typing import Mapping
+
+from .model_files import write_members
 
 __all__ = ["FORMAT_VERSION", "sha256", "write_package"]
 
@@ -21,16 +22,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_package(path: str | Path, files: Mapping[str, bytes]) -> Path:
-    """Write a model package: a zip when ``path`` ends with ``.zip``, else a folder."""
-    path = Path(path)
-    if path.suffix.lower() == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                zf.writestr(name, data)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            (path / name).write_bytes(data)
-    return path
+def write_package(path: str | Path, files: Mapping[str, bytes], *, overwrite: bool = False) -> Path:
+    """Write a model package: a zip when ``path`` ends with ``.zip``, else a folder.
+
+    Atomic (a temporary sibling renamed into place, see
+    :func:`ij_bridge.model_files.write_members`); an existing package is
+    replaced only with ``overwrite`` (a folder only if it holds ``rdf.yaml``).
+    """
+    return write_members(path, files, overwrite=overwrite, markers=("rdf.yaml",))

@@ -24,7 +24,7 @@ Every model write in ij-bridge goes through this module (no Java here):
 >>> check_destination(d / "a.txt")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-ij_bridge.model_files.DestinationError: output ... exists; pass --overwrite (CLI) or overwrite=True (API) to replace it
+ij_bridge.model_files.DestinationExistsError: output ... exists; pass --overwrite (CLI) or overwrite=True (API) to replace it
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
-    "DestinationError", "ModelFormatError", "ChecksumError",
-    "check_destination", "staged", "write_members", "replace_path",
+    "DestinationError", "DestinationExistsError", "ModelFormatError", "ChecksumError",
+    "check_destination", "check_output_folder", "staged", "staged_group", "write_members", "replace_path",
     "sha256_bytes", "sha256_file", "verify_sha256", "check_format_version",
     "is_staging_name", "ZIP_DATE_TIME",
 ]
@@ -58,6 +58,10 @@ _OLD_TAG = ".ij-bridge-old-"
 
 class DestinationError(ValueError):
     """A destination that cannot or must not be written; the message names the fix."""
+
+
+class DestinationExistsError(DestinationError, FileExistsError):
+    """The destination exists and replacing it was not asked for (also a :class:`FileExistsError`)."""
 
 
 class ModelFormatError(ValueError):
@@ -207,7 +211,7 @@ def check_destination(path: str | os.PathLike, *, overwrite: bool = False, kind:
             raise DestinationError(f"{kind} {p} should be a file, but a folder of that name exists; "
                                    "choose another path")
         if not overwrite:
-            raise DestinationError(f"{kind} {p} exists; pass --overwrite (CLI) or overwrite=True (API) "
+            raise DestinationExistsError(f"{kind} {p} exists; pass --overwrite (CLI) or overwrite=True (API) "
                                    "to replace it")
         if is_dir and markers and not any((p / m).exists() for m in markers):
             raise DestinationError(f"{kind} {p} is an existing folder that ij-bridge did not write "
@@ -305,14 +309,17 @@ def replace_path(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: b
     """
     src, dst = Path(src), Path(dst)
     if not os.path.lexists(dst):
-        if _renameat2(src, dst, _RENAME_NOREPLACE):
-            return
+        try:
+            if _renameat2(src, dst, _RENAME_NOREPLACE):
+                return
+        except FileExistsError:
+            raise DestinationExistsError(f"{dst} appeared while it was written; nothing was replaced") from None
         if os.path.lexists(dst):  # fallback: check, then rename
-            raise DestinationError(f"{dst} appeared while it was written; nothing was replaced")
+            raise DestinationExistsError(f"{dst} appeared while it was written; nothing was replaced")
         os.rename(src, dst)
         return
     if not overwrite:
-        raise DestinationError(f"{dst} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
+        raise DestinationExistsError(f"{dst} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
     if src.is_file() and dst.is_file() and not dst.is_symlink():
         os.replace(src, dst)  # atomic for files everywhere
         return
@@ -352,7 +359,7 @@ def staged(path: str | os.PathLike, *, overwrite: bool = False, mkdir: bool = Fa
     """
     dest = Path(path).expanduser()
     if os.path.lexists(dest) and not overwrite:
-        raise DestinationError(f"{dest} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
+        raise DestinationExistsError(f"{dest} exists; pass --overwrite (CLI) or overwrite=True (API) to replace it")
     created: list[Path] = []
     parent = dest.parent
     missing = []
@@ -390,6 +397,89 @@ def staged(path: str | os.PathLike, *, overwrite: bool = False, mkdir: bool = Fa
         if isinstance(exc, OSError) and not isinstance(exc, DestinationError) and exc.errno is not None:
             nothing = "the existing one is unchanged" if os.path.lexists(dest) else "nothing was left behind"
             raise OSError(exc.errno, f"cannot write {dest}: {_why(exc)}; {nothing}", str(dest)) from exc
+        raise
+
+
+# ------------------------------------------------------------------------------ output groups
+
+def check_output_folder(folder: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), *,
+                        option: str = "--output") -> Path:
+    """Check, before any work, an output folder that will receive files; return it as a :class:`Path`.
+
+    Refused with :class:`DestinationError`: a file where the folder is wanted,
+    the folder of one of ``inputs`` (outputs must never be written beside, or
+    over, the inputs), and a place that is not writable (read-only mount,
+    permission). The folder itself may exist; single outputs are checked by
+    their writers.
+    """
+    out = Path(folder).expanduser()
+    if os.path.lexists(out) and not out.is_dir():
+        raise DestinationError(f"{option} {out} is a file, not a folder; choose a folder")
+    resolved = out.resolve()
+    for f in inputs:
+        if Path(f).expanduser().resolve().parent == resolved:
+            raise DestinationError(f"{option} {out} is the folder of input {f}; choose another folder "
+                                   "so that inputs are never overwritten")
+    anchor = _nearest_existing(out)
+    if not anchor.is_dir():
+        raise DestinationError(f"cannot write to {option} {out}: {anchor} is a file, not a folder; "
+                               "choose another folder")
+    err = _probe_writable(anchor)
+    if err is not None:
+        raise DestinationError(f"cannot write to {option} {out}: {anchor} is not writable ({_why(err)}); "
+                               "choose a writable folder")
+    return out
+
+
+@contextlib.contextmanager
+def staged_group(paths: Sequence[str | os.PathLike], *, overwrite: bool = False) -> Iterator[list[Path]]:
+    """Stage the files that together form one result (e.g. one input's outputs); replace them as a set.
+
+    Yields one temporary sibling per destination. On success every staged
+    file that was written is flushed and renamed into place; a destination
+    whose temporary was *not* written is removed if it exists (with
+    ``overwrite`` only), so no stale output of an earlier run is left beside
+    the new ones (an empty result writes no ROI file, say). On an exception
+    nothing is renamed, removed or left behind. Without ``overwrite`` any
+    existing destination is a :class:`DestinationExistsError`, before writing.
+    Each rename is atomic; the set is replaced in one quick sequence after
+    everything has been written.
+    """
+    dests = [Path(p).expanduser() for p in paths]
+    if not overwrite:
+        for d in dests:
+            if os.path.lexists(d):
+                raise DestinationExistsError(f"{d} exists; pass --overwrite (CLI) or overwrite=True (API) "
+                                             "to replace it")
+    for d in dests:
+        if d.is_dir() and not d.is_symlink():
+            raise DestinationError(f"{d} is a folder, where a file would be written; move it away")
+    for parent in dict.fromkeys(d.parent for d in dests):
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create folder {parent}: {_why(exc)}; choose a writable place") from None
+    tmps = [d.parent / f".{d.name}{_TMP_TAG}{secrets.token_hex(4)}" for d in dests]
+    try:
+        yield tmps
+        written = [(t, d) for t, d in zip(tmps, dests) if os.path.lexists(t)]
+        for t, _ in written:
+            _fsync_tree(t)
+        for t, d in written:
+            replace_path(t, d, overwrite=overwrite)
+        done = {t for t, _ in written}
+        for t, d in zip(tmps, dests):
+            if t not in done and overwrite and d.is_file():
+                d.unlink()  # a stale output of an earlier run
+        for parent in dict.fromkeys(d.parent for d in dests):
+            _fsync_path(parent)
+    except BaseException as exc:
+        for t in tmps:
+            _remove(t)
+        if isinstance(exc, OSError) and not isinstance(exc, DestinationError) and exc.errno is not None:
+            names = {str(t): d for t, d in zip(tmps, dests)}
+            where = names.get(str(exc.filename), exc.filename or dests[0])
+            raise OSError(exc.errno, f"cannot write {where}: {_why(exc)}", str(where)) from exc
         raise
 
 

@@ -29,6 +29,8 @@ def register(subparsers: Any) -> None:
     tr.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF files or folders of them")
     tr.add_argument("--model", required=True, type=Path,
                     help="where to save the model: a folder, or a file ending in .zip")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing model at --model; checked before training")
     tr.add_argument("--val", nargs="+", metavar="IMAGE", help="validation images (default: hold "
                     "out --val-fraction of the training data)")
     tr.add_argument("--variant", default="N2V", choices=["N2V", "N2V2", "structN2V"])
@@ -120,6 +122,13 @@ def _progress_quiet(args) -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..model_files import DestinationError, check_destination
+
+    try:  # before any image is read or any step trained
+        check_destination(args.model, overwrite=args.overwrite, kind="--model",
+                          folder=args.model.suffix.lower() != ".zip", markers=("n2v_model.json",))
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
     files = collect_tiffs(args.images)
     val_files = collect_tiffs(args.val) if args.val else None
     from ..n2v import N2V, N2VConfig, StructMask
@@ -151,7 +160,12 @@ def _train(args: argparse.Namespace) -> int:
         history = model.train(images, validation=val, show_progress=not _progress_quiet(args))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    model.save(args.model)
+    try:
+        model.save(args.model, overwrite=args.overwrite)
+    except (OSError, ValueError) as exc:  # a full disk; DestinationError is a ValueError
+        raise CLIError(str(exc) if not isinstance(exc, OSError) or isinstance(exc, DestinationError) else
+                       f"{exc.strerror or exc}; nothing half-written was left (free space or choose "
+                       "another place, then run again)") from None
     last = history.iloc[-1]
     best = history[history["best"]] if history["best"].any() else history.iloc[[-1]]
     print(f"trained {cfg.epochs} epochs on {len(files)} image(s): train loss {last.train_loss:.4g}, "
@@ -161,12 +175,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from ..model_files import DestinationError, check_output_folder
+
     files = collect_tiffs(args.inputs)
     out_dir: Path = args.output
-    for f in files:
-        if f.resolve().parent == out_dir.resolve():
-            raise CLIError(f"--output {out_dir} is the folder of input {f}; choose another folder "
-                           "so inputs are not overwritten")
+    try:  # a file there, the inputs' folder, a read-only place: refused before any work
+        check_output_folder(out_dir, files)
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
     targets = [out_dir / (f.stem + ".tif") for f in files]
     if len(set(targets)) != len(targets):
         raise CLIError("two inputs have the same file name; denoise them into separate folders")
@@ -180,7 +196,10 @@ def _predict(args: argparse.Namespace) -> int:
         model = N2V.load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"cannot create --output {out_dir}: {exc.strerror or exc}") from None
     for f, target in zip(files, targets):
         img = _imread(f, args.as_2d)
         if tile is not None and len(tile) == 1:
@@ -194,6 +213,10 @@ def _predict(args: argparse.Namespace) -> int:
             hint = (" (pass --2d to denoise its slices one by one)"
                     if "z" in img.dims and model.config.ndim == 2 else "")
             raise CLIError(f"{f}: {exc}{hint}") from None
-        _imwrite(target, res, args.as_2d)
+        try:
+            _imwrite(target, res, args.as_2d)
+        except OSError as exc:  # atomic writes: a full disk leaves nothing half-written
+            raise CLIError(f"cannot write {target}: {exc.strerror or exc}; nothing half-written was "
+                           "left (free space or choose another folder, then run again)") from None
         print(f"{f} -> {target}")
     return 0

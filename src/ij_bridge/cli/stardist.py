@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--masks", required=True, type=Path,
                     help="folder of label images with the same file names")
     tr.add_argument("--model", required=True, type=Path, help="output: a folder, or a file ending in .zip")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing model at --model (and --plot); checked before training")
     tr.add_argument("--val-images", type=Path, help="folder of validation images")
     tr.add_argument("--val-masks", type=Path, help="folder of validation label images")
     tr.add_argument("--val-fraction", type=float, default=0.15,
@@ -68,7 +70,8 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--low", type=float, default=1.0, help="normalisation low percentile (1)")
     pr.add_argument("--high", type=float, default=99.8, help="normalisation high percentile (99.8)")
     pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace existing outputs (each input's set of outputs is replaced as a whole)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
 
@@ -116,9 +119,12 @@ def _read(path: Path):
     from ij_bridge.io import imread
 
     try:
-        return imread(path)
+        da = imread(path)
     except Exception as exc:  # unreadable file: a user error
         raise CLIError(f"cannot read {path}: {exc}") from None
+    if "s" in da.dims:  # RGB: its samples are the model's channels (never planes to loop over)
+        da = da.rename(s="c").drop_vars("c", errors="ignore")
+    return da
 
 
 def _image_for_model(da, ndim: int, path: Path):
@@ -143,8 +149,48 @@ def _load_pairs(pairs, ndim):
         y = _image_for_model(_read(mp), ndim, mp)
         if "c" in y.dims:
             raise CLIError(f"{mp}: a label image must have one channel, got {y.sizes['c']}")
+        _check_pair(X[-1], y, ip, mp, ndim)
         Y.append(y.values)
     return X, Y
+
+
+def _check_pair(x, y, ip: Path, mp: Path, ndim: int) -> None:
+    """An image and its mask must agree in size, and the mask must be a label image (names both files)."""
+    from ij_bridge.stardist.geometry import check_label_image
+
+    spatial = ["y", "x"] if ndim == 2 else ["z", "y", "x"]
+    sx = {d: int(x.sizes[d]) for d in spatial}
+    sy = {d: int(y.sizes[d]) for d in spatial}
+    if sx != sy:
+        raise CLIError(f"{ip.name} and its mask {mp} differ in size ({sx} vs {sy}); give each image "
+                       "the label image of the same name and size")
+    try:
+        check_label_image(y.values, f"mask {mp}")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _check_model_destination(args: argparse.Namespace) -> None:
+    """Before any training: --model (and --plot) must be writable, and new unless --overwrite."""
+    from ij_bridge.model_files import DestinationError, check_destination
+
+    try:
+        check_destination(args.model, overwrite=args.overwrite, kind="--model",
+                          folder=args.model.suffix.lower() != ".zip", markers=("config.json",))
+        if args.plot is not None:
+            check_destination(args.plot, overwrite=args.overwrite, kind="--plot", folder=False)
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _write_error(exc: OSError) -> CLIError:
+    """One line for a failed write (full disk, permission): what, why, and that nothing half-written is left."""
+    from ij_bridge.model_files import DestinationError
+
+    if isinstance(exc, DestinationError):
+        return CLIError(str(exc))
+    return CLIError(f"{exc.strerror or exc}; nothing half-written was left (free space or choose "
+                    "another place, then run again)")
 
 
 # ------------------------------------------------------------------------------- train
@@ -154,6 +200,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from ij_bridge.stardist import StarDist2D, StarDist3D, StarDistConfig
 
+    _check_model_destination(args)
     ndim = 3 if args.three_d else 2
     pairs = _pairs(args.images, args.masks)
     if (args.val_images is None) != (args.val_masks is None):
@@ -196,7 +243,10 @@ def _train(args: argparse.Namespace) -> int:
         model.train(X, Y, validation_data=(Xv, Yv) if Xv else None, show_progress=not args.quiet)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    model.save(args.model)
+    try:
+        model.save(args.model, overwrite=args.overwrite)
+    except (OSError, ValueError) as exc:  # DestinationError is a ValueError
+        raise _write_error(exc) if isinstance(exc, OSError) else CLIError(str(exc)) from None
     h = model.history
     msg = f"saved {args.model}; thresholds prob={model.thresholds['prob']:.3f} nms={model.thresholds['nms']:.2f}"
     if h.get("val_f1"):
@@ -206,7 +256,10 @@ def _train(args: argparse.Namespace) -> int:
         msg += " (no validation data: thresholds not optimised)"
     print(msg)
     if args.plot:
-        model.plot_history(args.plot)
+        try:
+            model.plot_history(args.plot)
+        except OSError as exc:
+            raise _write_error(exc) from None
     return 0
 
 
@@ -240,23 +293,33 @@ def _predict(args: argparse.Namespace) -> int:
     from ij_bridge.measure import regionprops_table
     from ij_bridge.stardist.model import StarDistBase
 
+    from ij_bridge.model_files import DestinationError, check_output_folder, staged_group
+
     files = collect_tiffs(args.inputs)
+    try:  # every destination is checked before the model is loaded and any image is segmented
+        check_output_folder(args.output, files)
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
+    outputs = {path: [args.output / f"{path.stem}_labels.tif", args.output / f"{path.stem}_rois.zip",
+                      args.output / f"{path.stem}_objects.csv"] for path in files}
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems:
+            raise CLIError(f"inputs {stems[path.stem]} and {path} have the same name; their outputs "
+                           "would collide - segment them into separate --output folders")
+        stems[path.stem] = path
+        exist = [str(o) for o in outputs[path] if o.exists()]
+        if exist and not args.overwrite:
+            raise CLIError(f"output exists: {exist[0]} (pass --overwrite to replace the outputs)")
     try:
         model = StarDistBase.load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     ndim = model.ndim
     n_tiles = _ints(args.tiles, ndim, "tiles")
-    args.output.mkdir(parents=True, exist_ok=True)
     spatial = ["y", "x"] if ndim == 2 else ["z", "y", "x"]
     for path in files:
-        stem = path.stem
-        outs = [args.output / f"{stem}_labels.tif", args.output / f"{stem}_rois.zip",
-                args.output / f"{stem}_objects.csv"]
-        if not args.overwrite:
-            exist = [str(o) for o in outs if o.exists()]
-            if exist:
-                raise CLIError(f"output exists: {exist[0]} (use --overwrite)")
+        outs = outputs[path]
         da = _read(path)
         dims = [str(d) for d in da.dims]
         missing = [d for d in spatial if d not in dims]
@@ -305,14 +368,20 @@ def _predict(args: argparse.Namespace) -> int:
         labels = labels.astype(np.uint16) if labels.max(initial=0) < 65536 else labels.astype(np.float32)
         out = xr.DataArray(labels, dims=loop + spatial, coords=coords,
                            attrs={k: v for k, v in da.attrs.items() if k in ("units", "calibration", "title")})
-        imwrite(outs[0], out, overwrite=args.overwrite)
-        if rois:
-            write_rois(outs[1], rois, overwrite=args.overwrite)
         table = pd.DataFrame(rows)
         if loop == [] and len(table):
             meas = regionprops_table(out)
             table = table.merge(meas, on="label", how="left")
-        write_table(outs[2], table, overwrite=args.overwrite)
+        # the three outputs are one set: all are written, then renamed into place together;
+        # with --overwrite, a _rois.zip of an earlier run is removed when this run finds no objects
+        try:
+            with staged_group(outs, overwrite=args.overwrite) as tmps:
+                imwrite(tmps[0], out, overwrite=True)
+                if rois:
+                    write_rois(tmps[1], rois, overwrite=True)
+                write_table(tmps[2], table, overwrite=True)
+        except OSError as exc:
+            raise _write_error(exc) from None
         n_obj = len(rows)
         print(f"{path.name}: {n_obj} object(s) -> {outs[0].name}, "
               f"{outs[1].name if rois else '(no ROIs)'}, {outs[2].name}")

@@ -42,6 +42,15 @@ def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, varia
         out = Path(model_path).expanduser()
         if not out.parent.exists():
             raise CommandError(f"the folder of model=[{model_path}] does not exist")
+        # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not write
+        # never is); a place that cannot take the model fails now, before training
+        from ..model_files import DestinationError, check_destination
+
+        try:
+            check_destination(out, overwrite=True, kind="model", folder=out.suffix.lower() != ".zip",
+                              markers=("n2v_model.json",))
+        except DestinationError as exc:
+            raise CommandError(str(exc)) from None
     da = to_xarray(imp)
     data, axes = _axes(da, mode, str(imp.getTitle()))
     ndim = 3 if mode == "3D" else 2
@@ -73,7 +82,7 @@ def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, varia
     last = history.iloc[-1]
     ctx.log(f"trained: loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}")
     if out is not None:
-        saved = model.save(out)
+        saved = model.save(out, overwrite=True)
         ctx.log(f"model saved to {saved}")
     return model, mode
 

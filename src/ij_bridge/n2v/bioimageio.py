@@ -44,6 +44,7 @@ def export_bioimageio(
     description: str = "Noise2Void denoising model trained with ij-bridge.",
     authors: Sequence[str] = ("ij-bridge user",),
     license: str = "CC-BY-4.0",
+    overwrite: bool = False,
 ) -> Path:
     """Write ``model`` as a bioimage.io model package (folder, or zip if ``path`` ends with .zip).
 
@@ -63,6 +64,8 @@ def export_bioimageio(
         Axes of a numpy ``test_input`` if they differ from ``config.axes``.
     name, description, authors, license
         Metadata of the package.
+    overwrite : bool
+        Replace an existing package at ``path``.
 
     Returns
     -------
@@ -176,4 +179,4 @@ def export_bioimageio(
     }
     files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
 
-    return write_package(path, files)
+    return write_package(path, files, overwrite=overwrite)

@@ -8,7 +8,6 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..model_files import check_format_version, sha256_bytes, verify_sha256, write_members
 from .config import N2VConfig
 
 __all__ = ["save_model", "load_model", "MODEL_JSON", "WEIGHTS", "FORMAT", "FORMAT_VERSION"]
@@ -56,31 +56,24 @@ def _payload(model: Any) -> tuple[bytes, bytes]:
         "torch_version": torch.__version__,
         "config": model.config.to_dict(),
         "normalization": {"mean": [float(v) for v in model.mean], "std": [float(v) for v in model.std]},
-        "weights": {"file": WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest()},
+        "weights": {"file": WEIGHTS, "sha256": sha256_bytes(weights)},
         "history": history,
     }
     return json.dumps(meta, indent=2).encode(), weights
 
 
-def save_model(model: Any, path: Path, overwrite: bool = True) -> Path:
-    """Write ``model`` to a folder or (``*.zip``) a zip archive; returns the path."""
+def save_model(model: Any, path: Path, overwrite: bool = False) -> Path:
+    """Write ``model`` to a folder or (``*.zip``) a zip archive; returns the path.
+
+    Written to a hidden temporary sibling and renamed into place
+    (:func:`ij_bridge.model_files.write_members`): a failed save leaves an
+    existing model intact and nothing half-written. An existing ``path`` is
+    replaced only with ``overwrite``, and an existing folder only if it holds
+    ``n2v_model.json``.
+    """
     meta, weights = _payload(model)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
-    if path.suffix.lower() == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(MODEL_JSON, meta)
-            zf.writestr(WEIGHTS, weights)
-        tmp.replace(path)
-    else:
-        if path.exists() and not path.is_dir():
-            raise FileExistsError(f"{path} exists and is not a folder")
-        path.mkdir(parents=True, exist_ok=True)
-        (path / WEIGHTS).write_bytes(weights)
-        (path / MODEL_JSON).write_bytes(meta)
-    return path
+    return write_members(path, [(MODEL_JSON, meta), (WEIGHTS, weights)], overwrite=overwrite,
+                         markers=(MODEL_JSON,))
 
 
 def _read(path: Path) -> tuple[bytes, callable]:
@@ -118,9 +111,7 @@ def load_model(cls: type, path: Path, device: Any = None) -> Any:
         raise ValueError(f"{path}: {MODEL_JSON} is corrupt ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an ij-bridge N2V model ({MODEL_JSON} lacks format={FORMAT!r})")
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer ij-bridge ({meta.get('ij_bridge_version')}); "
-                         "update ij-bridge to load it")
+    check_format_version(meta, FORMAT_VERSION, where=path, what="N2V model")
     try:
         config = N2VConfig.from_dict(meta["config"])
         mean = np.asarray(meta["normalization"]["mean"], dtype=np.float64)
@@ -130,9 +121,11 @@ def load_model(cls: type, path: Path, device: Any = None) -> Any:
         raise ValueError(f"{path}: {MODEL_JSON} is invalid ({type(exc).__name__}: {exc})") from None
     if config.n_channels is None or len(mean) != config.n_channels or len(std) != config.n_channels:
         raise ValueError(f"{path}: normalisation does not match the model's channel count")
-    weights = get(wmeta.get("file", WEIGHTS))
-    if hashlib.sha256(weights).hexdigest() != wmeta.get("sha256"):
-        raise ValueError(f"{path}: {WEIGHTS} does not match its checksum; the file is corrupt")
+    name = wmeta.get("file", WEIGHTS)
+    weights = get(name)
+    if not wmeta.get("sha256"):
+        raise ValueError(f"{path}: {MODEL_JSON} records no checksum for {name}; the file is corrupt")
+    verify_sha256(weights, wmeta["sha256"], where=path, name=name)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for broken pickles

@@ -47,7 +47,8 @@ class _Exported(nn.Module):
 def export_bioimageio(model: Any, path: str | Path, test_input: Any,
                       name: str = "ij-bridge StarDist",
                       description: str = "StarDist star-convex nucleus detection trained with ij-bridge.",
-                      authors: Sequence[str] = ("ij-bridge user",), license: str = "CC-BY-4.0") -> Path:
+                      authors: Sequence[str] = ("ij-bridge user",), license: str = "CC-BY-4.0",
+                      overwrite: bool = False) -> Path:
     """Write ``model`` as a bioimage.io model package (folder, or zip if ``path`` ends with .zip).
 
     Parameters
@@ -60,6 +61,8 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
         pixels per axis and to multiples of the divisor.
     name, description, authors, license
         Package metadata.
+    overwrite : bool
+        Replace an existing package at ``path``.
     """
     import copy
 
@@ -124,4 +127,4 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
         "config": {"stardist": stardist_cfg, "ij_bridge": {"stardist_config": cfg.to_dict()}},
     }
     files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
-    return write_package(path, files)
+    return write_package(path, files, overwrite=overwrite)

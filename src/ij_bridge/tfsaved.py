@@ -24,6 +24,7 @@ Nothing here imports TensorFlow, Java or torch.
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "read_sstable",
     "crc32c",
     "parse_message",
+    "read_member",
 ]
 
 
@@ -442,6 +444,27 @@ def _bundle_entry(buf: bytes) -> _Entry:
     )
 
 
+def read_member(archive: str | Path, member: str) -> bytes:
+    """The bytes of ``member`` inside the zip or jar ``archive``.
+
+    Raises
+    ------
+    SavedModelError
+        The archive is missing, not a zip, truncated, or lacks the member.
+    """
+    where = f"{archive}!/{member}"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    except FileNotFoundError:
+        raise SavedModelError(f"{archive}: no such file") from None
+    except KeyError:
+        raise SavedModelError(f"{archive} has no {member} inside") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise SavedModelError(f"{where}: cannot read it ({e}); the archive is truncated or "
+                              "corrupt: reinstall or download it again") from None
+
+
 class _Files:
     """Uniform read access to a SavedModel folder or zip (with or without a top folder)."""
 
@@ -449,7 +472,15 @@ class _Files:
         self.path = Path(path)
         self._zip: zipfile.ZipFile | None = None
         self.prefix = ""
-        if self.path.is_dir():
+        outer, sep, member = str(path).partition("!/")
+        if sep:  # a zip inside a zip or jar, as in Java's jar: URLs (outer.jar!/models/x.zip)
+            try:
+                self._zip = zipfile.ZipFile(io.BytesIO(read_member(outer, member)))
+            except zipfile.BadZipFile as e:
+                raise SavedModelError(f"{path}: not a readable zip ({e}); reinstall or download "
+                                      "it again") from None
+            self.names = {n for n in self._zip.namelist() if not n.endswith("/")}
+        elif self.path.is_dir():
             self.names = {str(p.relative_to(self.path)).replace("\\", "/")
                           for p in self.path.rglob("*") if p.is_file()}
         elif self.path.is_file():
@@ -518,6 +549,25 @@ def _decode_tensor(e: _Entry, raw: bytes, name: str) -> np.ndarray:
     return arr.reshape(e.shape).astype(_DTYPES[e.dtype].newbyteorder("="), copy=True)
 
 
+def _tensor_crc(e: _Entry, raw: bytes) -> int:
+    """The crc32c TensorFlow records for a stored tensor.
+
+    Numeric tensors: the crc of their bytes. String tensors are stored as varint
+    lengths, a masked crc of the lengths, then the bytes; but the recorded crc
+    covers each length as a little-endian uint32 (uint64 beyond 4 GiB), then
+    that masked crc and the bytes (TensorFlow's ``WriteStringTensor``).
+    """
+    if e.dtype != _DT_STRING:
+        return crc32c(raw)
+    count = int(np.prod(e.shape)) if e.shape else 1
+    pos = 0
+    parts = []
+    for _ in range(count):
+        ln, pos = _varint(raw, pos)
+        parts.append(struct.pack("<I", ln) if ln <= 0xFFFFFFFF else struct.pack("<Q", ln))
+    return crc32c(b"".join(parts) + raw[pos:])
+
+
 def _read_variables(files: _Files, verify: bool) -> dict[str, np.ndarray]:
     where = f"{files.path}: variables/variables.index"
     try:
@@ -548,7 +598,7 @@ def _read_variables(files: _Files, verify: bool) -> dict[str, np.ndarray]:
             raise SavedModelError(f"{files.path}: data shard {e.shard} ends before variable "
                                   f"{name!r} (truncated?): export the model again")
         raw = data[e.offset:e.offset + e.size]
-        if verify and e.crc is not None and _unmask(e.crc) != crc32c(raw):
+        if verify and e.crc is not None and _unmask(e.crc) != _tensor_crc(e, raw):
             raise SavedModelError(f"{files.path}: variable {name!r} fails its crc32c check "
                                   "(corrupt file): export the model again")
         out[name] = _decode_tensor(e, raw, name)

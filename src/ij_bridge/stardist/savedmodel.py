@@ -35,7 +35,7 @@ import numpy as np
 
 from ..tfsaved import Node, SavedModel, SavedModelError, read_savedmodel
 
-__all__ = ["read_stardist_savedmodel", "StarDistSavedModel", "is_savedmodel"]
+__all__ = ["read_stardist_savedmodel", "load_stardist_savedmodel", "StarDistSavedModel", "is_savedmodel"]
 
 _FIX = ("load the original model folder (config.json + weights_best.h5) instead, or export "
         "the model again with stardist's export_TF()")
@@ -506,3 +506,100 @@ def read_stardist_savedmodel(path: str | Path | SavedModel) -> StarDistSavedMode
             meta = {}
     return StarDistSavedModel(config=cfg, weights=weights, stem_layers=stem,
                               upsampled=upsample is not None, meta=meta, source=Path(where))
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _source_sha256(path: str) -> str | None:
+    import hashlib
+
+    from ..tfsaved import read_member
+
+    outer, sep, member = path.partition("!/")
+    if sep:
+        return hashlib.sha256(read_member(outer, member)).hexdigest()
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_stardist_savedmodel(path: str | Path, device=None,
+                             thresholds: dict[str, float] | None = None,
+                             fiji_model: Any = None):
+    """An ij-bridge :class:`StarDist2D` from a StarDist TF SavedModel (the Fiji format).
+
+    Parameters
+    ----------
+    path : str or Path
+        The SavedModel zip or folder; or ``<jar>!/<member>`` for a zip inside
+        a jar (the Fiji plugin's resources).
+    device : str or torch.device, optional
+        As for the model.
+    thresholds : dict, optional
+        ``{"prob": ..., "nms": ...}``. The SavedModel carries none: without
+        this, a ``fiji_model``'s thresholds (the plugin's defaults for its
+        built-in models) are used, else the original's defaults (prob 0.5,
+        nms 0.4) with a warning.
+    fiji_model : FijiModel, optional
+        The plugin's model this file is (:mod:`ij_bridge.stardist.fiji_models`).
+
+    Returns
+    -------
+    StarDist2D
+        Predicting at the network's grid resolution: its ``predict`` equals the
+        SavedModel's full-resolution output at every ``grid``-th pixel.
+
+    Raises
+    ------
+    SavedModelError
+        Unreadable, truncated, or an unknown graph (one line naming the file
+        and the fix).
+    """
+    import warnings
+
+    from ..nets.keras import KerasLayer
+    from .model import StarDist2D
+    from .original import DEFAULT_THRESHOLDS, config_from_original, original_architecture
+
+    src = str(path)
+    r = read_stardist_savedmodel(src)
+    if thresholds:
+        ths = {k: float(thresholds[k]) for k in ("prob", "nms") if k in thresholds}
+        origin = "caller"
+    elif fiji_model is not None:
+        ths = {"prob": float(fiji_model.prob_thresh), "nms": float(fiji_model.nms_thresh)}
+        origin = f"the StarDist Fiji plugin's defaults for '{fiji_model.name}'"
+    else:
+        ths = {}
+        origin = "defaults"
+        warnings.warn(f"{src}: a TF SavedModel carries no thresholds; using the original's "
+                      f"defaults prob={DEFAULT_THRESHOLDS['prob']}, nms={DEFAULT_THRESHOLDS['nms']} "
+                      "(give thresholds, or optimise them with "
+                      "ij_bridge.stardist.optimize_thresholds)", stacklevel=2)
+    for k, v in DEFAULT_THRESHOLDS.items():
+        ths.setdefault(k, float(v))
+    arch = original_architecture(r.config)
+    cfg = config_from_original(r.config, arch, ths)
+    model = StarDist2D(cfg, device=device)
+    layers = [KerasLayer(name, {"kernel": w[0], "bias": w[1]}) for name, w in r.weights.items()]
+    model.net.load_keras_layers(layers, f"{src} (variables)", f"{src} (saved_model.pb)")
+    model.net.to(model.device, memory_format=model._memory_format)
+    model._fresh_weights = False
+    model.thresholds = dict(ths)
+    model.provenance = {
+        "imported_from": "tf-savedmodel",
+        "source": src if "!/" in src else str(Path(src).resolve()),
+        "sha256": _source_sha256(src),
+        "thresholds_from": origin,
+        "original_config": r.config,
+        "savedmodel_upsampled_output": r.upsampled,
+        **({"fiji_model": fiji_model.name} if fiji_model is not None else {}),
+    }
+    model.source = src
+    return model

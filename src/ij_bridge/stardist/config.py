@@ -52,6 +52,11 @@ class StarDistConfig:
         Normalisation percentiles per channel.
     prob_thresh, nms_thresh : float
         Default thresholds (replaced by :func:`optimize_thresholds`).
+    original : dict, optional
+        The architecture of a model imported from the original StarDist (Keras),
+        as :func:`ij_bridge.stardist.original.original_architecture` gives it; the
+        network is then the original's (:class:`~ij_bridge.stardist.original.OriginalStarDistNet`)
+        and the ``unet_*``/``head_channels`` fields are not used.
     """
 
     ndim: int = 2
@@ -77,6 +82,7 @@ class StarDistConfig:
     percentiles: tuple[float, float] = (1.0, 99.8)
     prob_thresh: float = 0.5
     nms_thresh: float = 0.4
+    original: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -128,12 +134,22 @@ class StarDistConfig:
         for name in ("batch_size", "epochs", "steps_per_epoch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.original is not None:
+            o = self.original
+            if (int(o.get("n_dim", d)), int(o.get("n_rays", self.n_rays)), tuple(o.get("grid", self.grid)),
+                    int(o.get("n_channel_in", self.n_channels))) != (d, self.n_rays, self.grid, self.n_channels):
+                raise ValueError("the original architecture (original=) disagrees with ndim / n_rays / "
+                                 "grid / n_channels")
         if not 0 < self.learning_rate:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
     @property
     def divisor(self) -> tuple[int, ...]:
         """Input sizes must be multiples of this (grid × U-Net pooling)."""
+        if self.original is not None:
+            from .original import architecture_divisor
+
+            return architecture_divisor(self.original)
         pool = self.unet_pool or (2,) * self.ndim
         return tuple(g * p**self.unet_depth for g, p in zip(self.grid, pool))
 

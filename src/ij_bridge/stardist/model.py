@@ -115,6 +115,15 @@ class StarDistNet(nn.Module):
         return tuple(out)
 
 
+def _make_net(cfg: StarDistConfig) -> nn.Module:
+    """ij-bridge's own network, or the original's architecture for an imported model."""
+    if cfg.original is not None:
+        from .original import OriginalStarDistNet
+
+        return OriginalStarDistNet(cfg)
+    return StarDistNet(cfg)
+
+
 # ----------------------------------------------------------------------- preprocessing
 
 def normalize_percentiles(x: np.ndarray, low: float = 1.0, high: float = 99.8,
@@ -199,7 +208,7 @@ class StarDistBase:
             "cuda" if torch.cuda.is_available() else "cpu")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.net = StarDistNet(config)
+            self.net = _make_net(config)
         self._memory_format = torch.channels_last if self.ndim == 2 else torch.channels_last_3d
         self.net.to(self.device, memory_format=self._memory_format)
         self.thresholds = {"prob": float(config.prob_thresh), "nms": float(config.nms_thresh)}
@@ -325,7 +334,7 @@ class StarDistBase:
         out = out[(slice(None),) + tuple(slice(0, s) for s in out_shape)]
         prob = np.ascontiguousarray(out[0])
         dist = np.ascontiguousarray(np.moveaxis(out[1:], 0, -1))
-        return prob, np.maximum(dist, 0)
+        return prob, np.maximum(dist, 1e-3)  # as the original (no zero-length rays)
 
     # -- instances --------------------------------------------------------------------
     def predict_instances(self, image: Any, prob_thresh: float | None = None,
@@ -730,6 +739,8 @@ class StarDistBase:
         }
         if self.rays is not None:
             meta["rays"] = self.rays.to_dict()
+        if getattr(self, "provenance", None):  # imported from another tool (stardist/original.py)
+            meta["provenance"] = self.provenance
         return meta
 
     def save(self, path: str | Path, half: bool = False, overwrite: bool = False) -> Path:
@@ -758,12 +769,33 @@ class StarDistBase:
         weights = buf.getvalue()
         meta = json.dumps(self._meta("float16" if half else "float32", sha256_bytes(weights)), indent=2)
         hist = json.dumps(self.history)
-        return write_members(path, [("config.json", meta), ("weights.pt", weights), ("history.json", hist)],
-                             overwrite=overwrite, markers=("config.json",))
+        members = [("config.json", meta), ("weights.pt", weights), ("history.json", hist)]
+        if getattr(self, "provenance", None):
+            from .original import provenance_readme
+
+            members.append(("README.md", provenance_readme(self)))
+        return write_members(path, members, overwrite=overwrite, markers=("config.json",))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "StarDistBase":
-        """Load a model saved by :meth:`save` (folder or .zip) or a bundled model's name."""
+    def load(cls, path: str | Path, device: str | torch.device | None = None,
+             weights: str | None = None) -> "StarDistBase":
+        """Load a model saved by :meth:`save` (folder or .zip) or a bundled model's name.
+
+        Models of the original StarDist are read too (their folder, its zip, a
+        bioimage.io package; ``weights`` picks the ``.h5`` file): see
+        :mod:`ij_bridge.stardist.original`.
+        """
+        from .original import is_original_model, load_original
+
+        if is_original_model(path) or weights is not None:
+            return load_original(cls, path, device=device, weights=weights)
+        from .savedmodel import is_savedmodel, load_stardist_savedmodel
+
+        if "!/" in str(path) or is_savedmodel(path):  # the Fiji plugin's TF SavedModel zip (2D)
+            if cls is StarDist3D:
+                raise ValueError(f"{path} is a TF SavedModel of a StarDist 2D model (the Fiji "
+                                 "format); load it with StarDist2D.load")
+            return load_stardist_savedmodel(path, device=device)
         p = Path(path)
         if not p.exists() and (_MODELS_DIR / str(path)).is_dir():
             p = _MODELS_DIR / str(path)
@@ -825,6 +857,7 @@ class StarDistBase:
             except json.JSONDecodeError:
                 warnings.warn(f"{p}: history.json is corrupt; ignored")
         model.source = str(p)
+        model.provenance = meta.get("provenance")
         return model
 
     @classmethod

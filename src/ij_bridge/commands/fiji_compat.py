@@ -17,11 +17,16 @@ with the same parameters:
 plugin argument          torch StarDist
 =======================  =============================================================
 ``input``                ``input=`` (the image with that title; default: active image)
-``modelChoice``          'Versatile (fluorescent nuclei)': the bundled model
+``modelChoice``          the plugin's three models, read from its jar in
+                         ``$IJ_BRIDGE_FIJI`` (Fiji.app) or from ``$IJ_BRIDGE_MODELS``
+                         (:mod:`ij_bridge.stardist.fiji_models`); without them,
+                         'Versatile (fluorescent nuclei)' runs the bundled model
                          ``stardist_nuclei2d`` (trained by this project, *not* the
-                         plugin's weights - a note says so in the Log);
-                         'Model (.zip) from File': ``modelFile`` (a model saved by
-                         ij-bridge); any other choice: an error naming the options
+                         plugin's weights - a note says so in the Log) and the
+                         other two are an error saying how to point at them;
+                         'Model (.zip) from File': ``modelFile`` (an ij-bridge
+                         model, an original one, or a TF SavedModel zip);
+                         any other choice: an error naming the options
 ``modelFile``            ``model=`` (with 'Model (.zip) from File')
 ``normalizeInput``       ``normalize``
 ``percentileBottom/Top`` ``low=`` / ``high=``
@@ -47,7 +52,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from pathlib import Path
 from .registry import CommandError, String, command, run_command
 
@@ -175,16 +179,7 @@ def _check_model_file(path: str) -> str:
         raise CommandError(f"'modelChoice':'{MODEL_FILE}' needs 'modelFile':'/path/to/model.zip'")
     if not p.exists():
         raise CommandError(f"modelFile {path!r} does not exist")
-    if p.is_file() and zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as zf:
-            names = zf.namelist()
-        if any(name.endswith(("saved_model.pb", "variables.index")) for name in names) and \
-                not any(name.endswith("config.json") for name in names):
-            raise CommandError(
-                f"modelFile {path!r} is a TensorFlow model of the original StarDist plugin; IJ Bridge "
-                "runs StarDist in PyTorch and loads models saved by ij-bridge (StarDist Train (torch), "
-                f"`ij-bridge stardist train`), or use 'modelChoice':'{MODEL_VERSATILE}' for the bundled one"
-            )
+    # the plugin's TF SavedModel zips are read without TensorFlow (ij_bridge.stardist.savedmodel)
     return str(p)
 
 
@@ -209,12 +204,22 @@ def stardist_options(args: dict[str, str]) -> tuple[str, list[str]]:
     for key in unknown:
         notes.append(f"ignoring argument {key!r}: the StarDist plugin has no such input")
     choice = args.get("modelChoice", DEFAULTS["modelChoice"])
-    if choice == MODEL_VERSATILE:
+    from ..stardist.fiji_models import FIJI_MODELS, not_found_message, resolve_fiji_model
+
+    try:  # the plugin's own models, from $IJ_BRIDGE_FIJI (its jar) or $IJ_BRIDGE_MODELS
+        found = resolve_fiji_model(choice) if choice in FIJI_MODELS else None
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    if found is not None:
+        model = choice  # "StarDist 2D (torch)" resolves the name again and logs where it read it
+    elif choice == MODEL_VERSATILE:
         model = "stardist_nuclei2d"
         notes.append(
             f"'{MODEL_VERSATILE}' runs IJ Bridge's bundled fluorescent-nuclei model (stardist_nuclei2d), "
             "trained by the ij-bridge project - not the original StarDist weights; results will differ "
-            "somewhat from the Fiji plugin's"
+            "somewhat from the Fiji plugin's. To run the plugin's own model, set IJ_BRIDGE_FIJI="
+            "/path/to/Fiji.app (with the StarDist update site) or IJ_BRIDGE_MODELS=/path/to/folder "
+            "holding dsb2018_heavy_augment.zip before starting"
         )
     elif choice == MODEL_FILE:
         model = _check_model_file(args.get("modelFile", ""))
@@ -226,8 +231,8 @@ def stardist_options(args: dict[str, str]) -> tuple[str, list[str]]:
     elif choice in OTHER_PLUGIN_MODELS:
         raise CommandError(
             f"'modelChoice':'{choice}' is a model of the original StarDist plugin that IJ Bridge does not "
-            f"have. Use '{MODEL_VERSATILE}' (IJ Bridge's bundled fluorescent-nuclei model) or "
-            f"'{MODEL_FILE}' with 'modelFile' set to a model trained with ij-bridge"
+            f"have here ({not_found_message(choice).split(': ', 1)[1]}). Or use '{MODEL_VERSATILE}' or "
+            f"'{MODEL_FILE}' with 'modelFile' set to a model file"
         )
     else:
         raise CommandError(
@@ -284,7 +289,8 @@ def _show_prob_and_dist(ctx, imp, args: dict[str, str]) -> None:
         ctx.log("showProbAndDist: only for single 2D images (as in the plugin); not shown")
         return
     choice = args.get("modelChoice", DEFAULTS["modelChoice"])
-    model = load_model("stardist_nuclei2d" if choice == MODEL_VERSATILE else args.get("modelFile", ""), 2)
+    model = load_model(choice if choice in (MODEL_VERSATILE, *OTHER_PLUGIN_MODELS)
+                       else args.get("modelFile", ""), 2)
     prob, dist = model.predict(np.asarray(da.transpose("y", "x").values),
                                normalize=_bool(args, "normalizeInput"),
                                percentiles=(_number(args, "percentileBottom"), _number(args, "percentileTop")))

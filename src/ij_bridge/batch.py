@@ -36,7 +36,9 @@ The macro's ``getArgument()`` is an options string in ImageJ's own format::
 
     input=[/abs/path/in/sub/a.tif] output=[/abs/path/to/staging/folder/] name=[a] arg=[--arg value]
 
-read a value with ``call("ij.Macro.getValue", getArgument(), "output", "")``;
+read a value with ``call("ij.Macro.getValue", getArgument(), "output", "")``
+(a value with an unmatched bracket, such as a file named ``x].tif``, comes
+single-quoted, ``input='/abs/x].tif'``, which ``Macro.getValue`` reads too);
 files the macro saves under ``output`` become part of that file's outputs.
 
 Parallel runs
@@ -238,12 +240,34 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
         if _is_within(target, inp) or _is_within(inp, target):
             raise BatchError(f"the output folder for {p.name!r} would be {str(target)!r}, which overlaps "
                              f"the input folder {str(inp)!r}; choose an output folder apart from the input")
+        try:  # every value must reach the macro whole (a file named x].tif is quoted, not cut)
+            macro_argument(str(p), str(target) + os.sep, name, arg)
+        except ValueError as exc:
+            raise BatchError(f"{p.name!r} or --arg cannot be passed to the macro: {exc}") from None
         tasks.append(Task(
             input=str(p), relative=p.relative_to(inp).as_posix(), output_dir=str(target),
             output_root=str(out), macro=code, macro_sha256=sha, macro_name=macro_path.name,
             arg=arg, timeout=timeout,
         ))
     return tasks
+
+
+def macro_argument(input: str, output: str, name: str, arg: str) -> str:
+    """The macro's ``getArgument()``: ``input=[...] output=[...] name=[...] arg=[...]``.
+
+    Values are quoted so that ``ij.Macro.getValue`` gives each back whole: ``[...]``,
+    or ``'...'`` for a value with an unmatched bracket (a file named ``x].tif``).
+
+    Raises
+    ------
+    ValueError
+        For a value that ImageJ's options cannot carry (see
+        :func:`ij_bridge.commands.registry.quote_option`).
+    """
+    from .commands.registry import quote_option
+
+    return (f"input={quote_option(input)} output={quote_option(output)} "
+            f"name={quote_option(name)} arg={quote_option(arg)}")
 
 
 def _input_stamp(path: str) -> dict[str, int]:
@@ -549,8 +573,8 @@ class ImageJSession:
                 if imp is not None:
                     _ensure_roi_manager()
                     imp.show()
-                    arg = (f"input=[{task.input}] output=[{staging}{os.sep}] "
-                           f"name=[{Path(task.output_dir).name}] arg=[{task.arg}]")
+                    arg = macro_argument(task.input, f"{staging}{os.sep}", Path(task.output_dir).name,
+                                         task.arg)
                     result = run_macro(task.macro + _EPILOGUE, arg, timeout=task.timeout)
                     log_text = result.output
                     messages = list(result.messages)

@@ -255,11 +255,11 @@ def calibration_from_dataarray(da: xr.DataArray, norm: tuple[str, ...]) -> dict[
     orig = dict(zip(norm, da.dims))
     attrs = da.attrs or {}
     units: dict[str, str] = {}
-    for d, u in (attrs.get("units") or {}).items():
+    for d, u in _checked_units(attrs.get("units")).items():
         key = _ALIASES.get(str(d).lower())
         if key is not None and u is not None:
             units[key] = str(u)
-    prev = dict(attrs.get("calibration") or {})
+    prev = _checked_calibration(attrs.get("calibration"))
     cal = default_calibration()
     for d, (size_key, origin_key, unit_key) in _CAL_SPEC.items():
         if d not in norm:  # absent dim: keep what an earlier reader recorded
@@ -300,6 +300,74 @@ def calibration_from_dataarray(da: xr.DataArray, norm: tuple[str, ...]) -> dict[
             warnings.warn("channel coordinates are not kept by ImageJ (channels come back as "
                           "0..C-1)", UserWarning, stacklevel=3)
     return cal
+
+
+def _checked_units(units: Any) -> Mapping[Any, Any]:
+    """``attrs["units"]``: a mapping of dim names to unit strings (or absent)."""
+    if units is None:
+        return {}
+    if not isinstance(units, Mapping):
+        example = f"{{'x': {units!r}, 'y': {units!r}}}" if isinstance(units, str) else "{'x': 'um', 'y': 'um'}"
+        raise ValueError(f"attrs['units'] must map dims to units, e.g. {example}; got "
+                         f"{type(units).__name__} {units!r}")
+    for d, u in units.items():
+        if _ALIASES.get(str(d).strip().lower()) is None:
+            raise ValueError(f"attrs['units'] names the dim {d!r}; use x, y, z, t (e.g. {{'x': 'um'}})")
+        if u is not None and not isinstance(u, str):
+            raise ValueError(f"attrs['units'][{d!r}] must be a unit string such as 'um', got {u!r}")
+    return units
+
+
+_CAL_NUMBERS = ("pixel_width", "pixel_height", "pixel_depth", "x_origin", "y_origin", "z_origin",
+                "frame_interval", "t_origin")
+
+
+def _checked_calibration(cal: Any) -> dict[str, Any]:
+    """``attrs["calibration"]`` (as :func:`ij_bridge.from_imageplus` writes it), checked key by key."""
+    if cal is None:
+        return {}
+    if not isinstance(cal, Mapping):
+        raise ValueError(f"attrs['calibration'] must be a dict such as from_imageplus writes "
+                         f"({', '.join(default_calibration())}), got {type(cal).__name__} {cal!r}; "
+                         "or leave it out and give coordinates and attrs['units']")
+    valid = default_calibration()
+    out = dict(cal)
+    for k, v in out.items():
+        if k not in valid:
+            raise ValueError(f"attrs['calibration'] has the unknown key {k!r}; its keys are "
+                             f"{', '.join(valid)}")
+        if v is None:
+            continue
+        if k in _CAL_NUMBERS:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(float(v)):
+                raise ValueError(f"attrs['calibration'][{k!r}] must be a finite number, got {v!r}")
+            if k.startswith("pixel_") and not float(v) > 0:
+                raise ValueError(f"attrs['calibration'][{k!r}] (a pixel size) must be positive, got {v!r}")
+            if k == "frame_interval" and float(v) < 0:
+                raise ValueError(f"attrs['calibration']['frame_interval'] must be >= 0, got {v!r}")
+        elif not isinstance(v, str):
+            raise ValueError(f"attrs['calibration'][{k!r}] must be a unit string such as 'um', got {v!r}")
+    return out
+
+
+#: ImageJ holds one plane in one Java array: at most 2**31 - 1 pixels.
+MAX_PLANE_PIXELS = 2**31 - 1
+
+
+def check_plane_size(height: int, width: int) -> None:
+    """Refuse planes larger than ImageJ can hold (a Java array of 2**31 - 1 pixels).
+
+    Raises
+    ------
+    ValueError
+        Naming the size and the fix (crop, tile or downsample).
+    """
+    n = int(height) * int(width)
+    if n > MAX_PLANE_PIXELS:
+        raise ValueError(f"a plane of {int(height)} x {int(width)} = {n} pixels is more than ImageJ holds "
+                         f"in one image plane (2**31 - 1 = {MAX_PLANE_PIXELS} pixels): crop, tile or "
+                         "downsample it first")
 
 
 def stack_order(da: xr.DataArray, norm: tuple[str, ...], pixels: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
@@ -680,6 +748,18 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
     if "s" in letters and data.shape[letters.index("s")] != 3:
         raise ValueError(f"{str(path)!r} has {data.shape[letters.index('s')]} samples per pixel; "
                          "only RGB (3) is supported")
+    if "x" not in letters:
+        raise ValueError(f"{str(path)!r} has TIFF axes {axes!r} (shape {data.shape}) without an x axis; "
+                         "an image needs rows and columns: save it as a 2-D image")
+    if "y" not in letters:  # a single row (tifffile squeezes it): one row of pixels, as ImageJ opens it
+        data = np.expand_dims(data, letters.index("x"))
+        letters.insert(letters.index("x"), "y")
+    if "s" in letters and data.dtype != np.uint8:
+        # ImageJ's RGB is 8 bits per sample; it opens 48-bit (and other) RGB as 3 channels
+        if "c" in letters:
+            raise ValueError(f"{str(path)!r} is {data.dtype} RGB with channels (axes {axes!r}); ImageJ "
+                             "holds RGB only as 8-bit: save the colours as channels instead")
+        letters[letters.index("s")] = "c"
     if data.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
         data, signed = to_imagej_dtype(data, "s" in letters)
         if signed:
@@ -714,6 +794,45 @@ def read_rois(path: str | os.PathLike) -> list:
     return list(rois) if isinstance(rois, list) else [rois]
 
 
+def check_roi_coordinates(roi: Any, what: str = "ROI") -> None:
+    """Refuse a :class:`roifile.ImagejRoi` with NaN or infinite coordinates.
+
+    ImageJ would paint such a ROI as nothing, or fail deep inside; its file would
+    carry the NaN on. Checks the sub-pixel and composite coordinates, line end
+    points and sub-pixel rectangles.
+
+    Raises
+    ------
+    ValueError
+        Naming the ROI and the first bad point.
+    """
+    if isinstance(roi, (bytes, bytearray)):
+        from roifile import ImagejRoi
+
+        roi = ImagejRoi.frombytes(bytes(roi))
+    name = getattr(roi, "name", None)
+    label = f"{what} {name!r}" if name else what
+    for attr in ("subpixel_coordinates", "multi_coordinates"):
+        c = getattr(roi, attr, None)
+        if c is None:
+            continue
+        c = np.asarray(c, dtype=np.float64)
+        bad = ~np.isfinite(c)
+        if bad.any():
+            if attr == "subpixel_coordinates" and c.ndim == 2:
+                i = int(np.flatnonzero(bad.any(axis=1))[0])
+                where = f"point {i + 1} is ({c[i, 0]:g}, {c[i, 1]:g})"
+            else:
+                where = f"{int(bad.sum())} value(s) are NaN or inf"
+            raise ValueError(f"{label} has NaN or infinite coordinates ({where}); remove those "
+                             "points, or drop the ROI")
+    for attr in ("x1", "y1", "x2", "y2", "xd", "yd", "widthd", "heightd"):
+        v = getattr(roi, attr, 0.0)
+        if v is not None and not math.isfinite(float(v)):
+            raise ValueError(f"{label} has a NaN or infinite {attr} ({v}); give finite coordinates, "
+                             "or drop the ROI")
+
+
 def write_rois(path: str | os.PathLike, rois: Sequence[Any], *, overwrite: bool = False) -> Path:
     """Write ROIs as ImageJ's ROI Manager does: one ``.roi`` or a ``.zip`` set.
 
@@ -737,6 +856,8 @@ def write_rois(path: str | os.PathLike, rois: Sequence[Any], *, overwrite: bool 
     if not rois:
         raise ValueError("no ROIs to write")
     blobs = [_roi_bytes(r) for r in rois]
+    for i, r in enumerate(rois):
+        check_roi_coordinates(r, f"ROI {i + 1}")
     suffix = path.suffix.lower()
     if suffix == ".roi":
         if len(rois) != 1:
@@ -768,8 +889,16 @@ def write_rois(path: str | os.PathLike, rois: Sequence[Any], *, overwrite: bool 
     with _atomic_path(path, overwrite) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, blob in zip(names, blobs):
-                zf.writestr(f"{name}.roi", blob)
+                # a fixed entry time (the zip epoch) and mode: the same ROIs give the same bytes
+                info = zipfile.ZipInfo(f"{name}.roi", date_time=ZIP_EPOCH)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, blob)
     return path
+
+
+#: The entry time of every zip entry written here (zip's earliest date): reproducible bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _auto_name(roi: Any, index: int) -> str:

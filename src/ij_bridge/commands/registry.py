@@ -42,7 +42,7 @@ __all__ = [
     "Param", "String", "Number", "Integer", "Checkbox", "Choice", "ImageTitle", "Directory",
     "File", "Message", "Command", "CommandContext", "CommandError", "command", "install_commands",
     "registered_commands", "get_command", "run_command", "trim_key", "DEFAULT_MENU",
-    "command_lock", "last_error",
+    "command_lock", "last_error", "quote_option", "parse_options", "check_options",
 ]
 
 DEFAULT_MENU = "Plugins>IJ Bridge"
@@ -173,6 +173,145 @@ def File(key: str, default: str = "", label: str = "", help: str = "") -> Param:
 def Message(text: str) -> Param:
     """A line of text in the dialog (not a parameter)."""
     return Param("", "message", None, text)
+
+
+# --------------------------------------------------------------------------- options
+def quote_option(value: str) -> str:
+    """``value`` quoted for an ImageJ macro options string, so that ``Macro.getValue`` gives it back.
+
+    ``[value]`` when its square brackets (if any) are balanced - ImageJ counts
+    nested brackets - else ``'value'`` (ImageJ 1.53 reads single-quoted values
+    too), so that a file named ``x].tif`` arrives whole.
+
+    Raises
+    ------
+    ValueError
+        For a value with unbalanced brackets *and* a single quote, or a line break:
+        ImageJ's options cannot carry it.
+
+    >>> quote_option("a b")
+    '[a b]'
+    >>> quote_option("/data/x].tif")
+    "'/data/x].tif'"
+    """
+    value = str(value)
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{value!r} contains a line break, which ImageJ macro options cannot carry")
+    depth = 1
+    for ch in value:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth == 0:
+                break
+    if depth == 1:
+        return f"[{value}]"
+    if "'" not in value:
+        return f"'{value}'"
+    raise ValueError(f"{value!r} has unbalanced square brackets and a single quote; ImageJ macro "
+                     "options cannot carry both: rename it")
+
+
+def parse_options(options: str) -> list[tuple[str, str | None]]:
+    """Split a macro options string into ``(key, value)`` pairs, as ImageJ reads them.
+
+    ``key=value`` (to the next space), ``key=[value]`` (nested brackets counted, as
+    ``ij.Macro.getValue`` does), ``key='value'``, and bare words (checked checkboxes:
+    value ``None``). Commas between options (as in Fiji's recorded lines) are skipped.
+
+    Raises
+    ------
+    CommandError
+        For an unterminated ``[`` or ``'`` (ImageJ would silently use the default).
+
+    >>> parse_options("model=[my model] normalize low=1")
+    [('model', 'my model'), ('normalize', None), ('low', '1')]
+    """
+    out: list[tuple[str, str | None]] = []
+    i, n = 0, len(options)
+    while i < n:
+        if options[i].isspace() or options[i] == ",":
+            i += 1
+            continue
+        j = i
+        while j < n and not options[j].isspace() and options[j] != "=":
+            j += 1
+        key = options[i:j]
+        if j >= n or options[j] != "=":
+            out.append((key, None))
+            i = j
+            continue
+        j += 1
+        if j < n and options[j] == "[":
+            depth, k = 1, j + 1
+            while k < n:
+                if options[k] == "[":
+                    depth += 1
+                elif options[k] == "]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                k += 1
+            if k >= n:
+                raise CommandError(
+                    f"option {key}=[ has no closing ']' (in {options.strip()!r}): write "
+                    f"{key}=[value] with the ']' (a value with an unmatched ']' goes in single quotes, "
+                    f"{key}='value')")
+            out.append((key, options[j + 1:k]))
+            i = k + 1
+        elif j < n and options[j] == "'":
+            k = options.find("'", j + 1)
+            if k < 0:
+                raise CommandError(f"option {key}=' has no closing quote (in {options.strip()!r}): "
+                                   f"write {key}='value'")
+            out.append((key, options[j + 1:k]))
+            i = k + 1
+        else:
+            k = j
+            while k < n and not options[k].isspace():
+                k += 1
+            out.append((key, options[j:k]))
+            i = k
+    return out
+
+
+def check_options(cmd: "Command", options: str) -> None:
+    """Refuse options that the command does not have (ImageJ would ignore them silently).
+
+    Raises
+    ------
+    CommandError
+        An unknown key, an unterminated value, a key given twice, a checkbox given a
+        value, or another field given without one; the message lists the valid keys.
+    """
+    import difflib
+
+    params = {p.key: p for p in cmd.params if p.kind != "message"}
+
+    def valid() -> str:
+        return ", ".join(k if params[k].kind == "checkbox" else f"{k}=" for k in params) or "none"
+
+    try:
+        pairs = parse_options(options)
+    except CommandError as exc:
+        raise CommandError(f"{exc}; the options are: {valid()}") from None
+    seen: set[str] = set()
+    for key, value in pairs:
+        p = params.get(key)
+        if p is None:
+            close = difflib.get_close_matches(key.lower(), list(params), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            shown = key if value is None else f"{key}="
+            raise CommandError(f"unknown option {shown!r}{hint}; the options are: {valid()}")
+        if key in seen:
+            raise CommandError(f"option {key} is given twice; give it once (options: {valid()})")
+        seen.add(key)
+        if p.kind == "checkbox" and value is not None:
+            raise CommandError(f"{key} is a checkbox: write {key!r} alone to switch it on and leave it "
+                               f"out to switch it off (not {key}={value})")
+        if p.kind != "checkbox" and value is None:
+            raise CommandError(f"option {key} needs a value: {key}=... (options: {valid()})")
 
 
 # --------------------------------------------------------------------------- commands
@@ -544,6 +683,8 @@ def _execute(cmd: Command) -> None:
     interp = Interpreter.getInstance() if ctx.from_macro else None
     with command_lock:
         try:
+            if ctx.from_macro:
+                check_options(cmd, ctx.options)
             recording = bool(Recorder.record)
             if recording:
                 Recorder.setCommand(cmd.name)

@@ -21,31 +21,50 @@ _cache_lock = threading.Lock()
 
 
 def load_model(spec: str, ndim: int):
-    """A StarDist model from a folder, a .zip or a bundled name, cached per file version."""
-    from ..stardist import StarDist2D, StarDist3D
+    """A StarDist model from a folder, a .zip or a bundled name, cached per file version.
 
-    cls = StarDist2D if ndim == 2 else StarDist3D
+    A path that does not exist, or a model of the other dimensionality, is an error
+    (never a fallback to the bundled model); the message names the macro-level fix.
+    """
+    from ..stardist.model import StarDistBase, bundled_models
+
+    command = "StarDist 2D (torch)" if ndim == 2 else "StarDist 3D (torch)"
     spec = spec.strip() or (DEFAULT_MODEL if ndim == 2 else "")
     if not spec:
         raise CommandError("model= is required for StarDist 3D: give a model folder or .zip "
                            "trained with StarDist Train (torch) on z-stacks")
     p = Path(spec).expanduser()
+    bundled = list(bundled_models())
     stamp = None
     if p.exists():
         files = [p] if p.is_file() else sorted(p.glob("*"))
         stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
-        key = (cls.__name__, str(p.resolve()), stamp)
+        key = (ndim, str(p.resolve()), stamp)
+    elif spec in bundled:
+        key = (ndim, spec, None)
     else:
-        key = (cls.__name__, spec, None)
+        names = f" or a bundled model ({', '.join(bundled)})" if bundled else ""
+        raise CommandError(f"model=[{spec}] does not exist: give the folder or .zip of a model saved "
+                           f"by ij-bridge{names}")
     with _cache_lock:
         model = _cache.get(key)
         if model is None:
             try:
-                model = cls.load(str(p) if p.exists() else spec)
+                model = StarDistBase.load(str(p) if p.exists() else spec)
             except (FileNotFoundError, ValueError) as exc:
-                raise CommandError(str(exc)) from None
+                raise CommandError(f"model=[{spec}]: {exc}") from None
             _cache.clear()  # keep one model: they are large
             _cache[key] = model
+    if model.ndim != ndim:
+        if ndim == 3:
+            raise CommandError(
+                f"model=[{spec}] is a 2D model; {command} needs a 3D model: segment 2D images (or "
+                f"each slice) with run(\"StarDist 2D (torch)\", \"model=[{spec}] ...\"), or train a "
+                "3D model on z-stacks with run(\"StarDist Train (torch)\", ...)")
+        raise CommandError(
+            f"model=[{spec}] is a 3D model; {command} needs a 2D model: segment z-stacks with "
+            f"run(\"StarDist 3D (torch)\", \"model=[{spec}] ...\"), or give a 2D model "
+            f"({DEFAULT_MODEL} is bundled)")
     return model
 
 
@@ -219,11 +238,14 @@ def _read_pair(ip: Path, mp: Path):
     sx = {d: x.sizes[d] for d in x.dims if d != "c"}
     sy = dict(y.sizes)
     if sx != sy:
-        raise CommandError(f"{ip.name} {sx} and its mask {sy} differ in size")
-    yv = np.asarray(y.values)
-    if np.issubdtype(yv.dtype, np.floating):
-        if np.any(yv != np.round(yv)):
-            raise CommandError(f"mask {mp.name} is not a label image (non-integer values)")
+        raise CommandError(f"{ip.name} {sx} and its mask {mp.name} {sy} differ in size; give each "
+                           "image the label image of the same name and size")
+    from ..stardist.geometry import check_label_image
+
+    try:
+        yv = check_label_image(np.asarray(y.values), f"mask {mp.name}")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return x, yv.astype(np.int32)
 
 

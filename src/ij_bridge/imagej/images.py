@@ -93,7 +93,8 @@ import numpy as np
 import xarray as xr
 
 from ..io import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
-                  calibration_from_dataarray, normalise_dims, stack_order, to_imagej_dtype)
+                  calibration_from_dataarray, check_plane_size, normalise_dims, stack_order,
+                  to_imagej_dtype)
 
 __all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims", "DIM_ORDER"]
 
@@ -221,7 +222,11 @@ def to_imageplus(data: Any, title: str | None = None, *,
     Raises
     ------
     ValueError
-        Missing/unknown/repeated dims, empty arrays, unevenly spaced coordinates.
+        Missing/unknown/repeated dims, empty arrays, unevenly spaced coordinates, a
+        plane over ImageJ's 2**31 - 1 pixels, ``attrs["units"]`` that is not a
+        mapping of dims to unit strings, an ``attrs["calibration"]`` that is not
+        what :func:`from_imageplus` writes (unknown keys, pixel sizes that are not
+        positive finite numbers).
     TypeError
         dtypes ImageJ cannot hold (complex, strings, objects; RGB that is not uint8).
 
@@ -234,6 +239,8 @@ def to_imageplus(data: Any, title: str | None = None, *,
     da, norm = as_dataarray(data, dims)
     is_rgb = "s" in norm
     # everything that can fail on the Python side happens before Java is touched
+    # (and before any copy of the pixels)
+    check_plane_size(da.sizes[da.dims[norm.index("y")]], da.sizes[da.dims[norm.index("x")]])
     cal = calibration_from_dataarray(da, norm)
     pixels, signed16 = to_imagej_dtype(np.asarray(da.values), is_rgb)
     arr, sizes = stack_order(da, norm, pixels)

@@ -153,6 +153,9 @@ def roi_to_java(roi: roifile.ImagejRoi | bytes | Any) -> Any:
             f"roi_to_java expects a roifile.ImagejRoi, .roi bytes or an ij.gui.Roi, got {_describe(roi)}")
     if len(data) < 64 or data[:4] != b"Iout":
         raise ValueError("not ImageJ .roi data (the 'Iout' header is missing)")
+    from ..io import check_roi_coordinates
+
+    check_roi_coordinates(roi if isinstance(roi, roifile.ImagejRoi) else data)
     import jpype
 
     jbytes = jpype.JArray(jpype.JByte)(np.frombuffer(data, dtype=np.int8))
@@ -168,10 +171,37 @@ def roi_to_java(roi: roifile.ImagejRoi | bytes | Any) -> Any:
     return jroi
 
 
+def _check_java_coordinates(jroi: Any, what: str) -> None:
+    """Refuse an ``ij.gui.Roi`` whose outline has NaN or infinite coordinates."""
+    poly = jroi.getFloatPolygon()
+    if poly is None or int(poly.npoints) == 0:
+        return
+    n = int(poly.npoints)
+    xs = np.asarray(poly.xpoints[:n], dtype=np.float64)
+    ys = np.asarray(poly.ypoints[:n], dtype=np.float64)
+    bad = ~(np.isfinite(xs) & np.isfinite(ys))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        name = jroi.getName()
+        label = f"{what} {str(name)!r}" if name is not None else what
+        raise ValueError(f"{label} has NaN or infinite coordinates (point {i + 1} is "
+                         f"({xs[i]:g}, {ys[i]:g})); remove those points, or drop the ROI")
+
+
 def _to_java_list(rois: Iterable[Any]) -> list:
+    """ImageJ ROIs for ROIs of any accepted kind; NaN or infinite coordinates are refused."""
+    from ..io import check_roi_coordinates
+
     if isinstance(rois, (roifile.ImagejRoi, bytes)) or _is_java_roi(rois):
         rois = [rois]
-    return [roi_to_java(r) for r in rois]
+    out = []
+    for k, r in enumerate(rois):
+        if _is_java_roi(r):
+            _check_java_coordinates(r, f"ROI {k + 1}")
+        elif isinstance(r, (roifile.ImagejRoi, bytes, bytearray)):
+            check_roi_coordinates(r, f"ROI {k + 1}")
+        out.append(roi_to_java(r))
+    return out
 
 
 # --------------------------------------------------------------------------- labels -> ROIs

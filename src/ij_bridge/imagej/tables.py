@@ -7,7 +7,9 @@ ResultsTable                DataFrame
 ==========================  =============================================================
 numeric column              float64 column (ImageJ stores every number as a double, so
                             int and bool columns come back as float64 with the same
-                            values; integers beyond 2**53 are not exact)
+                            values; integers beyond 2**53 that a double cannot hold
+                            exactly are rounded, with a :class:`LossyConversionWarning`
+                            naming the column, as images warn)
 string column               pandas' default string dtype (``str`` in pandas 3, object
                             before). A missing string (None/NaN) in a text column is an
                             empty cell in ImageJ and comes back as ``""``
@@ -29,12 +31,31 @@ message naming the column, before anything is written.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["results_to_dataframe", "dataframe_to_results"]
+from ..io import LossyConversionWarning
+
+__all__ = ["results_to_dataframe", "dataframe_to_results", "LossyConversionWarning"]
+
+#: Integers up to this size are exact in a double.
+_EXACT_INT = 2**53
+
+
+def _warn_inexact(name: str, values: list) -> None:
+    """Warn when integers change on their way into ImageJ's doubles."""
+    if not values:
+        return
+    changes = [abs(int(float(v)) - int(v)) for v in values]
+    changed = [c for c in changes if c]
+    if changed:
+        warnings.warn(
+            f"column {name!r}: {len(changed)} integer(s) beyond 2**53 are not exactly "
+            f"representable as ImageJ's doubles (largest change {max(changed)}); store them as "
+            "text (df[col].astype(str)) to keep every digit", LossyConversionWarning, stacklevel=4)
 
 
 def _j(name: str):
@@ -162,9 +183,15 @@ def _prepare(df: Any) -> tuple[list[tuple[str, str, Any]], list[str] | None, int
             series = series.astype(object)
             dt = series.dtype
         if dt.kind in "biuf":
+            if dt.kind in "iu":
+                ints = series.dropna().to_numpy()
+                big = ints[(ints > _EXACT_INT) | (ints < -_EXACT_INT)] if dt.kind == "i" else \
+                    ints[ints > _EXACT_INT]
+                _warn_inexact(name, big.tolist())
             columns.append((name, "num", series.to_numpy(dtype=np.float64, na_value=np.nan)))
         elif dt.kind in "OSU" or isinstance(dt, pd.StringDtype):
             cells = []
+            big = []
             for i, v in enumerate(series.tolist()):
                 if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
                     cells.append(math.nan)
@@ -174,10 +201,14 @@ def _prepare(df: Any) -> tuple[list[tuple[str, str, Any]], list[str] | None, int
                                          "cannot be shown in an ImageJ table")
                     cells.append(v)
                 elif isinstance(v, (bool, int, float, np.integer, np.floating, np.bool_)):
+                    if isinstance(v, (int, np.integer)) and not isinstance(v, bool) \
+                            and abs(int(v)) > _EXACT_INT:
+                        big.append(int(v))
                     cells.append(float(v))
                 else:
                     raise TypeError(f"column {name!r}, row {i}: cannot put a {type(v).__name__} "
                                     "in an ImageJ table (numbers and strings only); convert it first")
+            _warn_inexact(name, big)
             if all(isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) for v in cells):
                 cells = [v if isinstance(v, str) else "" for v in cells]  # text column: empty cells
             columns.append((name, "obj", cells))

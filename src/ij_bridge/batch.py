@@ -118,6 +118,7 @@ class Task:
     macro_name: str
     arg: str = ""
     timeout: float | None = None
+    into_existing: bool = False  # may write into a folder holding things ij-bridge did not write
 
 
 @dataclass
@@ -166,13 +167,89 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _own_record(folder: Path) -> dict | None:
+    """The completion record in ``folder`` if it is one of ours (a JSON object with our keys)."""
+    try:
+        rec = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or not {"status", "outputs", "macro_sha256"} <= set(rec):
+        return None
+    return rec
+
+
+def _plain_names(names: Any) -> set[str]:
+    """The entries of a record's ``outputs`` that are plain names inside the folder (never a path)."""
+    if not isinstance(names, list):
+        return set()
+    return {n for n in names if isinstance(n, str) and n not in ("", ".", "..", RECORD_NAME)
+            and "/" not in n and "\\" not in n and n == Path(n).name}
+
+
+def existing_output(folder: str | os.PathLike) -> tuple[str, list[str]]:
+    """What stands at an output folder: ``("absent"|"empty"|"ours"|"foreign"|"file", names)``.
+
+    ``"ours"``: it holds our completion record and only what that record lists,
+    so the batch may replace it as a whole. ``"foreign"``: it holds things
+    ij-bridge did not write (``names``: those entries); it is never replaced
+    or deleted, and is written into only with ``into_existing``.
+    """
+    folder = Path(folder)
+    if not os.path.lexists(folder):
+        return "absent", []
+    if folder.is_symlink() or not folder.is_dir():
+        return "file", [folder.name]
+    names = sorted(os.listdir(folder))
+    if not names:
+        return "empty", []
+    rec = _own_record(folder)
+    if rec is None:
+        return "foreign", names
+    extra = [n for n in names if n != RECORD_NAME and n not in _plain_names(rec.get("outputs"))]
+    return ("foreign", extra) if extra else ("ours", [])
+
+
+def _check_existing_outputs(tasks: list["Task"], out: Path, into_existing: bool) -> None:
+    """Before any work: every output folder must be absent, empty or one of ours (or ``into_existing``)."""
+    problems = []
+    for t in tasks:
+        target = Path(t.output_dir)
+        for parent in [p for p in target.relative_to(out).parents if str(p) != "."]:
+            if (out / parent).exists() and not (out / parent).is_dir():
+                raise BatchError(f"{str(out / parent)!r} is a file where the batch needs a folder for "
+                                 f"{t.relative!r}; move it away or choose another output folder")
+        kind, names = existing_output(target)
+        if kind == "file":
+            raise BatchError(f"{str(target)!r} is a file where the batch needs the output folder of "
+                             f"{t.relative!r}; move it away or choose another output folder")
+        if kind == "foreign" and not into_existing:
+            shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+            problems.append(f"{str(target)!r} (holds {shown})")
+    summary = out / SUMMARY_NAME
+    if summary.exists() and not into_existing:
+        try:
+            with open(summary, encoding="utf-8", errors="replace") as fh:
+                first = fh.readline()
+        except OSError:
+            first = ""
+        if not first.startswith("input,status"):
+            problems.append(f"{str(summary)!r} (not a summary written by ij-bridge)")
+    if problems:
+        raise BatchError(
+            f"{len(problems)} output folder(s) or file(s) exist that ij-bridge did not write, e.g. "
+            f"{problems[0]}; they are never replaced or deleted: choose another --output, move them "
+            "away, or pass --into-existing (into_existing=True) to write into them (files of the "
+            "names the batch writes are replaced, nothing else is removed)")
+
+
 def _safe_name(text: str, fallback: str) -> str:
     name = re.sub(r"[^\w.\-+=,() ]+", "_", text).strip(" .")
     return name or fallback
 
 
 def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
-               pattern: str = "*", *, arg: str = "", timeout: float | None = None) -> list[Task]:
+               pattern: str = "*", *, arg: str = "", timeout: float | None = None,
+               into_existing: bool = False) -> list[Task]:
     """Check the arguments of a batch run and list its files, before any work starts.
 
     Parameters
@@ -188,6 +265,11 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
         Passed to the macro as ``arg=[...]`` in ``getArgument()``.
     timeout : float, optional
         Seconds after which one file's macro is aborted (and the file failed).
+    into_existing : bool
+        Allow output folders (and a ``summary.csv``) that hold things ij-bridge
+        did not write, and an output folder that contains the input folder:
+        the batch then writes into them, replacing files of the names it
+        writes and removing nothing else.
 
     Returns
     -------
@@ -198,7 +280,9 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
     ------
     BatchError
         Missing folders or macro, output folder equal to or inside the input
-        folder (or an output folder that would contain it), no matching files.
+        folder (or, without ``into_existing``, one that contains it), a
+        read-only output folder, an existing output folder that ij-bridge did
+        not write (without ``into_existing``), no matching files.
     """
     macro_path = Path(macro).expanduser()
     if not macro_path.is_file():
@@ -218,6 +302,17 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
             f"the output folder {str(out)!r} is {'the input folder' if out == inp else 'inside the input folder'} "
             f"{str(inp)!r}; the batch never writes into its input: choose an output folder outside it"
         )
+    if _is_within(inp, out) and not into_existing:
+        raise BatchError(
+            f"the output folder {str(out)!r} contains the input folder {str(inp)!r}: the batch would write "
+            "its folders and summary.csv beside your data; choose an output folder apart from the input, "
+            "or pass --into-existing (into_existing=True) to write there anyway")
+    from .model_files import DestinationError, check_output_folder
+
+    try:
+        check_output_folder(out, option="output folder")
+    except DestinationError as exc:
+        raise BatchError(str(exc)) from None
     if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
         raise BatchError(f"--pattern {pattern!r} must be a glob relative to the input folder, e.g. '*.tif'")
     files = sorted(
@@ -247,8 +342,9 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
         tasks.append(Task(
             input=str(p), relative=p.relative_to(inp).as_posix(), output_dir=str(target),
             output_root=str(out), macro=code, macro_sha256=sha, macro_name=macro_path.name,
-            arg=arg, timeout=timeout,
+            arg=arg, timeout=timeout, into_existing=into_existing,
         ))
+    _check_existing_outputs(tasks, out, into_existing)
     return tasks
 
 
@@ -619,7 +715,12 @@ class ImageJSession:
         }
         (staging / RECORD_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")
         _fix_modes(staging)
-        _publish(staging, Path(task.output_dir))
+        try:
+            _publish(staging, Path(task.output_dir), into_existing=task.into_existing)
+        except (BatchError, OSError) as exc:  # e.g. a folder that appeared meanwhile: never replaced
+            shutil.rmtree(staging, ignore_errors=True)
+            record.update(status="failed", outputs=[],
+                          error=f"outputs not saved into {task.output_dir}: {exc}")
         return record
 
 
@@ -632,16 +733,55 @@ def _fix_modes(folder: Path) -> None:
                 os.chmod(p, mode)
 
 
-def _publish(staging: Path, final: Path) -> None:
-    """Move the finished staging folder to ``final`` (replacing an older one)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if final.exists():
-        old = staging.with_name(staging.name + ".old")
-        os.replace(final, old)
-    os.replace(staging, final)
+def _publish(staging: Path, final: Path, *, into_existing: bool = False) -> None:
+    """Move the finished staging folder to ``final``.
+
+    ``final`` absent: one rename. ``final`` one of ours (our record and only
+    what it lists): exchanged in one step (the old one is then removed).
+    ``final`` empty, or foreign with ``into_existing``: the new entries are
+    moved into it, replacing the old record's outputs and files of the same
+    names; the record goes last, so a killed run never leaves a folder that
+    looks done. A foreign folder without ``into_existing`` raises
+    :class:`BatchError` and is not touched.
+    """
+    from .model_files import replace_path
+
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BatchError(f"{str(final.parent)!r} is a file, not a folder") from None
+    kind, names = existing_output(final)
+    if kind == "absent":
+        replace_path(staging, final)
+        return
+    if kind == "ours":
+        replace_path(staging, final, overwrite=True)
+        return
+    if kind == "file" or (kind == "foreign" and not into_existing):
+        raise BatchError(f"{str(final)!r} holds {', '.join(names[:3])}, which ij-bridge did not write; "
+                         "it is never replaced (pass --into-existing to write into it)")
+    old = _own_record(final)
+    new = sorted(n for n in os.listdir(staging) if n != RECORD_NAME)
+    for n in new:  # a folder of the same name that we did not write is never replaced
+        target = final / n
+        if target.is_dir() and not target.is_symlink() and (old is None or n not in _plain_names(old.get("outputs"))):
+            raise BatchError(f"{str(target)!r} is a folder that ij-bridge did not write, where the batch "
+                             f"would save {n!r}; move it away")
+    with contextlib.suppress(FileNotFoundError):
+        (final / RECORD_NAME).unlink()  # from here on the folder does not look done
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        for n in _plain_names(old.get("outputs")) - set(new):  # stale outputs of our earlier run
+            p = final / n
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+    for n in new:
+        replace_path(staging / n, final / n, overwrite=True)
+    replace_path(staging / RECORD_NAME, final / RECORD_NAME, overwrite=True)
+    with contextlib.suppress(OSError):
+        staging.rmdir()
 
 
 # =========================================================================== executors
@@ -888,6 +1028,7 @@ def run_batch(
     progress: Callable[[int, int, str], None] | None = None,
     show_progress: bool = True,
     in_process: bool | None = None,
+    into_existing: bool = False,
 ) -> BatchReport:
     """Run an ImageJ macro over every matching file of a folder (see the module docs).
 
@@ -921,6 +1062,12 @@ def run_batch(
         ``progress(done, total, message)`` after each file.
     show_progress : bool
         Show a tqdm progress bar (with ETA) on stderr.
+    into_existing : bool
+        Write into output folders that hold things ij-bridge did not write
+        (and into an output folder that contains the input folder). Without
+        it such folders are an error before any work starts. Either way an
+        output folder is replaced as a whole only when it holds our completion
+        record and nothing else, and nothing ij-bridge did not write is deleted.
 
     Returns
     -------
@@ -942,7 +1089,8 @@ def run_batch(
     if in_process and (workers > 1 or scheduler is not None):
         raise BatchError("in_process=True runs one file at a time in this process: use workers=1, no scheduler")
     t0 = time.perf_counter()
-    tasks = plan_batch(macro, input_dir, output_dir, pattern, arg=arg, timeout=timeout)
+    tasks = plan_batch(macro, input_dir, output_dir, pattern, arg=arg, timeout=timeout,
+                       into_existing=into_existing)
     out = Path(tasks[0].output_root)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / SUMMARY_NAME

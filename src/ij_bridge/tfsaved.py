@@ -234,6 +234,8 @@ def _attr_value(buf: bytes) -> Any:
         return _tensor_proto(msg[8][0])
     if 9 in msg:
         return msg[9][0].decode()
+    if 10 in msg:  # NameAttrList: a function reference (If/While branches)
+        return {"func": _first(parse_message(msg[10][0]), 1, b"").decode()}
     if 1 in msg:
         lst = parse_message(msg[1][0])
         if 2 in lst:
@@ -667,6 +669,9 @@ class SavedModel:
         The serving signature: ``{key: (tensor name, shape)}``.
     tags : list of str
         The meta graph's tags (``serve``).
+    functions : dict
+        The graph's function library (branches of ``If`` ops, ...):
+        ``{function name: {node name: Node}}``.
     extra_files : dict
         Other small files found beside ``saved_model.pb`` (e.g. ``meta.json``),
         ``{name: bytes}``.
@@ -679,6 +684,7 @@ class SavedModel:
     outputs: dict[str, tuple[str, tuple[int, ...] | None]]
     tags: list[str]
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    functions: dict[str, dict[str, Node]] = field(default_factory=dict)
 
     def ops(self) -> set[str]:
         """All op types in the graph."""
@@ -740,6 +746,12 @@ def _parse_saved_model_pb(data: bytes, where: str):
         for nb in graph.get(1, []):
             n = _node(nb)
             nodes[n.name] = n
+        functions: dict[str, dict[str, Node]] = {}
+        for lib in graph.get(2, []):
+            for fb in parse_message(lib).get(1, []):
+                fmsg = parse_message(fb)
+                fname = _first(parse_message(_first(fmsg, 1, b"")), 1, b"").decode()
+                functions[fname] = {n.name: n for n in map(_node, fmsg.get(3, []))}
         if not nodes:
             raise SavedModelError("empty graph (a TF2 object-graph SavedModel? only graph-mode "
                                   "exports such as CSBDeep's export_SavedModel are supported)")
@@ -757,7 +769,7 @@ def _parse_saved_model_pb(data: bytes, where: str):
                     dst[_first(kv, 1, b"").decode()] = _tensor_info(_first(kv, 2, b""))
     except SavedModelError as e:
         raise SavedModelError(f"{where}: {e}; the file is not a readable SavedModel graph") from None
-    return nodes, inputs, outputs, tags
+    return nodes, inputs, outputs, tags, functions
 
 
 def read_savedmodel(path: str | Path, verify: bool = True) -> SavedModel:
@@ -785,7 +797,7 @@ def read_savedmodel(path: str | Path, verify: bool = True) -> SavedModel:
         if not files.has("variables/variables.index"):
             raise SavedModelError(f"{files.path}: no variables/variables.index inside; the "
                                   "SavedModel is incomplete: export it again")
-        nodes, inputs, outputs, tags = _parse_saved_model_pb(
+        nodes, inputs, outputs, tags, functions = _parse_saved_model_pb(
             files.read("saved_model.pb"), f"{files.path}: saved_model.pb")
         variables = _read_variables(files, verify)
         extra = {}
@@ -794,6 +806,6 @@ def read_savedmodel(path: str | Path, verify: bool = True) -> SavedModel:
             if n.startswith(files.prefix) and "/" not in rel and rel != "saved_model.pb":
                 extra[rel] = files.read(rel)
         return SavedModel(path=files.path, variables=variables, nodes=nodes, inputs=inputs,
-                          outputs=outputs, tags=tags, extra_files=extra)
+                          outputs=outputs, tags=tags, extra_files=extra, functions=functions)
     finally:
         files.close()

@@ -15,6 +15,7 @@ import math
 import time
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -809,13 +810,18 @@ class StarDistBase:
                     files[name] = (p / name).read_bytes()
         else:
             try:
-                with zipfile.ZipFile(p) as zf:
-                    names = set(zf.namelist())
-                    for name in ("config.json", "weights.pt", "history.json"):
-                        if name in names:
-                            files[name] = zf.read(name)
+                zf = zipfile.ZipFile(p)
             except zipfile.BadZipFile as exc:
                 raise ValueError(f"{p} is not a StarDist model folder or a valid .zip ({exc})") from None
+            with zf:
+                names = set(zf.namelist())
+                for name in ("config.json", "weights.pt", "history.json"):
+                    if name in names:
+                        try:
+                            files[name] = zf.read(name)
+                        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                            raise ValueError(f"{p}: cannot read {name} from the zip ({exc}); the file is "
+                                             "corrupt - restore it or save the model again") from None
         if "config.json" not in files:
             raise FileNotFoundError(f"{p} has no config.json; is it a StarDist model saved by ij-bridge?")
         try:

@@ -54,6 +54,7 @@ class _Rec:
     name: str | None = None        # Keras layer name (named layers only)
     params: tuple = ()
     inputs: list["_Rec"] = field(default_factory=list)
+    bn: str | None = None          # batch normalisation layer after a convolution
 
     def describe(self) -> str:
         what = {"conv": "convolution", "pool": "max-pooling", "up": "upsampling",
@@ -73,10 +74,12 @@ class StarDistSavedModel:
         (``n_dim``, ``n_channel_in``, ``n_rays``, ``grid``, ``unet_*``,
         ``net_conv_after_unet``, ...).
     weights : dict
-        ``{Keras layer name: [kernel, bias]}`` in Keras layout (kernels
-        ``(kh, kw, c_in, c_out)``); the grid stem's layers keep their Keras
-        names (``conv2d``, ``conv2d_1``, ...), listed in graph order in
-        ``stem_layers``.
+        ``{Keras layer name: {"kernel": ..., "bias": ...}}`` (batch
+        normalisations: ``gamma``, ``beta``, ``moving_mean``,
+        ``moving_variance``) in Keras layout (kernels ``(kh, kw, c_in,
+        c_out)``), in the network's layer order (each batch normalisation
+        after its convolution); unnamed layers (the grid stem, batch
+        normalisations) keep their Keras names (``conv2d``, ...).
     stem_layers : list of str
         The grid stem's convolutions, input first.
     upsampled : bool
@@ -89,7 +92,7 @@ class StarDistSavedModel:
     """
 
     config: dict[str, Any]
-    weights: dict[str, list[np.ndarray]]
+    weights: dict[str, dict[str, np.ndarray]]
     stem_layers: list[str]
     upsampled: bool
     meta: dict[str, Any]
@@ -191,6 +194,11 @@ class _Tracer:
             return ins[:1]
         if n.op in ("ConcatV2",):
             return ins[:-1]
+        if n.op in ("If", "StatelessIf"):
+            return [i for i in ins[1:] if self.nodes.get(i) is not None
+                    and self.nodes[i].op not in ("VarHandleOp", "VariableV2")]
+        if n.op.startswith("FusedBatchNorm"):
+            return ins[:1]
         if n.op == "Conv2DBackpropInput":
             return ins[2:3]
         return []
@@ -215,20 +223,23 @@ class _Tracer:
             ker = self.sm.variables.get(var)
             if ker is None:
                 raise self.fail(f"convolution {layer!r}: variable {var!r} is not in the checkpoint")
-            return _Rec("conv", layer, (tuple(ker.shape), "linear", False), [self.memo[ins[0]]])
+            return _Rec("conv", layer, (tuple(ker.shape), "linear", False, False), [self.memo[ins[0]]])
         if op in ("BiasAdd", "Add", "AddV2"):
             src = self.memo[ins[0]]
-            if src.kind != "conv" or src.params[2]:
+            if src.kind != "conv" or src.params[2] or src.params[3]:
                 raise self.fail(f"node {n.name!r} ({op}) does not follow a convolution")
             var = self.var_name(ins[1])
             if var != f"{src.name}/bias":
                 raise self.fail(f"convolution {src.name!r} gets its bias from {var!r}")
-            return _Rec("conv", src.name, (src.params[0], src.params[1], True), src.inputs)
+            return _Rec("conv", src.name, (src.params[0], src.params[1], True, False), src.inputs)
         if op in _ACTIVATIONS:
             src = self.memo[ins[0]]
             if src.kind != "conv" or src.params[1] != "linear":
                 raise self.fail(f"activation {n.name!r} ({op}) does not follow a convolution")
-            return _Rec("conv", src.name, (src.params[0], _ACTIVATIONS[op], src.params[2]), src.inputs)
+            return _Rec("conv", src.name, (src.params[0], _ACTIVATIONS[op]) + src.params[2:],
+                        src.inputs, src.bn)
+        if op in ("If", "StatelessIf", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"):
+            return self._batch_norm(n)
         if op == "MaxPool":
             self._check_nhwc(n)
             k, s = self._spatial(n.attr.get("ksize")), self._spatial(n.attr.get("strides"))
@@ -259,6 +270,48 @@ class _Tracer:
             return _Rec("convT", None, (strides,), [self.memo[ins[2]]])
         raise self.fail(f"node {n.name!r} has op {op!r}, which a StarDist network does not use")
 
+    def _batch_norm(self, n: Node) -> _Rec:
+        """Keras BatchNormalization at inference: a FusedBatchNorm, or the ``If`` on the
+        learning phase that TF2's graph-mode Keras writes (its else branch: is_training False)."""
+        if n.op.startswith("FusedBatchNorm"):
+            x, var_ins, fbn = n.data_inputs[0], n.data_inputs[1:5], n
+        else:
+            cond = self.nodes.get(n.data_inputs[0])
+            while cond is not None and cond.op in _PASS:
+                cond = self.nodes.get(cond.data_inputs[0])
+            default = self.const(cond.data_inputs[0]) if cond is not None and cond.data_inputs else None
+            if cond is None or cond.op != "PlaceholderWithDefault" or default is None or bool(default):
+                raise self.fail(f"node {n.name!r} is a condition ({n.op}) on something other than "
+                                "Keras' learning phase (dropout or a custom layer?)")
+            ins = n.data_inputs[1:]
+            var_ins = [i for i in ins if self.nodes.get(i) is not None
+                       and self.nodes[i].op in ("VarHandleOp", "VariableV2")]
+            rest = [i for i in ins if i not in var_ins]
+            if len(var_ins) != 4 or len(rest) != 1:
+                raise self.fail(f"node {n.name!r} ({n.op}) is not a batch normalisation (inputs "
+                                f"{n.data_inputs})")
+            x = rest[0]
+            fn = self.sm.functions.get((n.attr.get("else_branch") or {}).get("func", ""), {})
+            fbns = [m for m in fn.values() if m.op.startswith("FusedBatchNorm")]
+            if len(fbns) != 1 or fbns[0].attr.get("is_training", True):
+                raise self.fail(f"node {n.name!r} ({n.op}): its inference branch is not one "
+                                "batch normalisation")
+            fbn = fbns[0]
+        names = {self.var_name(i) for i in var_ins}
+        prefix = {v.rsplit("/", 1)[0] for v in names}
+        if len(prefix) != 1 or {v.rsplit("/", 1)[1] for v in names} != \
+                {"gamma", "beta", "moving_mean", "moving_variance"}:
+            raise self.fail(f"node {n.name!r} is not a Keras batch normalisation (variables "
+                            f"{sorted(names)})")
+        eps = float(fbn.attr.get("epsilon", 1e-3))
+        if abs(eps - 1e-3) > 1e-6:
+            raise self.fail(f"batch normalisation {prefix.pop()!r} has epsilon {eps:g} (Keras' "
+                            "default 1e-3 expected)")
+        src = self.memo[x]
+        if src.kind != "conv" or src.params[1] != "linear" or src.params[3]:
+            raise self.fail(f"batch normalisation {n.name!r} does not follow a convolution")
+        return _Rec("conv", src.name, src.params[:3] + (True,), src.inputs, prefix.pop())
+
     def _resize_factor(self, n: Node) -> tuple[int, ...]:
         size = self.nodes.get(n.data_inputs[1])
         if size is not None and size.op == "Mul":
@@ -282,10 +335,11 @@ def _expected(cfg: dict[str, Any], stem: list[str], upsample: tuple[int, ...] | 
     base, exp = cfg["unet_n_filter_base"], cfg["unet_expansion"]
     ncv, depth = cfg["unet_n_conv_per_depth"], cfg["unet_n_depth"]
     pool = tuple(cfg["unet_pool"])
+    bn = bool(cfg["unet_batch_norm"])
     c_in = [cfg["n_channel_in"]]
 
-    def conv(x, name, n_out, kernel=k, activation=act):
-        r = _Rec("conv", name, (tuple(kernel) + (c_in[0], n_out), activation, True), [x])
+    def conv(x, name, n_out, kernel=k, activation=act, bn=False):
+        r = _Rec("conv", name, (tuple(kernel) + (c_in[0], n_out), activation, True, bn), [x])
         c_in[0] = n_out
         return r
 
@@ -302,20 +356,20 @@ def _expected(cfg: dict[str, Any], stem: list[str], upsample: tuple[int, ...] | 
     skips = []
     for n in range(depth):
         for i in range(ncv):
-            x = conv(x, f"{pre}down_level_{n}_no_{i}", int(base * exp ** n))
+            x = conv(x, f"{pre}down_level_{n}_no_{i}", int(base * exp ** n), bn=bn)
         skips.append((x, c_in[0]))
         x = _Rec("pool", None, (pool,), [x])
     for i in range(ncv - 1):
-        x = conv(x, f"{pre}middle_{i}", int(base * exp ** depth))
-    x = conv(x, f"{pre}middle_{ncv}", int(base * exp ** max(0, depth - 1)))
+        x = conv(x, f"{pre}middle_{i}", int(base * exp ** depth), bn=bn)
+    x = conv(x, f"{pre}middle_{ncv}", int(base * exp ** max(0, depth - 1)), bn=bn)
     for n in reversed(range(depth)):
         skip, c_skip = skips[n]
         x = _Rec("concat", None, (), [_Rec("up", None, (pool,), [x]), skip])
         c_in[0] += c_skip
         for i in range(ncv - 1):
-            x = conv(x, f"{pre}up_level_{n}_no_{i}", int(base * exp ** n))
+            x = conv(x, f"{pre}up_level_{n}_no_{i}", int(base * exp ** n), bn=bn)
         x = conv(x, f"{pre}up_level_{n}_no_{ncv}", int(base * exp ** max(0, n - 1)),
-                 activation=act if n > 0 else last)
+                 activation=act if n > 0 else last, bn=bn)
     if cfg["net_conv_after_unet"] > 0:
         x = conv(x, "features", cfg["net_conv_after_unet"])
     c_feat = c_in[0]
@@ -466,7 +520,7 @@ def read_stardist_savedmodel(path: str | Path | SavedModel) -> StarDistSavedMode
         "unet_pool": list(unet_pool),
         "unet_activation": acts.get(f"{prefix}down_level_0_no_0", "relu"),
         "unet_last_activation": acts.get(f"{prefix}up_level_0_no_{ncv}", "relu"),
-        "unet_batch_norm": False,
+        "unet_batch_norm": any(r.bn is not None for r, _ in all_recs),
         "unet_dropout": 0.0,
         "unet_expansion": int(expansion),
         "unet_prefix": prefix,
@@ -491,11 +545,14 @@ def read_stardist_savedmodel(path: str | Path | SavedModel) -> StarDistSavedMode
         raise fail(f"the graph has {len(got)} layers, a StarDist U-Net of this configuration "
                    f"{len(want)}")
 
-    weights: dict[str, list[np.ndarray]] = {}
+    weights: dict[str, dict[str, np.ndarray]] = {}
     for r, _ in got:
         if r.kind == "conv":
-            weights[r.name] = [sm.variables[f"{r.name}/kernel"],
-                               sm.variables[f"{r.name}/bias"]]
+            weights[r.name] = {"kernel": sm.variables[f"{r.name}/kernel"],
+                               "bias": sm.variables[f"{r.name}/bias"]}
+            if r.bn is not None:
+                weights[r.bn] = {k: sm.variables[f"{r.bn}/{k}"]
+                                 for k in ("gamma", "beta", "moving_mean", "moving_variance")}
     meta: dict[str, Any] = {}
     if "meta.json" in sm.extra_files:
         import json
@@ -587,7 +644,7 @@ def load_stardist_savedmodel(path: str | Path, device=None,
     arch = original_architecture(r.config)
     cfg = config_from_original(r.config, arch, ths)
     model = StarDist2D(cfg, device=device)
-    layers = [KerasLayer(name, {"kernel": w[0], "bias": w[1]}) for name, w in r.weights.items()]
+    layers = [KerasLayer(name, dict(w)) for name, w in r.weights.items()]
     model.net.load_keras_layers(layers, f"{src} (variables)", f"{src} (saved_model.pb)")
     model.net.to(model.device, memory_format=model._memory_format)
     model._fresh_weights = False

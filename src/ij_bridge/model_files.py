@@ -341,8 +341,9 @@ def staged(path: str | os.PathLike, *, overwrite: bool = False, mkdir: bool = Fa
     """Write ``path`` through a hidden temporary sibling; rename it into place on success.
 
     Yields a path that does not exist yet, in the same folder as ``path``
-    (``.<name>.ij-bridge-tmp-<random>``); write one file there, or (with
-    ``mkdir=True``, the folder is created for you) a folder's files. On a
+    (``.<name>.ij-bridge-tmp-<random><suffix>``: writers that go by the
+    suffix still work); write one file there, or (with ``mkdir=True``, the
+    folder is created for you) a folder's files. On a
     normal exit everything is flushed to disk (``fsync``, so a full disk shows
     *here*, not later) and moved into place with :func:`replace_path`. On any
     exception, KeyboardInterrupt included, the temporary sibling and any
@@ -379,7 +380,7 @@ def staged(path: str | os.PathLike, *, overwrite: bool = False, mkdir: bool = Fa
                 d.rmdir()
         raise DestinationError(f"cannot create folder {parent} for {dest.name}: {_why(exc)}; "
                                "choose a writable place") from None
-    tmp = parent / f".{dest.name}{_TMP_TAG}{secrets.token_hex(4)}"
+    tmp = parent / f".{dest.name}{_TMP_TAG}{secrets.token_hex(4)}{dest.suffix}"
     try:
         if mkdir:
             tmp.mkdir()
@@ -459,7 +460,7 @@ def staged_group(paths: Sequence[str | os.PathLike], *, overwrite: bool = False)
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DestinationError(f"cannot create folder {parent}: {_why(exc)}; choose a writable place") from None
-    tmps = [d.parent / f".{d.name}{_TMP_TAG}{secrets.token_hex(4)}" for d in dests]
+    tmps = [d.parent / f".{d.name}{_TMP_TAG}{secrets.token_hex(4)}{d.suffix}" for d in dests]
     try:
         yield tmps
         written = [(t, d) for t, d in zip(tmps, dests) if os.path.lexists(t)]

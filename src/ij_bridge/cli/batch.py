@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--pattern", default="*", metavar="GLOB",
                    help="input files, relative to --input (default: '*'; '**/*.tif' includes sub-folders)")
+    p.add_argument("--into-existing", action="store_true",
+                   help="write into output folders that hold files ij-bridge did not write (and into an "
+                        "output folder that contains the input): files of the names the batch writes are "
+                        "replaced, nothing else is removed (default: such folders are an error)")
     p.add_argument("--resume", action="store_true",
                    help="skip files already done by the same macro (failed files are redone)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -104,6 +108,7 @@ def _batch(args: argparse.Namespace) -> int:
             args.macro, args.input, args.output, pattern=args.pattern, resume=args.resume,
             workers=args.workers, scheduler=args.scheduler, arg=args.arg, timeout=args.timeout,
             imagej=args.imagej, mode=args.mode, show_progress=not args.quiet,
+            into_existing=args.into_existing,
         )
     except BatchError as exc:
         raise CLIError(str(exc)) from None

@@ -20,12 +20,63 @@ _cache: dict[tuple, Any] = {}
 _cache_lock = threading.Lock()
 
 
-def load_model(spec: str, ndim: int):
+def _load_fiji_model(name: str, fiji: str, log):
+    """The StarDist Fiji plugin's model ``name`` from ``fiji`` (Fiji.app or a models folder),
+    $IJ_BRIDGE_FIJI or $IJ_BRIDGE_MODELS; the bundled model (with a Log note) if absent."""
+    from ..stardist.fiji_models import FIJI_MODELS, fallback_note, not_found_message, resolve_fiji_model
+    from ..stardist.model import StarDistBase
+    from ..stardist.savedmodel import load_stardist_savedmodel
+
+    fiji_dir = models_dir = None
+    if fiji.strip():
+        f = Path(fiji.strip()).expanduser()
+        if (f / "jars").is_dir() or (f / "plugins").is_dir():
+            fiji_dir = f
+        else:
+            models_dir = f
+    try:
+        ref = resolve_fiji_model(name, fiji=fiji_dir, models=models_dir)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    if ref is None:
+        note = fallback_note(name, DEFAULT_MODEL, fiji=fiji_dir, models=models_dir)
+        if FIJI_MODELS.get(name) is not FIJI_MODELS["Versatile (fluorescent nuclei)"]:
+            raise CommandError(not_found_message(name, fiji=fiji_dir, models=models_dir))
+        if log is not None:
+            log(note)
+        return load_model(DEFAULT_MODEL, 2)
+    key = (2, "fiji", ref.stamp())
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            try:
+                if ref.is_savedmodel:
+                    model = load_stardist_savedmodel(ref.location, fiji_model=ref.model)
+                else:
+                    model = StarDistBase.load(ref.location)
+            except (FileNotFoundError, ValueError) as exc:
+                raise CommandError(f"model=[{name}]: {exc}") from None
+            model.source = f"'{name}' ({ref.location})"
+            _cache.clear()
+            _cache[key] = model
+    if model.ndim != 2:
+        raise CommandError(f"model=[{name}] at {ref.location} is not a 2D model")
+    if log is not None:
+        log(f"'{name}': the StarDist Fiji plugin's own model, read from {ref.location}")
+    return model
+
+
+def load_model(spec: str, ndim: int, fiji: str = "", log=None):
     """A StarDist model from a folder, a .zip or a bundled name, cached per file version.
 
     A path that does not exist, or a model of the other dimensionality, is an error
     (never a fallback to the bundled model); the message names the macro-level fix.
+    The StarDist Fiji plugin's model names (``Versatile (fluorescent nuclei)``, ...)
+    are looked up in ``fiji`` (Fiji.app or a models folder), ``$IJ_BRIDGE_FIJI`` or
+    ``$IJ_BRIDGE_MODELS`` (:mod:`ij_bridge.stardist.fiji_models`); ``log`` gets a line
+    saying which model runs.
     """
+    from ..stardist.fiji_models import is_fiji_model_name
     from ..stardist.model import StarDistBase, bundled_models
 
     command = "StarDist 2D (torch)" if ndim == 2 else "StarDist 3D (torch)"
@@ -34,6 +85,11 @@ def load_model(spec: str, ndim: int):
         raise CommandError("model= is required for StarDist 3D: give a model folder or .zip "
                            "trained with StarDist Train (torch) on z-stacks")
     p = Path(spec).expanduser()
+    if not p.exists() and is_fiji_model_name(spec):
+        if ndim != 2:
+            raise CommandError(f"model=[{spec}] is a 2D model of the StarDist Fiji plugin; "
+                               f"{command} needs a 3D model")
+        return _load_fiji_model(spec, fiji, log)
     bundled = list(bundled_models())
     stamp = None
     if p.exists():
@@ -176,12 +232,13 @@ _SEGMENT_PARAMS = [
     Integer("tiles", 1, minimum=0, label="tiles per axis (0 = automatic)"),
     Integer("exclude", 2, minimum=0, label="exclude objects centred this close to the border (pixels)"),
     Choice("position", POSITIONS, "Automatic", label="position of ROIs in stacks"),
+    String("fiji", "", label="fiji (Fiji.app or a models folder, for the StarDist plugin's model names)"),
 ], help="StarDist nuclei segmentation of 2D images, 2D+time and stacks of 2D slices.")
 def stardist_2d_command(ctx, input, model, normalize, low, high, probability, overlap, output, tiles,
-                        exclude, position):
+                        exclude, position, fiji):
     """Label image ``<title>-labels`` (calibration kept) and/or named, positioned ROIs."""
     set_torch_threads()
-    m = load_model(model, 2)
+    m = load_model(model, 2, fiji=fiji, log=ctx.log)
     labels, dims, template, counts = _segment(ctx, input, m, 2, normalize, low, high, probability,
                                               overlap, tiles, exclude)
     ctx.log(f"{sum(counts)} objects" + (f" ({', '.join(map(str, counts))} per plane)" if len(counts) > 1 else ""))

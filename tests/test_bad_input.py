@@ -426,3 +426,16 @@ def test_batch_input_with_a_bracket_reaches_the_macro_whole(clean_imagej, tmp_pa
     with pytest.raises(BatchError, match="cannot be passed to the macro"):
         plan_batch(macro, inp, tmp_path / "out2", pattern="*.tif")
     assert not (tmp_path / "out2").exists()
+
+
+def test_fiji_compat_refuses_misspelt_plugin_arguments_and_quotes_titles():
+    from ij_bridge.commands.fiji_compat import stardist_options
+
+    with pytest.raises(CommandError, match=r"no argument 'probTresh' \(did you mean 'probThresh'\?\)"):
+        stardist_options({"input": "blobs.gif", "probTresh": "0.9"})
+    options, _ = stardist_options({"input": "cells].tif", "probThresh": "0.6"})
+    assert ("input", "cells].tif") in parse_options(options)
+    from ij_bridge.commands.registry import _import_builtin_commands
+
+    _import_builtin_commands()
+    check_options(get_command("StarDist 2D (torch)"), options)

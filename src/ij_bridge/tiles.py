@@ -17,6 +17,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import cancel
+
 __all__ = ["Tile", "iter_tiles", "tiled_apply", "tile_shape_for", "auto_n_tiles"]
 
 
@@ -155,6 +157,7 @@ def tiled_apply(
     sc = _as_tuple(scale, len(spatial), "scale")
     out = None
     for i, tile in enumerate(tiles):
+        cancel.check()
         result = fn(image[(slice(None),) + tile.read])
         if out is None:
             out_shape = (result.shape[0],) + tuple(math.ceil(s / k) for s, k in zip(spatial, sc))

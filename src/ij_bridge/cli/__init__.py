@@ -65,20 +65,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit statuses of the command line (docs/guarantees.md, "Exit codes")
+EXIT_OK = 0
+EXIT_FAILED = 1          # the work failed (a macro error, a failed batch file, ...)
+EXIT_USAGE = 2           # bad arguments or input, found before any work started
+EXIT_TIME_LIMIT = 124    # --timeout reached (as timeout(1))
+EXIT_INTERRUPTED = 130   # SIGINT (Ctrl-C): 128 + 2
+EXIT_TERMINATED = 143    # SIGTERM: 128 + 15
+
+
+def _leave(status: int) -> int:
+    """Return ``status``, or end the process now if a JVM runs (its shutdown can wait forever)."""
+    if "jpype" in sys.modules and sys.modules["jpype"].isJVMStarted():
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .. import cancel
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    if argv is None:  # the real program (not a test calling main([...]))
+        # SIGINT/SIGTERM stop long work at its next step (ij_bridge.cancel); a second one at once
+        cancel.install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except CLIError as exc:
         print(f"ij-bridge: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except cancel.Cancelled as exc:
+        print(f"ij-bridge: stopped: {exc.reason}; nothing was saved", file=sys.stderr)
+        return _leave(cancel.exit_status(exc.reason))
     except KeyboardInterrupt:
         print("ij-bridge: interrupted", file=sys.stderr)
-        return 130
+        return _leave(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        if exc.code == EXIT_TERMINATED:
+            print("ij-bridge: terminated", file=sys.stderr)
+            return _leave(EXIT_TERMINATED)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,9 +184,12 @@ def _check_model_file(path: str) -> str:
 
 
 def _quote(value: str) -> str:
-    if "]" in value:
-        raise CommandError(f"the value {value!r} contains ']', which ImageJ macro options cannot carry")
-    return f"[{value}]"
+    from .registry import quote_option
+
+    try:
+        return quote_option(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def stardist_options(args: dict[str, str]) -> tuple[str, list[str]]:
@@ -197,12 +200,24 @@ def stardist_options(args: dict[str, str]) -> tuple[str, list[str]]:
     options : str
         Macro options for ``run("StarDist 2D (torch)", options)``.
     notes : list of str
-        Lines for the Log (model substitution, ignored arguments).
+        Lines for the Log (model substitution).
+
+    Raises
+    ------
+    CommandError
+        For an argument the plugin does not have (naming the closest one), and
+        for values outside the plugin's choices.
     """
+    import difflib
+
     notes: list[str] = []
     unknown = sorted(set(args) - KNOWN_ARGS - OUTPUT_ARGS)
-    for key in unknown:
-        notes.append(f"ignoring argument {key!r}: the StarDist plugin has no such input")
+    if unknown:  # a misspelt argument would silently run with the default
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(KNOWN_ARGS), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise CommandError(f"the StarDist plugin has no argument '{key}'{hint}; its arguments are: "
+                           + ", ".join(f"'{k}'" for k in sorted(KNOWN_ARGS)))
     choice = args.get("modelChoice", DEFAULTS["modelChoice"])
     from ..stardist.fiji_models import FIJI_MODELS, not_found_message, resolve_fiji_model
 

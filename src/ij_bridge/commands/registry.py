@@ -36,6 +36,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .. import cancel
+
 log = logging.getLogger("ij_bridge.commands")
 
 __all__ = [
@@ -700,7 +702,8 @@ def _execute(cmd: Command) -> None:
                 Recorder.saveCommand()
             values = _validate(cmd, raw, ctx)
             log.info("running %s with %s", cmd.name, {k: v for k, v in raw.items()})
-            cmd.func(ctx, **values)
+            with cancel.cancel_scope(checks=_escape_checks()):  # Esc stops it at its next step
+                cmd.func(ctx, **values)
             IJ.showProgress(1.0)
             IJ.showStatus(f"{cmd.name}: done in {ctx.elapsed():.1f} s")
         except BaseException as exc:  # noqa: BLE001 - every failure must reach ImageJ
@@ -710,9 +713,22 @@ def _execute(cmd: Command) -> None:
             last_error.command, last_error.message = cmd.name, message
             last_error.traceback = traceback.format_exc()
             last_error.when = time.time()
-            if not isinstance(exc, CommandError):
+            if not isinstance(exc, (CommandError, cancel.Cancelled)):
                 log.error("%s failed:\n%s", cmd.name, last_error.traceback)
             _signal_error(cmd, message, interp)
+
+
+def _escape_checks() -> list:
+    """ImageJ's Esc key as a cancellation check, where a user can press it."""
+    import jpype
+
+    from ..imagej import runtime
+
+    if runtime.mode() != "interactive":
+        return []
+    IJ = jpype.JClass("ij.IJ")
+    IJ.resetEscape()
+    return [lambda: cancel.ESCAPE if bool(IJ.escapePressed()) else None]
 
 
 def run_command(name: str, options: str = "", imp=None) -> None:

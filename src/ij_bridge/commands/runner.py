@@ -14,7 +14,15 @@ runs, a watcher thread
   display only error dialogs are closed, so a user can still answer
   ``getNumber`` or ``waitForUser``.
 
-The result says whether the macro succeeded and why not.
+* stops the macro when it is cancelled: a time limit (``timeout=``), a
+  signal (:func:`ij_bridge.cancel.install_signal_handlers`) or Esc. The
+  interpreter stops at its next statement, a Java sleep (``wait()``) is
+  interrupted, and a running IJ Bridge command stops at its next step
+  (training and prediction loops call :func:`ij_bridge.cancel.check`), so
+  that nothing it would have saved is saved.
+
+The result says whether the macro succeeded and why not. ``exit("message")``
+counts as a failure (the message is the error) unless ``exit_ok=True``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import cancel
 from . import registry
 
 __all__ = ["MacroResult", "run_macro", "close_all_images"]
@@ -53,6 +62,11 @@ class MacroResult:
         Texts of message boxes (``showMessage``, ``exit("...")``) that were closed.
     seconds : float
         Wall time.
+    cancelled : str or None
+        Why the macro was stopped before its end (``"time limit"``,
+        ``"interrupted"``, ``"terminated"``, ``"Esc"``), or None.
+    exit_message : str or None
+        The message of an ``exit("...")`` that ended the macro, or None.
     """
 
     output: str
@@ -61,6 +75,8 @@ class MacroResult:
     value: str | None = None
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cancelled: str | None = None
+    exit_message: str | None = None
 
     def __bool__(self) -> bool:  # so that `if run_macro(...)` reads naturally
         return self.ok
@@ -112,6 +128,46 @@ def _stop_interpreter(interp) -> None:
         interp.abortMacro()
 
 
+_STOPPER: list = []
+
+
+def _stopper():
+    """An ``ij.macro.Debugger`` that ends the macro at the statement it is asked about.
+
+    The interpreter asks its debugger before every statement (on the macro's
+    thread). Throwing ImageJ's "Macro canceled" there ends the macro the way
+    ``exit()`` does, at a statement boundary, wherever the macro is - inside a
+    ``for`` loop, a block, a user function. Setting the interpreter's ``done``
+    flag instead stops it only half-way: a block left that way reports a
+    spurious "'}' expected", and a loop can clear the flag again and go on.
+    """
+    if not _STOPPER:
+        import jpype
+
+        RuntimeException = jpype.JClass("java.lang.RuntimeException")
+        Interpreter = jpype.JClass("ij.macro.Interpreter")
+
+        @jpype.JImplements("ij.macro.Debugger")
+        class _Stopper:
+            @jpype.JOverride
+            def debug(self, interp, mode):  # noqa: ARG002 - Java signature
+                try:  # what exit() does before it throws: tidy batch mode, tables, plots
+                    m = Interpreter.class_.getDeclaredMethod("finishUp")
+                    m.setAccessible(True)
+                    m.invoke(interp)
+                except Exception:  # pragma: no cover - best effort
+                    pass
+                raise RuntimeException("Macro canceled")
+
+        _STOPPER.append(_Stopper())
+    return _STOPPER[0]
+
+
+def _cancel_interpreter(interp) -> None:
+    """Make ``interp`` end before its next statement (from any thread); see :func:`_stopper`."""
+    interp.setDebugger(_stopper())
+
+
 class _LogReader:
     """Reads new lines of ImageJ's Log window since it was created."""
 
@@ -146,21 +202,24 @@ class _LogReader:
 
 
 class _Watcher(threading.Thread):
-    """Streams the Log and closes dialogs while a macro runs (see module docs)."""
+    """Streams the Log, closes dialogs and stops a cancelled macro (see module docs)."""
 
     def __init__(self, echo: Callable[[str], None] | None, close_all: bool, interval: float = 0.05,
-                 deadline: float | None = None) -> None:
+                 scope: cancel.CancelScope | None = None) -> None:
         super().__init__(name="ij-bridge macro watcher", daemon=True)
         self.echo = echo
         self.close_all = close_all
         self.interval = interval
-        self.deadline = deadline
+        self.scope = scope
         self.lines: list[str] = []
         self.messages: list[str] = []
+        self.exit_messages: list[str] = []  # texts of "Macro" message boxes (exit("..."))
         self.errors: list[str] = []
         self.interp = None
+        self.java_thread = None  # the Java thread the macro runs on
         self.error_line: int | None = None
-        self.timed_out = False
+        self.stopped = False  # the macro was stopped because the scope was cancelled
+        self._seen: set[int] = set()  # message boxes already recorded (interactive mode)
         self._stop_event = threading.Event()
         self._log = _LogReader()
 
@@ -175,10 +234,11 @@ class _Watcher(threading.Thread):
         try:
             while not self._stop_event.wait(self.interval):
                 self.poll()
-                if self.deadline is not None and time.monotonic() > self.deadline and not self.timed_out:
-                    self.timed_out = True
-                    self.errors.append("the macro ran past its time limit and was aborted")
-                    self._abort()
+                if self.scope is not None and not self.stopped and self.scope.poll() is not None:
+                    self.stopped = True
+                    if self.interp is not None:
+                        _cancel_interpreter(self.interp)
+                    self._interrupt()
         finally:
             Thread = jpype.JClass("java.lang.Thread")
             if Thread.isAttached():
@@ -188,6 +248,14 @@ class _Watcher(threading.Thread):
         """Stop the macro at its next statement (before a closed dialog returns)."""
         if self.interp is not None:
             _stop_interpreter(self.interp)
+
+    def _interrupt(self) -> None:
+        """Wake the macro's thread from a Java sleep (``wait(ms)``, a blocking wait)."""
+        if self.java_thread is not None:
+            try:
+                self.java_thread.interrupt()
+            except Exception:  # pragma: no cover - the thread is gone
+                pass
 
     def poll(self) -> None:
         try:
@@ -232,8 +300,14 @@ class _Watcher(threading.Thread):
                 self.errors.append(text or title)
             elif is_message and title in _INFO_TITLES:
                 if not self.close_all:
+                    # the user reads and closes it; remember an exit("...") once
+                    if title == "Macro" and int(w.hashCode()) not in self._seen:
+                        self._seen.add(int(w.hashCode()))
+                        self.exit_messages.append(text)
                     continue
                 self.messages.append(text)
+                if title == "Macro":
+                    self.exit_messages.append(text)
             elif is_message:  # IJ.error(title, msg) outside a run() call
                 self.errors.append(f"{title}: {text}" if text else title)
             else:  # an input dialog
@@ -265,6 +339,25 @@ def _macro_code(code_or_path: str | os.PathLike) -> tuple[str, Path | None]:
     return str(code_or_path), None
 
 
+def _esc_pressed() -> str | None:
+    """ImageJ's Esc key, as a cancellation check (interactive mode)."""
+    import jpype
+
+    return cancel.ESCAPE if bool(jpype.JClass("ij.IJ").escapePressed()) else None
+
+
+def _cancel_message(scope: cancel.CancelScope) -> str:
+    if scope.reason == cancel.TIME_LIMIT:
+        return f"stopped: the macro ran past its time limit of {scope.timeout:g} s"
+    if scope.reason == cancel.INTERRUPTED:
+        return "stopped: interrupted (SIGINT, Ctrl-C)"
+    if scope.reason == cancel.TERMINATED:
+        return "stopped: terminated (SIGTERM)"
+    if scope.reason == cancel.ESCAPE:
+        return "stopped: Esc was pressed"
+    return f"stopped: {scope.reason}"
+
+
 def run_macro(
     code_or_path: str | os.PathLike,
     arg: str = "",
@@ -273,6 +366,7 @@ def run_macro(
     timeout: float | None = None,
     imagej: str | None = None,
     mode: str = "auto",
+    exit_ok: bool = False,
 ) -> MacroResult:
     """Run an ImageJ macro with every IJ Bridge command installed.
 
@@ -286,66 +380,99 @@ def run_macro(
     echo : callable, optional
         Called with each new Log line while the macro runs (e.g. ``print``).
     timeout : float, optional
-        Seconds after which the macro is aborted (and reported as failed).
+        Seconds after which the macro is stopped (and reported as failed, with
+        ``cancelled="time limit"``). A running IJ Bridge command stops at its
+        next step (a training step, a tile) and saves nothing.
     imagej, mode
         Passed to :func:`ij_bridge.start` if ImageJ is not running yet.
+    exit_ok : bool
+        Treat ``exit("message")`` as a normal end (``ok`` stays True and the
+        message is in ``messages``). By default it is a failure whose error is
+        the message: macros use it to report what went wrong.
 
     Returns
     -------
     MacroResult
         ``ok`` is False when the macro had an error, a command failed, ImageJ
-        reported an error, or a dialog wanted input.
+        reported an error, a dialog wanted input, it ended with
+        ``exit("message")`` (unless ``exit_ok``) or it was cancelled
+        (``cancelled`` says why).
 
     Notes
     -----
     Macros are serialised with the commands (ImageJ's state is global); the
-    macro runs on the calling thread.
+    macro runs on the calling thread. The run is a cancellation scope
+    (:func:`ij_bridge.cancel.cancel_scope`): :func:`ij_bridge.cancel.request_cancel`
+    from another thread, or a signal once
+    :func:`ij_bridge.cancel.install_signal_handlers` ran, stops it; in
+    interactive mode so does Esc.
     """
     import jpype
 
     code, path = _macro_code(code_or_path)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     registry.install_commands(imagej=imagej, mode=mode)
     from ..imagej import runtime
 
     IJ = jpype.JClass("ij.IJ")
     Macro = jpype.JClass("ij.Macro")
     Interpreter = jpype.JClass("ij.macro.Interpreter")
+    Thread = jpype.JClass("java.lang.Thread")
+    interactive = runtime.mode() == "interactive"
+    if interactive:
+        IJ.resetEscape()
     t0 = time.perf_counter()
-    with registry.command_lock:
+    with registry.command_lock, cancel.cancel_scope(
+            timeout, checks=[_esc_pressed] if interactive else []) as scope:
         IJ.getErrorMessage()  # forget errors of earlier runs
         before = registry.last_error.when
-        watcher = _Watcher(echo, close_all=runtime.mode() != "interactive",
-                           deadline=None if timeout is None else time.monotonic() + timeout)
+        watcher = _Watcher(echo, close_all=not interactive, scope=scope)
         interp = Interpreter()
         watcher.interp = interp
+        watcher.java_thread = Thread.currentThread()
         value = None
         exc_text = None
+        ended_by_exit = False
         registry._dialog_guard.set()
         watcher.start()
         try:
-            value = interp.run(code, arg)
+            if scope.poll() is None:
+                value = interp.run(code, arg)
         except jpype.JException as exc:
-            if str(exc.getMessage()) != "Macro canceled":
+            if str(exc.getMessage()) == "Macro canceled":
+                ended_by_exit = True  # exit(), an aborted macro or a failed command
+            elif scope.reason is None:
                 exc_text = f"{exc.getClass().getName()}: {exc.getMessage()}"
         finally:
             Macro.setOptions(None)
             registry._dialog_guard.clear()
             watcher.stop()
+            Thread.interrupted()  # clear an interrupt meant for the stopped macro
         errors: list[str] = []
-        if interp.wasError() or (interp.getErrorMessage() is not None):
-            msg = str(interp.getErrorMessage() or "macro error")
-            line = watcher.error_line if watcher.error_line is not None else int(interp.getLineNumber())
-            errors.append(f"{msg} (macro line {line})" if line > 0 else msg)
-        if exc_text:
-            errors.append(exc_text)
-        ij_error = IJ.getErrorMessage()
-        if ij_error is not None and not any(str(ij_error) in e for e in errors):
-            errors.append(str(ij_error))
-        if registry.last_error.when != before and not any(registry.last_error.message in e for e in errors):
-            errors.append(f"{registry.last_error.command}: {registry.last_error.message}")
-        for e in watcher.errors:
-            if not any(e in x or x.split(" (macro line")[0] in e for x in errors):
-                errors.append(e)
+        if scope.reason is not None:
+            # everything else is a consequence of stopping it (e.g. the "'}' expected"
+            # of a block left half-way, a command's "cancelled")
+            errors.append(_cancel_message(scope))
+        else:
+            if interp.wasError() or (interp.getErrorMessage() is not None):
+                msg = str(interp.getErrorMessage() or "macro error")
+                line = watcher.error_line if watcher.error_line is not None else int(interp.getLineNumber())
+                errors.append(f"{msg} (macro line {line})" if line > 0 else msg)
+            if exc_text:
+                errors.append(exc_text)
+            ij_error = IJ.getErrorMessage()
+            if ij_error is not None and not any(str(ij_error) in e for e in errors):
+                errors.append(str(ij_error))
+            if registry.last_error.when != before and not any(registry.last_error.message in e for e in errors):
+                errors.append(f"{registry.last_error.command}: {registry.last_error.message}")
+            for e in watcher.errors:
+                if not any(e in x or x.split(" (macro line")[0] in e for x in errors):
+                    errors.append(e)
+        exit_message = watcher.exit_messages[-1] if (ended_by_exit and watcher.exit_messages) else None
+        if exit_message is not None and not errors and not exit_ok:
+            errors.append(f"the macro ended with exit(\"{' '.join(exit_message.split())}\") "
+                          "(a failure; `ij-bridge macro --exit-ok` or exit_ok=True treats it as a normal end)")
     seconds = time.perf_counter() - t0
     ok = not errors
     return MacroResult(
@@ -355,6 +482,8 @@ def run_macro(
         value=None if value is None else str(value),
         messages=watcher.messages,
         seconds=seconds,
+        cancelled=scope.reason,
+        exit_message=exit_message,
     )
 
 

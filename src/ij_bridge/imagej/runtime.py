@@ -301,7 +301,8 @@ def start(
                 # scyjava's set_heap_max takes a number of MB ("4g" became "-Xmx4gm")
                 scyjava.config.add_option(f"-Xmx{heap}")
             scyjava.config.add_classpath(*classpath)
-            scyjava.config.add_options([f"-D{k}={v}" for k, v in props.items()] + list(jvm_options))
+            scyjava.config.add_options([f"-D{k}={v}" for k, v in props.items()]
+                                       + _signal_and_crash_options(jvm_options) + list(jvm_options))
             scyjava.start_jvm()
         except Exception:
             _stop_xvfb()
@@ -314,6 +315,32 @@ def start(
         atexit.register(_release_imagej_at_exit)
         log.info("ImageJ %s started (%s mode) from %s", ij_version(), resolved, location)
         return runtime_info()
+
+
+def _signal_and_crash_options(user_options: Sequence[str]) -> list[str]:
+    """JVM options that leave signals to Python and crash reports out of the working directory.
+
+    ``-Xrs``: the JVM installs no handlers for SIGINT, SIGTERM and SIGHUP, so
+    Python's stay in charge. Otherwise the JVM's own handler answers Ctrl-C or
+    SIGTERM with ``System.exit`` behind Python's back, and its shutdown races
+    the Python threads still inside Java (the JVM aborts and writes
+    ``hs_err_pid*.log``). With Python's handlers, :mod:`ij_bridge.cancel` stops
+    the work at its next step, or - without handlers of ours - SIGINT is a
+    ``KeyboardInterrupt`` and SIGTERM ends the process at once as for any
+    Python program.
+
+    ``-XX:ErrorFile``: if the JVM does crash, its report goes to the temporary
+    folder (``ij-bridge-hs_err_pid<PID>.log``), never into the user's
+    working directory. Options the caller passed win.
+    """
+    import tempfile
+
+    opts = []
+    if not any(o == "-Xrs" for o in user_options):
+        opts.append("-Xrs")
+    if not any(o.startswith("-XX:ErrorFile=") for o in user_options):
+        opts.append(f"-XX:ErrorFile={os.path.join(tempfile.gettempdir(), 'ij-bridge-hs_err_pid%p.log')}")
+    return opts
 
 
 def _release_imagej_at_exit() -> None:

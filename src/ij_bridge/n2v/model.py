@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .. import cancel
 from ..nets.unet import UNet
 from ..tiles import auto_n_tiles, iter_tiles
 from .config import N2VConfig
@@ -223,6 +224,7 @@ class N2V:
                     loss = masked_mse(net(self._layout(m.inputs)), m)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    cancel.check()  # a time limit, a signal or Esc stops training here
                     opt.step()
                     if cfg.lr_schedule == "cosine":
                         sched.step()
@@ -382,6 +384,7 @@ class N2V:
                             for t, r in zip(chunk, res):
                                 out[si][(slice(None),) + t.write] = r[(slice(None),) + t.crop]
                             done += len(chunk)
+                            cancel.check()
                             bar.update(len(chunk))
                             if progress is not None:
                                 progress(done, total, "denoising")

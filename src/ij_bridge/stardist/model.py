@@ -24,6 +24,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .. import cancel
 from .config import StarDistConfig
 from .geometry import (
     Rays, check_label_image, dist_to_coord, edt_prob, fill_label_holes, polygons_to_label,
@@ -622,6 +623,7 @@ class StarDistBase:
                 self.net.train()
                 acc = np.zeros(3)
                 for _ in range(steps):
+                    cancel.check()  # a time limit, a signal or Esc stops training here
                     xb, pb, db = self._sample_batch(data, rng)
                     xb, pb, db = self._tensor(xb), pb.to(self.device), db.to(self.device)
                     pl, dl = self.net(xb)

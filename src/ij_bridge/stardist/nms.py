@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import cancel
 from .geometry import Rays, dist_to_coord, inside_polyhedron, polyhedron_mask
 
 __all__ = ["non_maximum_suppression", "non_maximum_suppression_3d", "polygon_candidates", "nms_from_maps",
@@ -200,6 +201,7 @@ def _run_with_progress(kernel, args, counts, n, progress):
     t.start()
     while t.is_alive():
         t.join(0.25)
+        cancel.check()  # the compiled loop finishes in the background; its result is dropped
         progress(int(counts[0]), n, "non-maximum suppression")
     if "error" in result:  # pragma: no cover
         raise result["error"]
@@ -258,8 +260,10 @@ def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.nd
     step = max(1, n // 100)
     big = (max(shape) + 10,) * 3
     for r, i in enumerate(order):
-        if progress is not None and r % step == 0:
-            progress(r, n, "non-maximum suppression (3D)")
+        if r % step == 0:
+            cancel.check()
+            if progress is not None:
+                progress(r, n, "non-maximum suppression (3D)")
         near = np.nonzero(np.all((kept_lo < hi[i]) & (kept_hi > lo[i]), axis=1))[0]
         sl, mask = polyhedron_mask(dist[i], points[i] - lo[i], rays, big)
         vol_i = int(mask.sum())

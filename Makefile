@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so that nothing later pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test,dask]"
+	$(BIN)/python -m pip install -q -e ".[test,dask,bioimageio]"
 	# compile the NMS kernels once (numba caches them on disk)
 	$(BIN)/python -m ij_bridge.stardist._polyclip
 	touch $(STAMP)

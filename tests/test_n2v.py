@@ -358,8 +358,8 @@ def test_bioimageio_export_reproduces_test_output(model2d, tmp_path):
     path = model2d.export_bioimageio(tmp_path / "bmz.zip", img, name="test model")
     with zipfile.ZipFile(path) as zf:
         rdf = json.loads(zf.read("rdf.yaml"))  # JSON is valid YAML
-        for name in ("weights.pt", "weights_torchscript.pt", "unet.py", "test_input.npy",
-                     "test_output.npy", "README.md"):
+        for name in ("weights.pt", "weights_torchscript.pt", "test_input.npy",
+                     "test_output.npy", "README.md", "cover.png"):
             assert name in zf.namelist()
         import io
         x = np.load(io.BytesIO(zf.read("test_input.npy")))

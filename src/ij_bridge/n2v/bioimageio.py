@@ -1,31 +1,30 @@
 """Export a trained N2V model to the BioImage Model Zoo format (bioimage.io, spec 0.5).
 
-The package written holds ``rdf.yaml``, TorchScript and state-dict weights
-(with the U-Net source as the architecture), a README, and a test input and
-output. Normalisation is declared in the description (fixed mean/std before,
-the inverse linear scaling after), so any bioimage.io consumer reproduces
-:meth:`N2V.predict` on inputs whose size fits the network.
-
-``rdf.yaml`` is written as JSON, which every YAML reader accepts; this keeps
-PyYAML out of the dependencies. Validation needs ``bioimageio.spec``, which
-ij-bridge does not depend on.
+The package holds ``rdf.yaml``; TorchScript weights (what deepImageJ and JDLL
+run; they need only torch) and a PyTorch state dict whose architecture is
+:func:`n2v_network`, imported from ij-bridge (the model's own network: ij-bridge's
+U-Net, or the original n2v U-Net of an imported model); a README with a
+validation section; a cover; citations and the licence; a test input and
+output (``.npy``) and sample tensors (``.tif``). Normalisation is declared in the
+description (the model's fixed mean/std before, the inverse linear scaling
+after), so any bioimage.io consumer reproduces :meth:`N2V.predict` on inputs
+whose size fits the network.
 """
 
 from __future__ import annotations
 
-import inspect
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..bioimageio import FORMAT_VERSION, sha256, write_package
+from ..bioimageio import (FORMAT_VERSION, authors_list, check_package_destination, cover_png, file_entry,
+                          npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes, write_package)
 
-__all__ = ["export_bioimageio"]
+__all__ = ["export_bioimageio", "n2v_network"]
 
 _CITE = [
     {"text": "Krull, Buchholz, Jug. Noise2Void - Learning Denoising from Single Noisy Images. CVPR 2019.",
@@ -33,6 +32,33 @@ _CITE = [
     {"text": "Höck et al. N2V2 - Fixing Noise2Void checkerboard artifacts. ECCV Workshops 2022.",
      "doi": "10.1007/978-3-031-25069-9_33"},
 ]
+
+#: the largest test input written, per axis (2D, 3D)
+_MAX_TEST = {2: (256, 256), 3: (32, 128, 128)}
+
+
+def n2v_network(config: dict[str, Any]) -> nn.Module:
+    """The network of an N2V model with this configuration (untrained), as the model builds it.
+
+    The architecture callable of the exported ``pytorch_state_dict`` weights:
+    ij-bridge's :class:`~ij_bridge.nets.unet.UNet`, or for a model imported from
+    the original n2v its layer-for-layer U-Net
+    (:class:`~ij_bridge.nets.n2v_original.N2VOriginalNet`).
+
+    Parameters
+    ----------
+    config : dict
+        :meth:`N2VConfig.to_dict` of the model (``n_channels`` set).
+    """
+    from ..nets.unet import UNet
+    from .config import N2VConfig
+
+    cfg = N2VConfig.from_dict(dict(config))
+    if getattr(cfg, "original_net", None) is not None:
+        from ..nets.n2v_original import N2VOriginalNet
+
+        return N2VOriginalNet.from_description(**cfg.original_net_kwargs())
+    return UNet(**cfg.unet_kwargs())
 
 
 def export_bioimageio(
@@ -42,7 +68,7 @@ def export_bioimageio(
     axes: str | None = None,
     name: str = "ij-bridge Noise2Void",
     description: str = "Noise2Void denoising model trained with ij-bridge.",
-    authors: Sequence[str] = ("ij-bridge user",),
+    authors: Sequence[str] | str = ("ij-bridge user",),
     license: str = "CC-BY-4.0",
     overwrite: bool = False,
 ) -> Path:
@@ -51,90 +77,114 @@ def export_bioimageio(
     Parameters
     ----------
     model : N2V
-        A trained 2D or 3D model.
+        A trained (or imported) 2D or 3D model.
     path : str or Path
-        Output folder or ``.zip`` file.
+        Output folder or ``.zip`` file; written through a temporary sibling
+        and renamed into place.
     test_input : ndarray or xarray.DataArray
         An example image, laid out as for :meth:`N2V.predict` (numpy axes
         ``axes`` or ``config.axes``). Its first sample is cropped to at most
-        256 pixels per axis and to multiples of the network's divisor, and
-        becomes the package's test input; the model's prediction of it is the
-        test output.
+        256 × 256 (2D) or 32 × 128 × 128 (3D) pixels and to multiples of the
+        network's divisor, and becomes the package's test input; the model's
+        prediction of it is the test output.
     axes : str, optional
         Axes of a numpy ``test_input`` if they differ from ``config.axes``.
     name, description, authors, license
-        Metadata of the package.
+        Metadata of the package (``license`` an SPDX identifier).
     overwrite : bool
         Replace an existing package at ``path``.
 
     Returns
     -------
     Path
-    """
-    from ..nets import unet as unet_module
-    from .. import __version__
 
-    cfg = model.config
-    if not model.is_trained:
-        raise RuntimeError("the model is not trained")
+    Raises
+    ------
+    ij_bridge.model_files.DestinationError
+        ``path`` exists and not ``overwrite`` (checked before any work).
+    ValueError
+        ``test_input`` does not fit the model.
+    RuntimeError
+        The model is not trained.
+    """
+    from .. import __version__
     from .data import to_samples
 
+    check_package_destination(path, overwrite=overwrite)
+    cfg = model.config
+    if not model.is_trained:
+        raise RuntimeError("the model is not trained; train or load it before exporting")
     nd = cfg.ndim
     samples, _ = to_samples(test_input, axes or cfg.axes, nd, "test_input")
     x = samples[0]
     if x.shape[0] != cfg.n_channels:
         raise ValueError(f"test_input has {x.shape[0]} channel(s), the model {cfg.n_channels}")
-    crop = tuple(min(s, 256) // d * d for s, d in zip(x.shape[1:], cfg.divisor))
+    div = tuple(int(d) for d in cfg.divisor)
+    crop = tuple(min(s, m) // d * d for s, m, d in zip(x.shape[1:], _MAX_TEST[nd], div))
     if min(crop) < 1:
-        raise ValueError(f"test_input {x.shape[1:]} is smaller than the network's divisor {cfg.divisor}")
-    x = np.ascontiguousarray(x[(slice(None),) + tuple(slice(0, c) for c in crop)])
+        raise ValueError(f"test_input of spatial shape {x.shape[1:]} is smaller than the network's "
+                         f"divisor {div}; give a larger image")
+    x = np.ascontiguousarray(x[(slice(None),) + tuple(slice(0, c) for c in crop)], np.float32)
 
-    net = model.net.eval()
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    sd_bytes = buf.getvalue()
-    # TorchScript of a plain-format CPU copy of the network
-    from ..nets.unet import UNet
+    # the consumers' network, rebuilt from the exported kwargs and filled from the state dict
+    cfg_dict = json.loads(json.dumps(cfg.to_dict()))
+    net = n2v_network(cfg_dict)
+    net.load_state_dict({k: v.detach().cpu().float().contiguous() for k, v in model.net.state_dict().items()})
+    net.eval()
+    xn = model._norm(x[None]).astype(np.float32)
+    bigger = np.pad(xn, [(0, 0), (0, 0)] + [(0, d) for d in div], mode="reflect")
+    ts_bytes = torchscript_bytes(net, xn, check=bigger)
+    sd_bytes = state_dict_bytes(net)
 
-    cpu_net = UNet(**cfg.unet_kwargs())
-    cpu_net.load_state_dict(state)
-    cpu_net.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        # TorchScript is what bioimage.io consumers load; torch >= 2.10 flags it as deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(cpu_net, torch.zeros((1,) + x.shape), check_trace=False)
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
-    ts_bytes = buf.getvalue()
-
-    out = model.predict(x, axes="C" + ("ZYX" if nd == 3 else "YX"))
-    test_in = io.BytesIO()
-    np.save(test_in, x[None])
-    test_out = io.BytesIO()
-    np.save(test_out, np.asarray(out, dtype=np.float32)[None])
-    arch_src = Path(inspect.getfile(unet_module)).read_bytes()
-    readme = (f"# {name}\n\n{description}\n\nTrained with ij-bridge {__version__} "
-              f"(variant {cfg.variant}). Config:\n\n```json\n{json.dumps(cfg.to_dict(), indent=2)}\n```\n\n"
-              "# Validation\n\nSelf-supervised: trained on the noisy images themselves; inspect the "
-              "results against the raw data.\n")
-
-    files = {
-        "weights.pt": sd_bytes, "weights_torchscript.pt": ts_bytes, "unet.py": arch_src,
-        "test_input.npy": test_in.getvalue(), "test_output.npy": test_out.getvalue(),
-        "README.md": readme.encode(),
+    out = np.asarray(model.predict(x, axes="C" + ("ZYX" if nd == 3 else "YX")), dtype=np.float32)
+    mid = (lambda a: a[a.shape[0] // 2]) if nd == 3 else (lambda a: a)
+    files: dict[str, bytes] = {
+        "weights.pt": sd_bytes, "weights_torchscript.pt": ts_bytes,
+        "test_input.npy": npy_bytes(x[None]), "test_output.npy": npy_bytes(out[None]),
+        "sample_input.tif": tiff_bytes(x[0] if cfg.n_channels == 1 else x),
+        "sample_output.tif": tiff_bytes(out[0] if cfg.n_channels == 1 else out),
+        "cover.png": cover_png(mid(x[0]), mid(out[0]), right_cmap="gray"),
     }
+    prov = getattr(model, "provenance", None)
+    src = (f"Imported from `{prov.get('source')}` (sha256 `{prov.get('sha256')}`).\n\n"
+           if prov and isinstance(prov, dict) else "")
     spatial_ids = ["z", "y", "x"][-nd:]
+    readme = f"""# {name}
+
+{description}
+
+{src}Exported by ij-bridge {__version__} (variant {cfg.variant}, {nd}D, {cfg.n_channels} channel(s)).
+
+## Inputs and outputs
+
+* Input `input`: axes b, c, {', '.join(spatial_ids)}; each spatial size a multiple of {div}. Preprocessing
+  `fixed_zero_mean_unit_variance` with the training data's mean and standard deviation.
+* Output `output`: the denoised image, same axes and size, in the input's units (postprocessing
+  `scale_linear` undoes the normalisation).
+
+## Validation
+
+Self-supervised: the model was trained on the noisy images themselves, so there is no ground truth;
+compare the results with the raw data. The test output was computed by ij-bridge's `N2V.predict` from
+the test input; `bioimageio.core`'s `test_model` reproduces it with both weight formats. The
+TorchScript weights were checked on a second input size.
+
+## Configuration
+
+```json
+{json.dumps(cfg_dict, indent=2)}
+```
+"""
+    files["README.md"] = readme.encode()
     names = [f"c{i}" for i in range(cfg.n_channels)]
 
-    def axes(kind: str) -> list[dict[str, Any]]:
+    def tensor_axes(kind: str) -> list[dict[str, Any]]:
         ax: list[dict[str, Any]] = [{"type": "batch"}, {"type": "channel", "channel_names": names}]
-        for i, (a, d) in enumerate(zip(spatial_ids, cfg.divisor)):
+        for a, d in zip(spatial_ids, div):
             if kind == "input":
                 ax.append({"type": "space", "id": a, "size": {"min": d, "step": d}})
             else:
-                ax.append({"type": "space", "id": a,
-                           "size": {"tensor_id": "input", "axis_id": a}})
+                ax.append({"type": "space", "id": a, "size": {"tensor_id": "input", "axis_id": a}})
         return ax
 
     mean = [float(v) for v in model.mean]
@@ -148,35 +198,39 @@ def export_bioimageio(
              "kwargs": dict(gain=std if per_channel else std[0], offset=mean if per_channel else mean[0],
                             **norm_axis)}]
     torch_version = torch.__version__.split("+")[0]
+    config: dict[str, Any] = {"version": __version__, "n2v_config": cfg_dict}
+    if prov:
+        config["provenance"] = json.loads(json.dumps(prov, default=str))
     rdf = {
         "type": "model",
         "format_version": FORMAT_VERSION,
         "name": name,
         "description": description,
-        "authors": [{"name": a} for a in authors],
+        "authors": authors_list(authors),
         "cite": _CITE,
         "license": license,
         "documentation": "README.md",
-        "tags": ["denoising", "noise2void", "n2v", "ij-bridge", f"{nd}d"],
-        "inputs": [{"id": "input", "axes": axes("input"),
-                    "test_tensor": {"source": "test_input.npy", "sha256": sha256(files["test_input.npy"])},
+        "covers": ["cover.png"],
+        "tags": ["denoising", "noise2void", "n2v", "ij-bridge", "pytorch", f"{nd}d"],
+        "inputs": [{"id": "input", "axes": tensor_axes("input"),
+                    "test_tensor": file_entry("test_input.npy", files),
+                    "sample_tensor": file_entry("sample_input.tif", files),
                     "preprocessing": pre}],
-        "outputs": [{"id": "output", "axes": axes("output"),
-                     "test_tensor": {"source": "test_output.npy", "sha256": sha256(files["test_output.npy"])},
+        "outputs": [{"id": "output", "axes": tensor_axes("output"),
+                     "test_tensor": file_entry("test_output.npy", files),
+                     "sample_tensor": file_entry("sample_output.tif", files),
                      "postprocessing": post}],
         "weights": {
             "pytorch_state_dict": {
-                "source": "weights.pt", "sha256": sha256(sd_bytes),
-                "architecture": {"source": "unet.py", "sha256": sha256(arch_src), "callable": "UNet",
-                                 "kwargs": {k: (list(v) if isinstance(v, tuple) else v)
-                                            for k, v in cfg.unet_kwargs().items()}},
+                **file_entry("weights.pt", files),
+                "architecture": {"callable": "n2v_network", "import_from": "ij_bridge.n2v.bioimageio",
+                                 "kwargs": {"config": cfg_dict}},
                 "pytorch_version": torch_version,
             },
-            "torchscript": {"source": "weights_torchscript.pt", "sha256": sha256(ts_bytes),
+            "torchscript": {**file_entry("weights_torchscript.pt", files),
                             "pytorch_version": torch_version, "parent": "pytorch_state_dict"},
         },
-        "config": {"ij_bridge": {"version": __version__, "n2v_config": cfg.to_dict()}},
+        "config": {"ij_bridge": config},
     }
-    files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
-
+    files["rdf.yaml"] = rdf_bytes(rdf)
     return write_package(path, files, overwrite=overwrite)

@@ -1,30 +1,50 @@
 """Export a StarDist model to the BioImage Model Zoo format (bioimage.io, spec 0.5).
 
-The package holds ``rdf.yaml`` (written as JSON, which YAML readers accept), TorchScript
-weights of the network with its output activations (channel 0: object probability after
-the sigmoid; channels 1..n_rays: distances), a README, and a test input / output pair.
-Preprocessing is declared as bioimage.io ``scale_range`` with the model's percentiles, so
-a consumer reproduces :meth:`StarDist2D.predict`'s maps on inputs whose size is a multiple
-of the network's divisor. Candidate selection and NMS are not part of the network: the
-thresholds and ray geometry are given under ``config.stardist`` (as the original's
-exports do), and the ij-bridge model folder itself is the lossless format.
+The package is laid out like the original StarDist's own bioimage.io export, so
+that consumers written for it (deepImageJ with the StarDist plugin's NMS, JDLL,
+bioimageio.core) read it the same way:
+
+* one input (``b, c, [z,] y, x``; any size that is a multiple of the network's
+  divisor) with ``scale_range`` preprocessing: each channel's percentiles
+  (``config.percentiles``, 1 and 99.8 by default) of each sample mapped to 0 and 1;
+* one output at the *input's* resolution with ``1 + n_rays`` channels: the
+  object probability, then the ray distances in input pixels. As in the
+  original's export, the probability is written at every ``grid``-th pixel only
+  (zero between; the candidate positions of :meth:`StarDist2D.predict_instances`),
+  the distances are repeated over each grid cell;
+* weights twice: TorchScript (``weights_torchscript.pt``, what deepImageJ/JDLL
+  run; needs only torch) and a PyTorch state dict whose architecture is
+  :class:`StarDistBioimageioNet` imported from ij-bridge;
+* ``config.stardist``: the thresholds (``prob``, ``nms``) under the original's
+  key names, the model's configuration in the original's key names
+  (``config``), ``n_rays``, ``grid``, the rays of a 3D model and the NMS
+  settings, so a consumer reproduces :meth:`predict_instances`; in 2D also a
+  Fiji macro (``stardist_postprocessing.ijm``) that runs the StarDist plugin's
+  NMS on the output with these thresholds;
+* test input and output (``.npy``), sample tensors (``.tif``), a cover, a
+  README with a validation section, citations and the licence.
+
+The package does not hold Keras weights, so the original package's
+``import_bioimageio`` cannot read it; ij-bridge's own model folder remains the
+lossless format.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..bioimageio import FORMAT_VERSION, sha256, write_package
+from ..bioimageio import (FORMAT_VERSION, authors_list, check_package_destination, cover_png, file_entry,
+                          npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes, write_package)
+from .config import StarDistConfig
 
-__all__ = ["export_bioimageio"]
+__all__ = ["export_bioimageio", "StarDistBioimageioNet"]
 
 _CITE = [
     {"text": "Schmidt, Weigert, Broaddus, Myers. Cell Detection with Star-convex Polygons. MICCAI 2018.",
@@ -33,21 +53,99 @@ _CITE = [
              "and Segmentation in Microscopy. WACV 2020.", "doi": "10.1109/WACV45572.2020.9093435"},
 ]
 
+#: the largest test input written, per axis (2D, 3D)
+_MAX_TEST = {2: (256, 256), 3: (64, 128, 128)}
 
-class _Exported(nn.Module):
-    def __init__(self, net: nn.Module):
+
+class StarDistBioimageioNet(nn.Module):
+    """The network of an exported StarDist package: input → one full-resolution output.
+
+    Builds the same network as the model (ij-bridge's, or the original's
+    architecture for an imported model) from the model's configuration and
+    returns ``(N, 1 + n_rays, *spatial)``: channel 0 the object probability at
+    every ``grid``-th pixel (zero elsewhere), channels 1.. the ray distances
+    (input pixels), repeated over each grid cell. This is the layout of the
+    original StarDist's TensorFlow export (``upsample_grid=True``), which the
+    Fiji plugin's NMS reads.
+
+    Parameters
+    ----------
+    config : dict
+        :meth:`StarDistConfig.to_dict` of the model.
+    """
+
+    def __init__(self, config: dict[str, Any]):
         super().__init__()
-        self.net = net
+        from .model import _make_net
+
+        cfg = StarDistConfig.from_dict(dict(config))
+        self.net = _make_net(cfg)
+        self.ndim = cfg.ndim
+        self.grid = tuple(int(g) for g in cfg.grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prob, dist = self.net(x)
-        return torch.cat([torch.sigmoid(prob), dist], dim=1)
+        prob = torch.sigmoid(prob)
+        if any(g > 1 for g in self.grid):
+            # a 1x1 transposed convolution of stride `grid` with a unit kernel puts each value at
+            # its grid position and zeros between (as the original's export); nearest for distances
+            ones = torch.ones((1, 1) + (1,) * self.ndim, dtype=prob.dtype, device=prob.device)
+            up = F.conv_transpose2d if self.ndim == 2 else F.conv_transpose3d
+            prob = up(prob, ones, stride=self.grid, output_padding=tuple(g - 1 for g in self.grid))
+            dist = F.interpolate(dist, scale_factor=self.grid, mode="nearest")
+        return torch.cat([prob, dist], dim=1)
+
+
+def _original_keys(model: Any) -> dict[str, Any]:
+    """The model's configuration under the original StarDist's key names."""
+    cfg = model.config
+    if getattr(cfg, "original", None):
+        return json.loads(json.dumps(cfg.original))  # an imported model: its own description
+    d = cfg.ndim
+    out: dict[str, Any] = {
+        "n_dim": d, "axes": "YXC" if d == 2 else "ZYXC", "n_channel_in": cfg.n_channels,
+        "n_channel_out": 1 + cfg.n_rays, "n_rays": cfg.n_rays, "grid": list(cfg.grid), "backbone": "unet",
+        "unet_n_depth": cfg.unet_depth, "unet_kernel_size": [cfg.unet_kernel_size] * d,
+        "unet_n_filter_base": cfg.unet_n_filters, "unet_n_conv_per_depth": 2,
+        "unet_pool": list(cfg.unet_pool or (2,) * d), "unet_activation": "relu",
+        "unet_last_activation": "relu", "unet_batch_norm": False, "unet_dropout": 0.0,
+        "net_conv_after_unet": cfg.head_channels,
+        "train_patch_size": list(cfg.patch_size) if cfg.patch_size else None,
+        "train_background_reg": cfg.background_reg, "train_loss_weights": [1.0, cfg.dist_loss_weight],
+    }
+    if d == 3:
+        aniso = list(cfg.anisotropy) if cfg.anisotropy else None
+        out["anisotropy"] = aniso
+        out["rays_json"] = {"name": "Rays_GoldenSpiral", "kwargs": {"n": cfg.n_rays, "anisotropy": aniso}}
+    return out
+
+
+def _macro(prob: float, nms: float, n_rays: int) -> str:
+    return f"""// Post-processing of this bioimage.io StarDist package in Fiji (written by ij-bridge).
+// Run the package with deepImageJ on the active image first; its output has
+// 1 + {n_rays} channels: the object probability, then the {n_rays} ray distances.
+// This macro splits them and calls the StarDist plugin's NMS with the model's thresholds.
+probThresh = {prob:.6g};
+nmsThresh = {nms:.6g};
+out = getTitle();
+getDimensions(w, h, channels, slices, frames);
+if (channels == 1 && slices > 1)
+    run("Properties...", "channels=" + slices + " slices=1 frames=1");
+selectImage(out);
+run("Duplicate...", "title=stardist_prob duplicate channels=1");
+selectImage(out);
+run("Duplicate...", "title=stardist_dist duplicate channels=2-{1 + n_rays}");
+run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2DNMS], args=['prob':'stardist_prob', "
+    + "'dist':'stardist_dist', 'probThresh':'" + probThresh + "', 'nmsThresh':'" + nmsThresh
+    + "', 'outputType':'Both', 'excludeBoundary':'0', 'roiPosition':'Automatic', 'verbose':'false'], "
+    + "process=[false]");
+"""
 
 
 def export_bioimageio(model: Any, path: str | Path, test_input: Any,
                       name: str = "ij-bridge StarDist",
                       description: str = "StarDist star-convex nucleus detection trained with ij-bridge.",
-                      authors: Sequence[str] = ("ij-bridge user",), license: str = "CC-BY-4.0",
+                      authors: Sequence[str] | str = ("ij-bridge user",), license: str = "CC-BY-4.0",
                       overwrite: bool = False) -> Path:
     """Write ``model`` as a bioimage.io model package (folder, or zip if ``path`` ends with .zip).
 
@@ -55,76 +153,173 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
     ----------
     model : StarDist2D or StarDist3D
     path : str or Path
-        Output folder or ``.zip``.
+        Output folder or ``.zip``; written through a temporary sibling and
+        renamed into place.
     test_input : array_like
-        Example image as for :meth:`predict_instances`; cropped to at most 256
-        pixels per axis and to multiples of the divisor.
+        Example image as for :meth:`predict_instances` (``(Y, X[, C])`` or
+        ``(Z, Y, X[, C])``, or a DataArray), not normalised; cropped to at most
+        256 × 256 (2D) or 64 × 128 × 128 (3D) and to multiples of the
+        network's divisor.
     name, description, authors, license
-        Package metadata.
+        Package metadata (``license`` an SPDX identifier).
     overwrite : bool
         Replace an existing package at ``path``.
-    """
-    import copy
 
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ij_bridge.model_files.DestinationError
+        ``path`` exists and not ``overwrite`` (checked before any work).
+    ValueError
+        ``test_input`` does not fit the model.
+    """
     from .. import __version__
 
+    check_package_destination(path, overwrite=overwrite)
     cfg = model.config
+    nd = cfg.ndim
     x = model._to_channels_first(test_input, "test_input")
-    crop = tuple(min(s, 256) // d * d for s, d in zip(x.shape[1:], cfg.divisor))
+    div = tuple(int(v) for v in cfg.divisor)
+    crop = tuple(min(s, m) // d * d for s, m, d in zip(x.shape[1:], _MAX_TEST[nd], div))
     if min(crop) < 1:
-        raise ValueError(f"test_input {x.shape[1:]} is smaller than the network's divisor {cfg.divisor}")
-    x = np.ascontiguousarray(x[(slice(None),) + tuple(slice(0, c) for c in crop)])
+        raise ValueError(f"test_input of spatial shape {x.shape[1:]} is smaller than the network's "
+                         f"divisor {div}; give a larger image")
+    x = np.ascontiguousarray(x[(slice(None),) + tuple(slice(0, c) for c in crop)], np.float32)
     xn = model._normalize(x)
 
-    net = copy.deepcopy(model.net).cpu().float().to(memory_format=torch.contiguous_format).eval()
-    wrapped = _Exported(net).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(wrapped, torch.zeros((1,) + xn.shape), check_trace=False)
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf)
-        out = wrapped(torch.from_numpy(xn[None])).numpy()
-    ts_bytes = buf.getvalue()
-    t_in, t_out = io.BytesIO(), io.BytesIO()
-    np.save(t_in, x[None].astype(np.float32))
-    np.save(t_out, out.astype(np.float32))
-    readme = (f"# {name}\n\n{description}\n\nTrained with ij-bridge {__version__}. The network outputs "
-              f"{1 + cfg.n_rays} channels at grid {cfg.grid}: probability, then {cfg.n_rays} ray "
-              f"distances (pixels; clip at 0). Thresholds: prob {model.thresholds['prob']:.3f}, nms "
-              f"{model.thresholds['nms']:.2f}.\n\nConfig:\n\n```json\n"
-              f"{json.dumps(cfg.to_dict(), indent=2)}\n```\n")
-    files = {"weights_torchscript.pt": ts_bytes, "test_input.npy": t_in.getvalue(),
-             "test_output.npy": t_out.getvalue(), "README.md": readme.encode()}
-    spatial = ["z", "y", "x"][-cfg.ndim:]
+    # the consumers' network, rebuilt from the exported kwargs and filled from the state dict
+    cfg_dict = json.loads(json.dumps(cfg.to_dict()))
+    net = StarDistBioimageioNet(cfg_dict)
+    state = {k: v.detach().cpu().float().contiguous() for k, v in model.net.state_dict().items()}
+    net.net.load_state_dict(state)
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.from_numpy(xn[None])).numpy()
+    # the same maps as the model's own prediction at the candidate positions
+    ref = model._forward_padded(xn)
+    sub = out[0][(slice(None),) + tuple(slice(None, None, g) for g in cfg.grid)]
+    if sub.shape != ref.shape or not np.allclose(sub, ref, rtol=1e-4, atol=1e-4):
+        raise RuntimeError("internal error: the exported network does not reproduce the model's prediction")
+    bigger = np.pad(xn, [(0, 0)] + [(0, d) for d in div], mode="reflect")[None]
+    ts_bytes = torchscript_bytes(net, xn[None], check=bigger)
+    sd_bytes = state_dict_bytes(net)
+
+    th = {"prob": float(model.thresholds["prob"]), "nms": float(model.thresholds["nms"])}
+    spatial = ["z", "y", "x"][-nd:]
+    mid = (lambda a: a[a.shape[0] // 2]) if nd == 3 else (lambda a: a)
+    files: dict[str, bytes] = {
+        "weights_torchscript.pt": ts_bytes, "weights.pt": sd_bytes,
+        "test_input.npy": npy_bytes(x[None]), "test_output.npy": npy_bytes(out.astype(np.float32)),
+        "sample_input.tif": tiff_bytes(x[0] if cfg.n_channels == 1 else x),
+        "sample_output.tif": tiff_bytes(out[0].astype(np.float32)),
+        "cover.png": cover_png(mid(x[0]), mid(ref[0])),
+    }
+    stardist_cfg: dict[str, Any] = {
+        "ij_bridge_version": __version__, "model_class": type(model).__name__,
+        "thresholds": th, "config": _original_keys(model), "n_rays": cfg.n_rays, "grid": list(cfg.grid),
+        "nms": {"prob_thresh": th["prob"], "nms_thresh": th["nms"], "exclude_border": 0,
+                "candidates": "pixels of the output whose probability > prob_thresh; "
+                              "their probability is non-zero only at every grid-th pixel",
+                "overlap": "intersection over the smaller object's area" if nd == 2 else
+                           "intersection over the smaller object's volume",
+                "order": "decreasing probability"},
+        "output_layout": {"channels": ["prob"] + [f"dist{k}" for k in range(cfg.n_rays)],
+                          "resolution": "input (prob at every grid-th pixel, dist repeated per grid cell)",
+                          "dist_units": "input pixels"},
+        "normalization": {"method": "percentile", "percentiles": list(cfg.percentiles), "per_channel": True},
+    }
+    if nd == 2:
+        stardist_cfg["ray_convention"] = "ray k at angle 2*pi*k/n_rays; (row, col) offset = dist*(sin, cos)"
+        files["stardist_postprocessing.ijm"] = _macro(th["prob"], th["nms"], cfg.n_rays).encode()
+        stardist_cfg["postprocessing_macro"] = "stardist_postprocessing.ijm"
+    elif model.rays is not None:
+        stardist_cfg["ray_convention"] = "rays[k] is a (z, y, x) unit-free direction; vertex = centre + dist*ray"
+        stardist_cfg["rays"] = model.rays.to_dict()
+    prov = getattr(model, "provenance", None)
+    if prov:
+        stardist_cfg["provenance"] = json.loads(json.dumps(prov, default=str))
+
+    src = (f"Imported from `{prov.get('source')}` (sha256 `{prov.get('sha256')}`).\n\n"
+           if prov and isinstance(prov, dict) else "")
+    readme = f"""# {name}
+
+{description}
+
+{src}Exported by ij-bridge {__version__} from a `{type(model).__name__}` ({cfg.n_rays} rays, grid {tuple(cfg.grid)},
+{cfg.n_channels} input channel(s)).
+
+## Inputs and outputs
+
+* Input `input`: axes b, c, {', '.join(spatial)}; each spatial size a multiple of {div}. Preprocessing
+  `scale_range`: per sample and channel, the {cfg.percentiles[0]} and {cfg.percentiles[1]} percentiles are
+  mapped to 0 and 1.
+* Output `output`: axes b, c, {', '.join(spatial)} at the input's size; channel 0 the object probability
+  (at every grid-th pixel, zero between), channels 1-{cfg.n_rays} the ray distances in input pixels.
+
+## Post-processing (instances)
+
+Candidates are the pixels whose probability exceeds `prob` = {th['prob']:.4g}; each is a star-convex
+{'polygon' if nd == 2 else 'polyhedron'} with the given ray distances. Non-maximum suppression, in
+decreasing probability, drops a candidate that overlaps a kept one by more than `nms` = {th['nms']:.4g}.
+The values are under `config.stardist` in `rdf.yaml` (`thresholds`, `nms`, `n_rays`, `grid`{', `rays`' if nd == 3 else ''}).
+{'In Fiji, run the package with deepImageJ and then `stardist_postprocessing.ijm` (the StarDist plugin must be installed).' if nd == 2 else ''}
+In Python, ij-bridge gives the same objects: `StarDist{nd}D.load(...)` of the original ij-bridge model,
+then `predict_instances`.
+
+## Validation
+
+The test output was computed by ij-bridge from the test input; `bioimageio.core`'s `test_model`
+reproduces it with both weight formats. The TorchScript weights were checked on a second input size.
+Segmentation quality on the user's data has to be checked on held-out annotated images.
+
+## Configuration
+
+```json
+{json.dumps(cfg_dict, indent=2)}
+```
+"""
+    files["README.md"] = readme.encode()
+
     in_axes: list[dict[str, Any]] = [{"type": "batch"},
                                      {"type": "channel", "channel_names": [f"c{i}" for i in range(cfg.n_channels)]}]
-    in_axes += [{"type": "space", "id": a, "size": {"min": d, "step": d}} for a, d in zip(spatial, cfg.divisor)]
+    in_axes += [{"type": "space", "id": a, "size": {"min": d, "step": d}} for a, d in zip(spatial, div)]
     out_axes: list[dict[str, Any]] = [{"type": "batch"},
                                       {"type": "channel",
                                        "channel_names": ["prob"] + [f"dist{k}" for k in range(cfg.n_rays)]}]
-    out_axes += [{"type": "space", "id": a, "size": {"tensor_id": "input", "axis_id": a}, "scale": float(g)}
-                 for a, g in zip(spatial, cfg.grid)]
+    out_axes += [{"type": "space", "id": a, "size": {"tensor_id": "input", "axis_id": a}} for a in spatial]
     lo, hi = cfg.percentiles
     torch_version = torch.__version__.split("+")[0]
-    stardist_cfg = {"ij_bridge_version": __version__, "model_class": type(model).__name__,
-                    "thresholds": dict(model.thresholds), "n_rays": cfg.n_rays, "grid": list(cfg.grid),
-                    "ray_convention": "2D: ray k at angle 2*pi*k/n_rays, (row, col) = (sin, cos)"}
-    if model.rays is not None:
-        stardist_cfg["rays"] = model.rays.to_dict()
+    attachments = [file_entry("stardist_postprocessing.ijm", files)] if nd == 2 else []
     rdf = {
         "type": "model", "format_version": FORMAT_VERSION, "name": name, "description": description,
-        "authors": [{"name": a} for a in authors], "cite": _CITE, "license": license,
-        "documentation": "README.md",
-        "tags": ["stardist", "segmentation", "instance-segmentation", "nuclei", "ij-bridge", f"{cfg.ndim}d"],
+        "authors": authors_list(authors), "cite": _CITE, "license": license,
+        "documentation": "README.md", "covers": ["cover.png"],
+        "tags": ["stardist", "segmentation", "instance-segmentation", "nuclei", "ij-bridge", "pytorch",
+                 f"{nd}d"],
         "inputs": [{"id": "input", "axes": in_axes,
-                    "test_tensor": {"source": "test_input.npy", "sha256": sha256(files["test_input.npy"])},
+                    "test_tensor": file_entry("test_input.npy", files),
+                    "sample_tensor": file_entry("sample_input.tif", files),
                     "preprocessing": [{"id": "scale_range",
-                                       "kwargs": {"axes": spatial, "min_percentile": lo, "max_percentile": hi}}]}],
+                                       "kwargs": {"axes": spatial, "min_percentile": float(lo),
+                                                  "max_percentile": float(hi)}}]}],
         "outputs": [{"id": "output", "axes": out_axes,
-                     "test_tensor": {"source": "test_output.npy", "sha256": sha256(files["test_output.npy"])}}],
-        "weights": {"torchscript": {"source": "weights_torchscript.pt", "sha256": sha256(ts_bytes),
-                                    "pytorch_version": torch_version}},
-        "config": {"stardist": stardist_cfg, "ij_bridge": {"stardist_config": cfg.to_dict()}},
+                     "test_tensor": file_entry("test_output.npy", files),
+                     "sample_tensor": file_entry("sample_output.tif", files)}],
+        "weights": {
+            "pytorch_state_dict": {
+                **file_entry("weights.pt", files),
+                "architecture": {"callable": "StarDistBioimageioNet", "import_from": "ij_bridge.stardist.bioimageio",
+                                 "kwargs": {"config": cfg_dict}},
+                "pytorch_version": torch_version,
+            },
+            "torchscript": {**file_entry("weights_torchscript.pt", files), "pytorch_version": torch_version,
+                            "parent": "pytorch_state_dict"},
+        },
+        "attachments": attachments,
+        "config": {"stardist": stardist_cfg, "ij_bridge": {"version": __version__, "stardist_config": cfg_dict}},
     }
-    files["rdf.yaml"] = json.dumps(rdf, indent=2).encode()
+    files["rdf.yaml"] = rdf_bytes(rdf)
     return write_package(path, files, overwrite=overwrite)

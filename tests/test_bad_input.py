@@ -439,3 +439,25 @@ def test_fiji_compat_refuses_misspelt_plugin_arguments_and_quotes_titles():
 
     _import_builtin_commands()
     check_options(get_command("StarDist 2D (torch)"), options)
+
+
+@pytest.mark.parametrize("options, message", [
+    ("input=[low=5] low=1", r"ImageJ would read low= from inside another option's value \(as '5\]'\)"),
+    ("input='a normalize b'", r"ImageJ would switch the checkbox normalize on"),
+    ("input=a[b normalize", r"ImageJ would not see the checkbox normalize"),
+])
+def test_options_that_imagej_would_read_differently_are_refused(ij, options, message):
+    """Our reading of the options must be ImageJ's own; checked against ij.Macro itself too."""
+    import jpype
+
+    from ij_bridge.commands.registry import _import_builtin_commands, _imagej_value
+
+    _import_builtin_commands()
+    with pytest.raises(CommandError, match=message):
+        check_options(get_command("StarDist 2D (torch)"), options)
+    Macro = jpype.JClass("ij.Macro")
+    for key in ("input", "low", "model"):
+        java = Macro.getValue(options + " ", key, None)
+        assert _imagej_value(options + " ", key) == (None if java is None else str(java))
+    # the same words in their proper places pass
+    check_options(get_command("StarDist 2D (torch)"), "low=1 input=[low=5] normalize")

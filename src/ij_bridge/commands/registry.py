@@ -314,6 +314,72 @@ def check_options(cmd: "Command", options: str) -> None:
                                f"out to switch it off (not {key}={value})")
         if p.kind != "checkbox" and value is None:
             raise CommandError(f"option {key} needs a value: {key}=... (options: {valid()})")
+    # what ImageJ itself will read must be what was written: a key inside another value
+    # ("text=[low=5]") would otherwise reach the command instead of the real option
+    given = dict(pairs)
+    padded = options if options.endswith(" ") else options + " "  # as Macro.getOptions() gives it
+    for key, p in params.items():
+        if p.kind == "checkbox":
+            seen_by_imagej = _imagej_is_match(padded, key + " ")
+            if seen_by_imagej and key not in given:
+                raise CommandError(
+                    f"ImageJ would switch the checkbox {key} on: the word {key!r} stands inside "
+                    "another option's value; put that value in [brackets]")
+            if key in given and not seen_by_imagej:
+                raise CommandError(
+                    f"ImageJ would not see the checkbox {key}: an unbracketed '[' in a value before "
+                    "it hides it; put values with brackets in [brackets]")
+        elif _imagej_value(padded, key) != given.get(key):
+            raise CommandError(
+                f"ImageJ would read {key}= from inside another option's value (as "
+                f"{_imagej_value(padded, key)!r}); give {key}= before that option, or remove "
+                f"'{key}=' from the value")
+
+
+def _imagej_value(options: str, key: str) -> str | None:
+    """The value ``ij.Macro.getValue(options, key, null)`` returns (ImageJ 1.53t's rules)."""
+    k = key + "="
+    index = -1
+    while True:  # the first 'key=' not preceded by a letter
+        index = options.find(k, index + 1)
+        if index < 0:
+            return None
+        if index == 0 or not options[index - 1].isalpha():
+            break
+    rest = options[index + len(k):]
+    if not rest:
+        return None
+    if rest[0] == "'":
+        end = rest.find("'", 1)
+        return None if end < 0 else rest[1:end]
+    if rest[0] == "[":
+        depth = 1
+        for i in range(1, len(rest)):
+            depth += {"[": 1, "]": -1}.get(rest[i], 0)
+            if depth == 0:
+                return rest[1:i]
+        return None
+    end = rest.find(" ")
+    return None if end < 0 else rest[:end]
+
+
+def _imagej_is_match(options: str, word: str) -> bool:
+    """Whether ImageJ's ``GenericDialog`` sees the checkbox ``word`` (``"key "``) in ``options``."""
+    if options.startswith(word):
+        return True
+    word = " " + word
+    in_literal = False
+    for i in range(len(options) - len(word) + 1):
+        c = options[i]
+        if in_literal and c == "]":
+            in_literal = False
+        elif c == "[":
+            in_literal = True
+        if c != word[0] or in_literal or (i > 1 and options[i - 1] == "="):
+            continue
+        if options.startswith(word, i):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- commands

@@ -4,6 +4,7 @@ Examples::
 
     ij-bridge n2v train noisy.tif --model n2v.zip --epochs 20
     ij-bridge n2v predict --model n2v.zip noisy.tif more/ --output denoised/
+    ij-bridge n2v import my_n2v_model/ --model n2v.zip
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from . import CLIError, collect_tiffs
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``n2v`` group with its ``train`` and ``predict`` sub-commands."""
-    grp = subparsers.add_parser("n2v", help="Noise2Void denoising (train, predict)",
+    """Add the ``n2v`` group with its ``train``, ``predict`` and ``import`` sub-commands."""
+    grp = subparsers.add_parser("n2v", help="Noise2Void denoising (train, predict, import)",
                                 description="Self-supervised denoising with Noise2Void.")
     sub = grp.add_subparsers(dest="n2v_command", metavar="SUBCOMMAND")
     grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
@@ -67,6 +68,21 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
+
+    im = sub.add_parser("import", help="convert an n2v (juglab) model to ij-bridge's format",
+                        description="Convert a model of the original n2v package (model folder, "
+                        "its zip, a weights .h5 with config.json beside it, or tf_model.zip with "
+                        "config.json beside it) to an ij-bridge N2V model. Predictions are the "
+                        "original's; source, sha256 and original config are kept in the model.")
+    im.add_argument("source", type=Path, metavar="SRC", help="the n2v model")
+    im.add_argument("--model", required=True, type=Path,
+                    help="where to write the ij-bridge model: a folder, or a file ending in .zip")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing model at --model")
+    im.set_defaults(func=_import)
+
+    from .export import add_export_parser
+
+    add_export_parser(sub, "n2v")
 
 
 # ---------------------------------------------------------------------------- files
@@ -171,6 +187,31 @@ def _train(args: argparse.Namespace) -> int:
     print(f"trained {cfg.epochs} epochs on {len(files)} image(s): train loss {last.train_loss:.4g}, "
           f"best val loss {best.val_loss.iloc[0]:.4g} (epoch {int(best.epoch.iloc[0])}); "
           f"model saved to {args.model}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..model_files import DestinationError, check_destination
+
+    try:  # before the source is read
+        check_destination(args.model, overwrite=args.overwrite, kind="--model",
+                          folder=args.model.suffix.lower() != ".zip", markers=("n2v_model.json",))
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
+    from ..n2v import N2V
+    from ..n2v.original import detect
+
+    if detect(args.source) is None and args.source.exists():
+        raise CLIError(f"{args.source} is not a model of the original n2v (no config.json with "
+                       "means/stds); if it is an ij-bridge model it needs no import")
+    try:
+        model = N2V.load(args.source, device="cpu")
+        model.save(args.model, overwrite=args.overwrite)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    prov = model.provenance or {}
+    print(f"imported {args.source} ({prov.get('format')}, {model.config.ndim}D, "
+          f"{model.config.n_channels} channel(s)) -> {args.model}")
     return 0
 
 

@@ -113,6 +113,13 @@ class N2VConfig:
         Pooling per spatial axis, e.g. ``(1, 2, 2)`` for anisotropic stacks.
     n_channels : int, optional
         Number of image channels; set by training.
+    original_net : dict, optional
+        Set for models imported from the original n2v (juglab): the network is
+        then n2v's own U-Net (:class:`ij_bridge.nets.n2v_original.N2VOriginalNet`)
+        with these settings (``single_net_per_channel``, ``residual``,
+        ``blurpool``, ``skip_skipone``, ``last_activation``,
+        ``batch_norm_eps``) and the ``unet_*`` fields above, instead of
+        :class:`ij_bridge.nets.unet.UNet`.
     """
 
     axes: str = "YX"
@@ -138,8 +145,13 @@ class N2VConfig:
     unet_batch_norm: bool = True
     unet_pool: tuple[int, ...] | None = None
     n_channels: int | None = None
+    original_net: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.original_net is not None:
+            if not isinstance(self.original_net, Mapping) or self.original_net.get("family") != "n2v":
+                raise ValueError(f"original_net must be a dict with family='n2v', got {self.original_net!r}")
+            self.original_net = dict(self.original_net)
         axes = str(self.axes).upper()
         bad = [a for a in axes if a not in AXES_LETTERS]
         if bad or len(set(axes)) != len(axes) or "Y" not in axes or "X" not in axes:
@@ -224,6 +236,15 @@ class N2VConfig:
             n_filters=self.unet_filters, kernel_size=self.unet_kernel_size,
             n_conv_per_depth=self.unet_n_conv_per_depth, batch_norm=self.unet_batch_norm,
             pool=self.pool, blur_pool=n2v2, skip_top=not n2v2, out_channels=int(self.n_channels or 1),
+        )
+
+    def original_net_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``N2VOriginalNet.from_description`` (imported n2v models)."""
+        return dict(
+            in_channels=int(self.n_channels or 1), ndim=self.ndim, depth=self.unet_depth,
+            n_filters=self.unet_filters, kernel_size=self.unet_kernel_size,
+            n_conv_per_depth=self.unet_n_conv_per_depth, batch_norm=self.unet_batch_norm,
+            desc=dict(self.original_net or {}),
         )
 
     # --- JSON ----------------------------------------------------------

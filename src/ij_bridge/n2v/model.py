@@ -68,6 +68,8 @@ class N2V:
         self.mean: np.ndarray | None = None  # per channel, float64
         self.std: np.ndarray | None = None
         self.history: Any = None
+        #: where an imported model came from (source, sha256, original config), else None
+        self.provenance: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -77,7 +79,12 @@ class N2V:
     def _build(self, n_channels: int) -> None:
         self.config = self.config.replace(n_channels=int(n_channels))
         torch.manual_seed(self.config.seed)
-        self.net = UNet(**self.config.unet_kwargs()).to(self.device)
+        if self.config.original_net is not None:  # a model imported from n2v (juglab)
+            from ..nets.n2v_original import N2VOriginalNet
+
+            self.net = N2VOriginalNet.from_description(**self.config.original_net_kwargs()).to(self.device)
+        else:
+            self.net = UNet(**self.config.unet_kwargs()).to(self.device)
         if self.config.ndim == 2:
             # NHWC convolutions are about 25 % faster on CPU (oneDNN), no slower on GPU
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -456,7 +463,11 @@ class N2V:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "N2V":
-        """Load a model written by :meth:`save` (folder or zip).
+        """Load a model written by :meth:`save` (folder or zip), or one of the original n2v.
+
+        Models of the original n2v package (juglab) are read as they are: the
+        model folder or its zip (``config.json`` and ``weights_best.h5``) and
+        its ``tf_model.zip`` export; see :func:`ij_bridge.n2v.original.load_original`.
 
         Raises
         ------
@@ -466,5 +477,8 @@ class N2V:
             The model file is corrupt or not an ij-bridge N2V model.
         """
         from .model_io import load_model
+        from .original import detect, load_original
 
+        if detect(path) is not None:
+            return load_original(cls, path, device)
         return load_model(cls, Path(path), device)

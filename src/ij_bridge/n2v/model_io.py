@@ -59,6 +59,8 @@ def _payload(model: Any) -> tuple[bytes, bytes]:
         "weights": {"file": WEIGHTS, "sha256": sha256_bytes(weights)},
         "history": history,
     }
+    if getattr(model, "provenance", None) is not None:  # imported from another tool
+        meta["provenance"] = model.provenance
     return json.dumps(meta, indent=2).encode(), weights
 
 
@@ -72,8 +74,12 @@ def save_model(model: Any, path: Path, overwrite: bool = False) -> Path:
     ``n2v_model.json``.
     """
     meta, weights = _payload(model)
-    return write_members(path, [(MODEL_JSON, meta), (WEIGHTS, weights)], overwrite=overwrite,
-                         markers=(MODEL_JSON,))
+    members = [(MODEL_JSON, meta), (WEIGHTS, weights)]
+    if getattr(model, "provenance", None) is not None:
+        from .original import readme_text
+
+        members.append(("README.md", readme_text(model.provenance)))
+    return write_members(path, members, overwrite=overwrite, markers=(MODEL_JSON,))
 
 
 def _read(path: Path) -> tuple[bytes, callable]:
@@ -142,6 +148,7 @@ def load_model(cls: type, path: Path, device: Any = None) -> Any:
         import pandas as pd
 
         model.history = pd.DataFrame(meta["history"])
+    model.provenance = meta.get("provenance")
     return model
 
 

@@ -461,3 +461,18 @@ def test_options_that_imagej_would_read_differently_are_refused(ij, options, mes
         assert _imagej_value(options + " ", key) == (None if java is None else str(java))
     # the same words in their proper places pass
     check_options(get_command("StarDist 2D (torch)"), "low=1 input=[low=5] normalize")
+
+
+def test_batch_refuses_a_path_that_would_shadow_another_value(tmp_path):
+    from ij_bridge.batch import BatchError, macro_argument, plan_batch
+
+    inp = tmp_path / "run output=1"
+    inp.mkdir()
+    imwrite(inp / "a.tif", np.zeros((4, 4), np.uint8))
+    macro = tmp_path / "m.ijm"
+    macro.write_text('print(getArgument());\n')
+    with pytest.raises(BatchError, match=r"contains 'output=', which ImageJ's Macro.getValue would take"):
+        plan_batch(macro, inp, tmp_path / "out", pattern="*.tif")
+    text = macro_argument("/in/x].tif", "/out/x]/", "x]", "--flag [a]")
+    assert parse_options(text) == [("input", "/in/x].tif"), ("output", "/out/x]/"), ("name", "x]"),
+                                   ("arg", "--flag [a]")]

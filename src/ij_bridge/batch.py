@@ -360,10 +360,16 @@ def macro_argument(input: str, output: str, name: str, arg: str) -> str:
         For a value that ImageJ's options cannot carry (see
         :func:`ij_bridge.commands.registry.quote_option`).
     """
-    from .commands.registry import quote_option
+    from .commands.registry import _imagej_value, quote_option
 
-    return (f"input={quote_option(input)} output={quote_option(output)} "
-            f"name={quote_option(name)} arg={quote_option(arg)}")
+    values = {"input": input, "output": output, "name": name, "arg": arg}
+    text = " ".join(f"{k}={quote_option(v)}" for k, v in values.items())
+    for key, value in values.items():  # a folder named "output=x" would shadow the real output=
+        if _imagej_value(text, key) != value:
+            culprit = next((v for k, v in values.items() if k != key and f"{key}=" in v), value)
+            raise ValueError(f"{culprit!r} contains '{key}=', which ImageJ's Macro.getValue would "
+                             f"take for the {key} value; rename it")
+    return text
 
 
 def _input_stamp(path: str) -> dict[str, int]:

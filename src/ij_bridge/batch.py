@@ -65,6 +65,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -119,6 +120,7 @@ class Task:
     arg: str = ""
     timeout: float | None = None
     into_existing: bool = False  # may write into a folder holding things ij-bridge did not write
+    exit_ok: bool = False  # exit("message") is a normal end, not a failure
 
 
 @dataclass
@@ -249,7 +251,7 @@ def _safe_name(text: str, fallback: str) -> str:
 
 def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_dir: str | os.PathLike,
                pattern: str = "*", *, arg: str = "", timeout: float | None = None,
-               into_existing: bool = False) -> list[Task]:
+               into_existing: bool = False, exit_ok: bool = False) -> list[Task]:
     """Check the arguments of a batch run and list its files, before any work starts.
 
     Parameters
@@ -264,7 +266,11 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
     arg : str
         Passed to the macro as ``arg=[...]`` in ``getArgument()``.
     timeout : float, optional
-        Seconds after which one file's macro is aborted (and the file failed).
+        Seconds after which one file's macro is stopped (and the file failed with
+        ``time limit``); a running IJ Bridge command stops at its next step.
+    exit_ok : bool
+        Treat the macro's ``exit("message")`` as a normal end; by default the
+        file fails with the message as its error.
     into_existing : bool
         Allow output folders (and a ``summary.csv``) that hold things ij-bridge
         did not write, and an output folder that contains the input folder:
@@ -342,7 +348,7 @@ def plan_batch(macro: str | os.PathLike, input_dir: str | os.PathLike, output_di
         tasks.append(Task(
             input=str(p), relative=p.relative_to(inp).as_posix(), output_dir=str(target),
             output_root=str(out), macro=code, macro_sha256=sha, macro_name=macro_path.name,
-            arg=arg, timeout=timeout, into_existing=into_existing,
+            arg=arg, timeout=timeout, into_existing=into_existing, exit_ok=exit_ok,
         ))
     _check_existing_outputs(tasks, out, into_existing)
     return tasks
@@ -525,8 +531,19 @@ def save_open_state(folder: str | os.PathLike, *, log_text: str = "") -> list[st
         if imp is None:
             continue
         name = _unique(_image_file_name(str(imp.getTitle())), used)
-        if not FileSaver(imp).saveAsTiff(str(folder / name)):
-            raise RuntimeError(f"ImageJ could not save the image {str(imp.getTitle())!r} as TIFF")
+        IJ = _j("ij.IJ")
+        IJ.getErrorMessage()  # forget older errors
+        IJ.redirectErrorMessages(True)  # a failed save goes to the Log, not a dialog
+        try:
+            saved = bool(FileSaver(imp).saveAsTiff(str(folder / name)))
+        finally:
+            IJ.redirectErrorMessages(False)
+        if not saved:
+            why = IJ.getErrorMessage()
+            why = f": {' '.join(str(why).split())}" if why is not None else ""
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()  # a partial file
+            raise RuntimeError(f"ImageJ could not save the image {str(imp.getTitle())!r} as TIFF{why}")
         written.append(name)
     rm = _j("ij.plugin.frame.RoiManager").getInstance()
     if rm is not None:
@@ -558,6 +575,24 @@ def save_open_state(folder: str | os.PathLike, *, log_text: str = "") -> list[st
     if log_text.strip():
         (folder / "log.txt").write_text(log_text.rstrip("\n") + "\n", encoding="utf-8")
         written.append("log.txt")
+    return written
+
+
+def _save_without_dialogs(folder: Path, log_text: str) -> list[str]:
+    """:func:`save_open_state`, with every ImageJ dialog closed and turned into an error.
+
+    ImageJ answers a failed save (a full disk, a permission) with an error
+    dialog that would wait forever for a click nobody can give on a virtual
+    display. Its errors are redirected to the Log, and a watcher closes any
+    dialog that still opens; either way the file fails with the message.
+    """
+    from .commands.runner import closing_dialogs
+
+    with closing_dialogs() as dialog_errors:
+        written = save_open_state(folder, log_text=log_text)
+    if dialog_errors:
+        raise RuntimeError("ImageJ reported while saving: " + " | ".join(" ".join(e.split())
+                                                                        for e in dialog_errors))
     return written
 
 
@@ -661,6 +696,7 @@ class ImageJSession:
         staging = root / STAGING_NAME / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         status, error, messages, outputs = "failed", "", [], []
+        stop = ""
         try:
             stamp = _input_stamp(task.input)
         except OSError as exc:
@@ -677,16 +713,22 @@ class ImageJSession:
                     imp.show()
                     arg = macro_argument(task.input, f"{staging}{os.sep}", Path(task.output_dir).name,
                                          task.arg)
-                    result = run_macro(task.macro + _EPILOGUE, arg, timeout=task.timeout)
+                    result = run_macro(task.macro + _EPILOGUE, arg, timeout=task.timeout,
+                                       exit_ok=task.exit_ok)
                     log_text = result.output
                     messages = list(result.messages)
                     changed = _input_stamp(task.input) != stamp if os.path.exists(task.input) else True
                     if changed:
                         error = (f"macro {task.macro_name} changed or removed its input file (e.g. with "
-                                 "run(\"Save\")); save results into the output folder instead")
+                                 "run(\"Save\")); save results into the output folder instead. The batch "
+                                 "stopped here, so that it does not change the other inputs too")
+                        stop = f"the batch stopped at {task.relative}, whose input the macro changed"
+                    elif result.cancelled == "time limit":
+                        error = (f"time limit: the macro ran past --timeout {task.timeout:g} s and was "
+                                 "stopped; nothing of this file was saved")
                     elif result.ok:
                         outputs = sorted(p.name for p in staging.iterdir())  # saved by the macro
-                        outputs += save_open_state(staging, log_text=log_text)
+                        outputs += _save_without_dialogs(staging, log_text)
                         status = "ok"
                     else:
                         error = f"macro {task.macro_name} failed: {result.error}"
@@ -704,8 +746,12 @@ class ImageJSession:
                     p.unlink()
             outputs = []
             if log_text.strip():
-                (staging / "log.txt").write_text(log_text.rstrip("\n") + "\n", encoding="utf-8")
-                outputs = ["log.txt"]
+                try:
+                    (staging / "log.txt").write_text(log_text.rstrip("\n") + "\n", encoding="utf-8")
+                    outputs = ["log.txt"]
+                except OSError:  # a full disk: the record matters more
+                    with contextlib.suppress(OSError):
+                        (staging / "log.txt").unlink()
         record = {
             "input": task.relative,
             "status": status,
@@ -719,7 +765,16 @@ class ImageJSession:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **stamp,
         }
-        (staging / RECORD_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        if stop:
+            record["stop"] = stop
+        try:
+            (staging / RECORD_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        except OSError as exc:  # e.g. the disk is full: report it, publish nothing
+            shutil.rmtree(staging, ignore_errors=True)
+            record.update(status="failed", outputs=[],
+                          error=(record["error"] + "; " if record["error"] else "")
+                          + f"cannot write into the output folder: {exc}")
+            return record
         _fix_modes(staging)
         try:
             _publish(staging, Path(task.output_dir), into_existing=task.into_existing)
@@ -814,13 +869,35 @@ def _run_inline(tasks: list[Task], on_result: Callable[[int, FileResult], None],
         session = ImageJSession(imagej, mode)
     except (ImageJNotFoundError, HeadlessError) as exc:
         raise BatchError(str(exc)) from None
+    stop = ""
     for i, task in enumerate(tasks):
+        if stop:
+            on_result(i, _not_run(task, stop))
+            continue
         rec = session.process(task)
+        stop = rec.get("stop", "")
         on_result(i, _result_from_record(task, rec))
 
 
+#: seconds a worker may take to start ImageJ before it is killed
+WORKER_STARTUP_LIMIT = 300.0
+#: seconds past a file's --timeout before its worker is killed (the worker stops the
+#: macro itself at the time limit; this is for a worker stuck in Java); the
+#: environment variable IJ_BRIDGE_BATCH_GRACE overrides it
+WORKER_GRACE = 30.0
+
+
+class _WorkerTimeLimit(RuntimeError):
+    """A worker did not answer within its file's time limit (it was killed)."""
+
+
 class _WorkerProcess:
-    """A ``python -m ij_bridge.batch --worker`` child: JSON lines in, JSON lines out."""
+    """A ``python -m ij_bridge.batch --worker`` child: JSON lines in, JSON lines out.
+
+    The worker first writes ``{"ready": true}`` once ImageJ runs, then one
+    record per task. A reader thread queues its lines so that :meth:`call` can
+    wait with a time limit and kill a worker that does not answer.
+    """
 
     def __init__(self, index: int, imagej: str | None, mode: str, log_dir: Path, threads: int) -> None:
         self.index = index
@@ -835,6 +912,18 @@ class _WorkerProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      text=True, bufsize=1, env=env)
+        self.ready = False
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, name=f"ij-bridge worker-{index} reader", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                self._lines.put(line)
+        except (OSError, ValueError):  # pragma: no cover - the pipe closed under us
+            pass
+        self._lines.put("")  # end of output: the worker exited
 
     def log_tail(self, n: int = 1500) -> str:
         try:
@@ -843,22 +932,55 @@ class _WorkerProcess:
             return ""
         return " ".join(data.split())
 
+    def _next_reply(self, limit: float | None) -> str:
+        try:
+            return self._lines.get(timeout=limit)
+        except queue.Empty:
+            self.kill()
+            raise _WorkerTimeLimit(limit) from None
+
     def call(self, task: Task) -> dict:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        """Send ``task``, wait for its record; kill the worker if it takes too long."""
+        assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(asdict(task)) + "\n")
             self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
         except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            rc = self.proc.wait()
-            raise RuntimeError(f"worker process {self.proc.pid} died (exit status {rc}) while processing "
-                               f"the file; its last output: {self.log_tail()}")
-        reply = json.loads(line)
-        if "fatal" in reply:
-            raise RuntimeError(reply["fatal"])
-        return reply
+            pass  # it died: the reader reports the end of its output
+        grace = float(os.environ.get("IJ_BRIDGE_BATCH_GRACE", WORKER_GRACE))
+        limit = None if task.timeout is None else float(task.timeout) + grace
+        while True:
+            if not self.ready:
+                try:
+                    line = self._next_reply(WORKER_STARTUP_LIMIT)
+                except _WorkerTimeLimit:
+                    raise RuntimeError(f"worker process {self.proc.pid} did not start ImageJ within "
+                                       f"{WORKER_STARTUP_LIMIT:g} s and was killed") from None
+            else:
+                try:
+                    line = self._next_reply(limit)
+                except _WorkerTimeLimit:
+                    raise _WorkerTimeLimit(
+                        f"time limit: the file ran past --timeout {task.timeout:g} s and its worker did "
+                        f"not stop it within {grace:g} s more; the worker (pid {self.proc.pid}) was killed "
+                        "and replaced") from None
+            if not line:
+                rc = self.proc.wait()
+                raise RuntimeError(f"worker process {self.proc.pid} died (exit status {rc}) while processing "
+                                   f"the file; its last output: {self.log_tail()}")
+            reply = json.loads(line)
+            if "fatal" in reply:
+                raise RuntimeError(reply["fatal"])
+            if reply.get("ready"):
+                self.ready = True
+                continue
+            return reply
+
+    def kill(self) -> None:
+        """End the worker now (its JVM goes with it, its virtual display on a parent-death signal)."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -867,9 +989,12 @@ class _WorkerProcess:
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
         self._log.close()
+
+
+def _not_run(task: Task, why: str) -> FileResult:
+    return _failed(task, f"not run: {why}")
 
 
 def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], imagej: str | None,
@@ -880,7 +1005,9 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
     done: queue.Queue = queue.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     log_dir = Path(tempfile.mkdtemp(prefix="ij-bridge-workers-"))
-    fatal: list[str] = []
+    fatal: list[str] = []   # no worker can start: the other files are not run
+    stop: list[str] = []    # a file's macro changed its input: the batch stops
+    live: dict[int, _WorkerProcess] = {}
 
     def drive(index: int) -> None:
         worker = None
@@ -890,34 +1017,44 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
                     i, task = todo.get_nowait()
                 except queue.Empty:
                     return
-                if fatal:
-                    done.put((i, _failed(task, f"not run: {fatal[0]}")))
+                if fatal or stop:
+                    done.put((i, _not_run(task, (fatal or stop)[0])))
                     continue
                 if worker is None:
                     worker = _WorkerProcess(index, imagej, mode, log_dir, threads)
+                    live[index] = worker
                 t0 = time.perf_counter()
                 try:
                     rec = worker.call(task)
+                    if rec.get("stop"):
+                        stop.append(rec["stop"])
                     done.put((i, _result_from_record(task, rec)))
-                except Exception as exc:  # noqa: BLE001 - the worker died: record, replace it
+                except Exception as exc:  # noqa: BLE001 - the worker died or was killed: record, replace it
                     text = str(exc)
                     done.put((i, _failed(task, text, f"worker-{index}", time.perf_counter() - t0)))
                     worker.close()
                     worker = None
+                    live.pop(index, None)
                     if "could not start" in text:
                         fatal.append(text)
         finally:
             if worker is not None:
                 worker.close()
+            live.pop(index, None)
 
     drivers = [threading.Thread(target=drive, args=(k,), daemon=True) for k in range(workers)]
     for t in drivers:
         t.start()
     received = 0
-    while received < len(tasks):
-        i, res = done.get()
-        received += 1
-        on_result(i, res)
+    try:
+        while received < len(tasks):
+            i, res = done.get()
+            received += 1
+            on_result(i, res)
+    except BaseException:  # Ctrl-C, SIGTERM: the workers end with the coordinator
+        for w in list(live.values()):
+            w.kill()
+        raise
     for t in drivers:
         t.join()
     shutil.rmtree(log_dir, ignore_errors=True)
@@ -956,14 +1093,24 @@ def _run_dask(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
             fut = client.submit(dask_process, asdict(task), imagej, mode, key=key, pure=False)
             futures.append(fut)
             index[fut.key] = i
+        reported: set[int] = set()
         for fut in as_completed(futures):
             i = index[fut.key]
             task = tasks[i]
             try:
                 rec = fut.result()
+                reported.add(i)
                 on_result(i, _result_from_record(task, rec))
             except Exception as exc:  # noqa: BLE001 - a task error or a killed worker
+                reported.add(i)
                 on_result(i, _failed(task, f"Dask task failed: {type(exc).__name__}: {exc}"))
+                continue
+            if rec.get("stop"):  # its macro changed its input: run no further file
+                client.cancel([f for f in futures if index[f.key] not in reported])
+                for j in range(len(tasks)):
+                    if j not in reported:
+                        on_result(j, _not_run(tasks[j], rec["stop"]))
+                break
     finally:
         if own:
             client.close()
@@ -1035,6 +1182,7 @@ def run_batch(
     show_progress: bool = True,
     in_process: bool | None = None,
     into_existing: bool = False,
+    exit_ok: bool = False,
 ) -> BatchReport:
     """Run an ImageJ macro over every matching file of a folder (see the module docs).
 
@@ -1061,7 +1209,13 @@ def run_batch(
     arg : str
         Extra text for the macro (``arg=[...]`` in ``getArgument()``).
     timeout : float, optional
-        Abort one file's macro after this many seconds.
+        Stop one file's macro after this many seconds: the file fails with
+        ``time limit`` and the batch goes on. A running IJ Bridge command stops
+        at its next step; a worker that still does not answer
+        :data:`WORKER_GRACE` seconds later is killed and replaced.
+    exit_ok : bool
+        Treat ``exit("message")`` in the macro as a normal end (default: the
+        file fails, with the message as its error).
     imagej, mode
         ImageJ location and display mode for the ImageJ processes.
     progress : callable, optional
@@ -1096,7 +1250,7 @@ def run_batch(
         raise BatchError("in_process=True runs one file at a time in this process: use workers=1, no scheduler")
     t0 = time.perf_counter()
     tasks = plan_batch(macro, input_dir, output_dir, pattern, arg=arg, timeout=timeout,
-                       into_existing=into_existing)
+                       into_existing=into_existing, exit_ok=exit_ok)
     out = Path(tasks[0].output_root)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / SUMMARY_NAME
@@ -1164,6 +1318,9 @@ def _worker_main(argv: Sequence[str]) -> int:
     p.add_argument("--imagej", default=None)
     p.add_argument("--mode", default="virtual")
     args = p.parse_args(argv)
+    # a Ctrl-C in the terminal reaches the whole process group: the coordinator
+    # answers it and ends the workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the protocol owns the real stdout; anything else printed goes to stderr
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
@@ -1181,6 +1338,8 @@ def _worker_main(argv: Sequence[str]) -> int:
             proto.write(json.dumps({"fatal": message}) + "\n")
             proto.flush()
         return 1
+    proto.write(json.dumps({"ready": True}) + "\n")
+    proto.flush()
     for line in sys.stdin:
         if not line.strip():
             continue

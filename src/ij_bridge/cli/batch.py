@@ -54,7 +54,10 @@ def register(sub) -> None:
                    help="run on a Dask distributed cluster, e.g. tcp://host:8786")
     p.add_argument("--arg", default="", metavar="STRING", help="extra text for the macro: arg=[STRING]")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="abort a file's macro after this many seconds (the file fails)")
+                   help="stop a file's macro after this many seconds (the file fails with 'time limit', "
+                        "the batch goes on)")
+    p.add_argument("--exit-ok", action="store_true",
+                   help='treat exit("message") in the macro as a normal end (default: the file fails)')
     p.add_argument("--imagej", default=None, metavar="PATH",
                    help="ij.jar, a folder of jars or a Fiji.app (default: see `ij-bridge info`)")
     p.add_argument("--mode", default="virtual", choices=["virtual", "interactive", "auto"],
@@ -107,7 +110,7 @@ def _batch(args: argparse.Namespace) -> int:
         report = run_batch(
             args.macro, args.input, args.output, pattern=args.pattern, resume=args.resume,
             workers=args.workers, scheduler=args.scheduler, arg=args.arg, timeout=args.timeout,
-            imagej=args.imagej, mode=args.mode, show_progress=not args.quiet,
+            imagej=args.imagej, mode=args.mode, show_progress=not args.quiet, exit_ok=args.exit_ok,
             into_existing=args.into_existing,
         )
     except BatchError as exc:

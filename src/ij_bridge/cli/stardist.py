@@ -327,7 +327,9 @@ def _predict(args: argparse.Namespace) -> int:
             raise CLIError(f"{path}: dims {tuple(dims)} lack {missing} for a {ndim}D model")
         loop = [d for d in dims if d not in spatial + ["c"]]
         if "c" in dims and da.sizes["c"] != model.config.n_channels:
-            raise CLIError(f"{path}: {da.sizes['c']} channel(s), the model expects {model.config.n_channels}")
+            raise CLIError(f"{path}: {da.sizes['c']} channel(s) (RGB counts 3), the model expects "
+                           f"{model.config.n_channels}: save the one channel to segment (or a grey "
+                           "version of an RGB image) first, or use a model trained on as many channels")
         if "c" not in dims and model.config.n_channels != 1:
             raise CLIError(f"{path}: one channel, the model expects {model.config.n_channels}")
         loop_shape = [da.sizes[d] for d in loop]

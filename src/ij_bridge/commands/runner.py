@@ -27,18 +27,19 @@ counts as a failure (the message is the error) unless ``exit_ok=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .. import cancel
 from . import registry
 
-__all__ = ["MacroResult", "run_macro", "close_all_images"]
+__all__ = ["MacroResult", "run_macro", "close_all_images", "closing_dialogs"]
 
 _INFO_TITLES = {"Message", "Macro"}  # showMessage(...), exit("...")
 _ERROR_DIALOG_TITLES = {"Macro Error", "No Image"}
@@ -485,6 +486,23 @@ def run_macro(
         cancelled=scope.reason,
         exit_message=exit_message,
     )
+
+
+@contextlib.contextmanager
+def closing_dialogs() -> Iterator[list[str]]:
+    """Close every ImageJ dialog that opens in this block; yield the list of their texts.
+
+    For work outside a macro (saving a batch file's results) that must never
+    wait for a click: error and message dialogs are closed and their texts
+    collected, input dialogs cancelled.
+    """
+    watcher = _Watcher(None, close_all=True)
+    watcher.start()
+    try:
+        yield watcher.errors
+    finally:
+        watcher.stop()
+        watcher.errors.extend(m for m in watcher.messages if m not in watcher.errors)
 
 
 def close_all_images() -> int:

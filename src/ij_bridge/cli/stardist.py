@@ -22,7 +22,7 @@ DEFAULT_MODEL = "stardist_nuclei2d"
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``stardist`` group with its ``train`` and ``predict`` sub-commands."""
+    """Add the ``stardist`` group with its ``train``, ``predict`` and ``import`` sub-commands."""
     grp = subparsers.add_parser("stardist", help="StarDist nucleus segmentation (train, predict)",
                                 description="Star-convex instance segmentation (StarDist) in PyTorch.")
     sub = grp.add_subparsers(dest="stardist_command", metavar="SUBCOMMAND")
@@ -74,6 +74,23 @@ def register(subparsers: Any) -> None:
                     help="replace existing outputs (each input's set of outputs is replaced as a whole)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
+
+    im = sub.add_parser("import", help="convert a model of the original StarDist to ij-bridge's format",
+                        description="Read a model of the original StarDist (its folder with config.json "
+                                    "and weights_best.h5, a zip of it, or a bioimage.io StarDist package) "
+                                    "and write it as an ij-bridge model, with its provenance (source, "
+                                    "SHA-256, the original config) in config.json and README.md.")
+    im.add_argument("src", type=Path, metavar="SRC", help="the original model (folder, .zip, rdf package)")
+    im.add_argument("--model", required=True, type=Path, help="output: a folder, or a file ending in .zip")
+    im.add_argument("--weights", help="weights file inside SRC (default weights_best.h5, else weights_last.h5)")
+    im.add_argument("--prob", type=float, help="probability threshold to store (default: the model's)")
+    im.add_argument("--nms", type=float, help="overlap (NMS) threshold to store (default: the model's)")
+    im.add_argument("--overwrite", action="store_true", help="replace an existing model at --model")
+    im.set_defaults(func=_import)
+
+    from .export import add_export_parser
+
+    add_export_parser(sub, "stardist")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -260,6 +277,52 @@ def _train(args: argparse.Namespace) -> int:
             model.plot_history(args.plot)
         except OSError as exc:
             raise _write_error(exc) from None
+    return 0
+
+
+# ------------------------------------------------------------------------------ import
+
+def _import(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ij_bridge.model_files import DestinationError, check_destination
+    from ij_bridge.stardist.model import StarDistBase
+    from ij_bridge.stardist.original import is_original_model
+
+    try:
+        check_destination(args.model, overwrite=args.overwrite, kind="--model",
+                          folder=args.model.suffix.lower() != ".zip", markers=("config.json",))
+    except DestinationError as exc:
+        raise CLIError(str(exc)) from None
+    if not args.src.exists():
+        raise CLIError(f"{args.src} not found; give the original model's folder, its .zip or a "
+                       "bioimage.io package")
+    if args.weights is None and not is_original_model(args.src):
+        raise CLIError(f"{args.src} is not a model of the original StarDist (no original config.json, "
+                       "weights .h5 or bioimage.io rdf.yaml); an ij-bridge model needs no import")
+    for name, v in (("prob", args.prob), ("nms", args.nms)):
+        if v is not None and not 0 < v < 1:
+            raise CLIError(f"--{name} must lie in (0, 1), got {v}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = StarDistBase.load(args.src, device="cpu", weights=args.weights)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CLIError(str(exc)) from None
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    for name, v in (("prob", args.prob), ("nms", args.nms)):
+        if v is not None:
+            model.thresholds[name] = float(v)
+            model.provenance["thresholds_from"] = "the command line"
+    try:
+        model.save(args.model, overwrite=args.overwrite)
+    except OSError as exc:
+        raise _write_error(exc) from None
+    c = model.config
+    print(f"imported {args.src} -> {args.model}: {type(model).__name__}, "
+          f"{c.original['backbone']} backbone, {c.n_rays} rays, grid {c.grid}, {c.n_channels} channel(s), "
+          f"thresholds prob={model.thresholds['prob']:.3f} nms={model.thresholds['nms']:.2f}")
     return 0
 
 

@@ -775,7 +775,10 @@ def load_original(cls, path: str | Path, device=None, weights: str | None = None
             raise OriginalModelError(f"{p} holds a {d}D model (original config n_dim={d}); load it "
                                      f"with {klass.__name__}.load")
         wbytes = src.read(wname)
-        layers = read_keras_h5(io.BytesIO(wbytes), name=src.label(wname))
+        try:
+            layers = read_keras_h5(io.BytesIO(wbytes), name=src.label(wname))
+        except KerasFormatError as exc:
+            raise OriginalModelError(str(exc)) from None
         if th is None:
             warnings.warn(f"{p} has no thresholds.json; using the original's defaults "
                           f"prob={DEFAULT_THRESHOLDS['prob']}, nms={DEFAULT_THRESHOLDS['nms']} "
@@ -796,7 +799,9 @@ def load_original(cls, path: str | Path, device=None, weights: str | None = None
         model.provenance = {
             "imported_from": kind,
             "source": str(p.resolve()),
-            "sha256": _file_sha256(p) if p.is_file() else None,
+            # a file: its SHA-256; a folder: the SHA-256 of the sorted "name  hash" lines of the files used
+            "sha256": _file_sha256(p) if p.is_file() else _sha256(
+                "".join(f"{n}  {h}\n" for n, h in sorted(files.items())).encode()),
             "files_sha256": files,
             "weights_file": wname,
             "thresholds_from": ("thresholds.json" if kind != "bioimageio-package" else rdf)
@@ -885,7 +890,9 @@ def provenance_readme(model) -> str:
              "the network is the original's architecture, its weights are the original's.", "",
              "## Provenance", "",
              f"- source: `{prov.get('source')}` ({prov.get('imported_from')})",
-             f"- source SHA-256: `{prov.get('sha256') or '(a folder; see files)'}`",
+             f"- source SHA-256: `{prov.get('sha256')}`"
+             + (" (a folder: SHA-256 of the sorted `name  hash` lines of the files below)"
+                if prov.get("imported_from", "").endswith("folder") else ""),
              f"- weights file: `{prov.get('weights_file')}`",
              f"- thresholds: prob {model.thresholds['prob']:.4g}, nms {model.thresholds['nms']:.4g} "
              f"(from {prov.get('thresholds_from')})"]

@@ -57,6 +57,10 @@ class _Rec:
     bn: str | None = None          # batch normalisation layer after a convolution
 
     def describe(self) -> str:
+        if self.kind == "conv":
+            shape, act, _, bn = self.params
+            return (f"convolution {self.name or '(unnamed)'} (kernel {tuple(shape)}, {act}"
+                    f"{', batch norm' if bn else ''})")
         what = {"conv": "convolution", "pool": "max-pooling", "up": "upsampling",
                 "concat": "concatenation", "convT": "transposed convolution",
                 "input": "input"}[self.kind]
@@ -268,6 +272,9 @@ class _Tracer:
                 raise self.fail(f"transposed convolution {layer!r} has a kernel other than ones "
                                 f"({ker.ravel()[:4]})")
             return _Rec("convT", None, (strides,), [self.memo[ins[2]]])
+        if op in ("StatefulPartitionedCall", "PartitionedCall"):
+            raise self.fail(f"node {n.name!r} calls a function ({op}): a TF2 object-graph "
+                            "SavedModel (Keras model.save), not the graph export_TF() writes")
         raise self.fail(f"node {n.name!r} has op {op!r}, which a StarDist network does not use")
 
     def _batch_norm(self, n: Node) -> _Rec:
@@ -435,6 +442,11 @@ def read_stardist_savedmodel(path: str | Path | SavedModel) -> StarDistSavedMode
 
     kernels = {k[:-len("/kernel")]: v for k, v in sm.variables.items() if k.endswith("/kernel")}
     if "prob" not in kernels or "dist" not in kernels:
+        if "keras_metadata.pb" in sm.extra_files or any(".ATTRIBUTES/" in k for k in sm.variables):
+            raise SavedModelError(
+                f"{where}: a Keras SavedModel of another network (no StarDist 'prob' and 'dist' "
+                "heads; n2v's export_TF writes such tf_model.zip files: load those with N2V.load); "
+                f"for StarDist, {_FIX}")
         have = ", ".join(sorted(kernels)[:8]) or "none"
         raise fail(f"no 'prob' and 'dist' layers (layers: {have}); a StarDist export has both")
     downs = {}

@@ -147,13 +147,14 @@ def test_recorded_fiji_line_runs_the_plugins_model(clean_imagej, tmp_path, monke
     app = fake_fiji(tmp_path, {FIJI_MODELS[VERSATILE].resource: FIXTURE / "TF_SavedModel.zip"})
     monkeypatch.setenv(ENV_FIJI, str(app))
     ref = np.load(FIXTURE / "reference.npz")
+    p_th, n_th = (f"{float(v):.6f}" for v in ref["thresholds"])  # a weak model: its own thresholds
     img = tmp_path / "cells.tif"
     tifffile.imwrite(img, (ref["x"] * 1000).astype(np.float32), imagej=True)
     args = ("'input':'cells.tif', 'modelChoice':'Versatile (fluorescent nuclei)', 'normalizeInput':'true', "
-            "'percentileBottom':'1.0', 'percentileTop':'99.8', 'probThresh':'0.479071', "
-            "'nmsThresh':'0.3', 'outputType':'Both', 'nTiles':'1', 'excludeBoundary':'0', "
+            "'percentileBottom':'1.0', 'percentileTop':'99.8', 'probThresh':'%s', "
+            "'nmsThresh':'%s', 'outputType':'Both', 'nTiles':'1', 'excludeBoundary':'0', "
             "'roiPosition':'Automatic', 'verbose':'false', 'showCsbdeepProgress':'false', "
-            "'showProbAndDist':'false'")
+            "'showProbAndDist':'false'") % (p_th, n_th)
     res = run_macro(f'open("{img}");\n'
                     f'run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2D], '
                     f'args=[{args}], process=[false]");\n'
@@ -165,5 +166,6 @@ def test_recorded_fiji_line_runs_the_plugins_model(clean_imagej, tmp_path, monke
 
     model = load_stardist_savedmodel(resolve_fiji_model(VERSATILE).location,
                                      fiji_model=FIJI_MODELS[VERSATILE])
-    labels, _ = model.predict_instances(ref["x"] * 1000, normalize=True, percentiles=(1.0, 99.8))
+    labels, _ = model.predict_instances(ref["x"] * 1000, normalize=True, percentiles=(1.0, 99.8),
+                                        prob_thresh=float(p_th), nms_thresh=float(n_th))
     assert n == labels.max() > 5

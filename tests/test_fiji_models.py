@@ -169,3 +169,31 @@ def test_recorded_fiji_line_runs_the_plugins_model(clean_imagej, tmp_path, monke
     labels, _ = model.predict_instances(ref["x"] * 1000, normalize=True, percentiles=(1.0, 99.8),
                                         prob_thresh=float(p_th), nms_thresh=float(n_th))
     assert n == labels.max() > 5
+
+
+def test_python_load_and_cli_predict(tmp_path, monkeypatch):
+    """StarDist2D.load and `ij-bridge stardist predict --model NAME --fiji Fiji.app`."""
+    import subprocess
+    import sys
+
+    import tifffile
+
+    app = fake_fiji(tmp_path, {FIJI_MODELS[VERSATILE].resource: FIXTURE / "TF_SavedModel.zip"})
+    with pytest.raises(FileNotFoundError, match=ENV_FIJI):
+        StarDist2D.load(VERSATILE)  # nothing named: says how to point at the models
+    monkeypatch.setenv(ENV_FIJI, str(app))
+    m = StarDist2D.load(VERSATILE)
+    assert m.thresholds == {"prob": 0.479071, "nms": 0.3} and "StarDist_-0.3.0.jar" in m.source
+    monkeypatch.delenv(ENV_FIJI)
+    ref = np.load(FIXTURE / "reference.npz")
+    img = tmp_path / "cells.tif"
+    tifffile.imwrite(img, ref["x"])
+    cli = str(Path(sys.executable).with_name("ij-bridge"))
+    r = subprocess.run([cli, "stardist", "predict", str(img), "--model", VERSATILE, "--fiji", str(app),
+                        "--no-normalize", "--prob", str(float(ref["thresholds"][0])), "--output",
+                        str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "dsb2018_heavy_augment.zip" in r.stderr
+    labels = tifffile.imread(tmp_path / "out" / "cells_labels.tif")
+    expect, _ = m.predict_instances(ref["x"], normalize=False, prob_thresh=float(ref["thresholds"][0]))
+    assert labels.max() == expect.max() > 5

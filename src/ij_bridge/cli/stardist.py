@@ -70,6 +70,9 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--low", type=float, default=1.0, help="normalisation low percentile (1)")
     pr.add_argument("--high", type=float, default=99.8, help="normalisation high percentile (99.8)")
     pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    pr.add_argument("--fiji", help="Fiji.app (or a folder of models) where --model names the StarDist "
+                                   "Fiji plugin's model, e.g. 'Versatile (fluorescent nuclei)' "
+                                   "(default: $IJ_BRIDGE_FIJI, $IJ_BRIDGE_MODELS)")
     pr.add_argument("--overwrite", action="store_true",
                     help="replace existing outputs (each input's set of outputs is replaced as a whole)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -375,9 +378,18 @@ def _predict(args: argparse.Namespace) -> int:
         if exist and not args.overwrite:
             raise CLIError(f"output exists: {exist[0]} (pass --overwrite to replace the outputs)")
     try:
-        model = StarDistBase.load(args.model, device=args.device)
+        from ..stardist.fiji_models import is_fiji_model_name, load_fiji_model, place_kwargs
+
+        fiji_name = is_fiji_model_name(str(args.model)) and not Path(args.model).exists()
+        if args.fiji and fiji_name:
+            model = load_fiji_model(str(args.model), device=args.device, **place_kwargs(args.fiji))
+        else:
+            model = StarDistBase.load(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    if fiji_name:
+        print(f"model: the StarDist Fiji plugin's {model.source}, thresholds prob "
+              f"{model.thresholds['prob']:g}, nms {model.thresholds['nms']:g}", file=sys.stderr)
     ndim = model.ndim
     n_tiles = _ints(args.tiles, ndim, "tiles")
     spatial = ["y", "x"] if ndim == 2 else ["z", "y", "x"]

@@ -23,17 +23,13 @@ _cache_lock = threading.Lock()
 def _load_fiji_model(name: str, fiji: str, log):
     """The StarDist Fiji plugin's model ``name`` from ``fiji`` (Fiji.app or a models folder),
     $IJ_BRIDGE_FIJI or $IJ_BRIDGE_MODELS; the bundled model (with a Log note) if absent."""
-    from ..stardist.fiji_models import FIJI_MODELS, fallback_note, not_found_message, resolve_fiji_model
+    from ..stardist.fiji_models import (FIJI_MODELS, fallback_note, not_found_message, place_kwargs,
+                                        resolve_fiji_model)
     from ..stardist.model import StarDistBase
     from ..stardist.savedmodel import load_stardist_savedmodel
 
-    fiji_dir = models_dir = None
-    if fiji.strip():
-        f = Path(fiji.strip()).expanduser()
-        if (f / "jars").is_dir() or (f / "plugins").is_dir():
-            fiji_dir = f
-        else:
-            models_dir = f
+    where = place_kwargs(fiji)
+    fiji_dir, models_dir = where.get("fiji"), where.get("models")
     try:
         ref = resolve_fiji_model(name, fiji=fiji_dir, models=models_dir)
     except FileNotFoundError as exc:

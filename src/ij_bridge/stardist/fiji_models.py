@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["FIJI_MODELS", "FijiModel", "ResolvedModel", "ENV_FIJI", "ENV_MODELS",
-           "is_fiji_model_name", "resolve_fiji_model", "fallback_note", "find_plugin_jars"]
+           "is_fiji_model_name", "resolve_fiji_model", "fallback_note", "not_found_message",
+           "load_fiji_model", "find_plugin_jars", "place_kwargs"]
 
 ENV_FIJI = "IJ_BRIDGE_FIJI"
 ENV_MODELS = "IJ_BRIDGE_MODELS"
@@ -202,9 +203,7 @@ def resolve_fiji_model(name: str, fiji: str | Path | None = None,
     return None
 
 
-def fallback_note(name: str, fallback: str, fiji: str | Path | None = None,
-                  models: str | Path | None = None) -> str:
-    """The Log line for a plugin model name that runs the bundled model instead."""
+def _not_found(name: str, fiji, models) -> tuple[str, str]:
     where = []
     fiji = fiji if fiji is not None else os.environ.get(ENV_FIJI)
     models = models if models is not None else os.environ.get(ENV_MODELS)
@@ -212,10 +211,64 @@ def fallback_note(name: str, fallback: str, fiji: str | Path | None = None,
         where.append(f"no StarDist plugin jar with it in {fiji}")
     if models:
         where.append(f"not in the models folder {models}")
-    why = f" ({'; '.join(where)})" if where else ""
-    return (f"'{name}' is the StarDist Fiji plugin's model, which was not found{why}; running "
-            f"IJ Bridge's bundled model {fallback} instead - results will differ from Fiji's. "
-            f"To run the real model, set {ENV_FIJI}=/path/to/Fiji.app (with the StarDist update "
-            f"site installed) or {ENV_MODELS}=/path/to/folder holding "
-            f"{_file_name(FIJI_MODELS[name].resource) if name in FIJI_MODELS else name + '.zip'}, "
-            "before starting")
+    why = f"'{name}' is the StarDist Fiji plugin's model, which was not found" + \
+        (f" ({'; '.join(where)})" if where else "")
+    m = _lookup(name)
+    file = _file_name(m.resource) if m is not None else f"{name}.zip"
+    how = (f"to run the real model, set {ENV_FIJI}=/path/to/Fiji.app (with the StarDist update "
+           f"site installed) or {ENV_MODELS}=/path/to/folder holding {file} before starting, "
+           "or give fiji=[/path/to/Fiji.app]")
+    return why, how
+
+
+def fallback_note(name: str, fallback: str, fiji: str | Path | None = None,
+                  models: str | Path | None = None) -> str:
+    """The Log line for a plugin model name that runs the bundled model instead."""
+    why, how = _not_found(name, fiji, models)
+    return (f"{why}; running IJ Bridge's bundled model {fallback} instead - results will differ "
+            f"from Fiji's. To {how[3:]}")
+
+
+def not_found_message(name: str, fiji: str | Path | None = None,
+                      models: str | Path | None = None) -> str:
+    """The error for a plugin model name that has no stand-in (H&E, DSB 2018)."""
+    why, how = _not_found(name, fiji, models)
+    return f"{why}, and IJ Bridge has no stand-in for it: {how}"
+
+
+def load_fiji_model(name: str, fiji: str | Path | None = None, models: str | Path | None = None,
+                    device=None):
+    """Load the plugin's model ``name`` (see :func:`resolve_fiji_model` for where it is looked for).
+
+    A SavedModel zip gets the plugin's thresholds for that model; an original
+    model folder or an ij-bridge model keeps its own.
+
+    Raises
+    ------
+    FileNotFoundError
+        Not found (the message says how to point at the models), or a named
+        place does not exist.
+    ValueError
+        The file found cannot be read as a StarDist model.
+    """
+    from .model import StarDistBase
+    from .savedmodel import load_stardist_savedmodel
+
+    ref = resolve_fiji_model(name, fiji=fiji, models=models)
+    if ref is None:
+        raise FileNotFoundError(not_found_message(name, fiji=fiji, models=models))
+    if ref.is_savedmodel:
+        model = load_stardist_savedmodel(ref.location, device=device, fiji_model=ref.model)
+    else:
+        model = StarDistBase.load(ref.location, device=device)
+    model.source = f"'{ref.model.name}' ({ref.location})"
+    return model
+
+
+def place_kwargs(path: str | Path | None) -> dict[str, Path]:
+    """``{"fiji": path}`` for a Fiji installation (it has ``jars/`` or ``plugins/``), else
+    ``{"models": path}`` (a folder of models); ``{}`` for nothing given."""
+    if path is None or not str(path).strip():
+        return {}
+    p = Path(str(path).strip()).expanduser()
+    return {"fiji": p} if (p / "jars").is_dir() or (p / "plugins").is_dir() else {"models": p}

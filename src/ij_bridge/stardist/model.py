@@ -802,6 +802,13 @@ class StarDistBase:
         p = Path(path)
         if not p.exists() and (_MODELS_DIR / str(path)).is_dir():
             p = _MODELS_DIR / str(path)
+        from .fiji_models import is_fiji_model_name, load_fiji_model
+
+        if not p.exists() and is_fiji_model_name(str(path)):  # from $IJ_BRIDGE_FIJI / _MODELS
+            if cls is StarDist3D:
+                raise ValueError(f"{path} is a 2D model of the StarDist Fiji plugin; load it "
+                                 "with StarDist2D.load")
+            return load_fiji_model(str(path), device=device)
         if not p.exists():
             hint = f" Bundled models: {', '.join(bundled_models())}." if bundled_models() else ""
             raise FileNotFoundError(f"StarDist model not found: {path}.{hint}")

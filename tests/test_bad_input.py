@@ -345,6 +345,8 @@ def test_rois_with_nan_or_inf_are_refused(ij, tmp_path, bad):
         roi_to_java(roi.tobytes())
     with pytest.raises(ValueError, match="NaN or infinite"):
         write_rois(tmp_path / "r.zip", [good, roi])
+    with pytest.raises(ValueError, match="overlay ROI 2 'bad one' has NaN or infinite"):
+        imwrite(tmp_path / "img.tif", np.zeros((16, 16), np.uint8), overlay=[good, roi])
     assert list(tmp_path.iterdir()) == []
     # an ImageJ ROI made in Java with a bad point
     FloatArr = jpype.JArray(jpype.JFloat)

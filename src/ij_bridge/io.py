@@ -620,8 +620,11 @@ def imwrite(path: str | os.PathLike, data: Any, *, dims: Sequence[str] | str | N
         meta["Labels"] = ["" if lab is None else str(lab) for lab in labels]
     if overlay:
         meta["Overlays"] = [_roi_bytes(r) for r in overlay]
+        for i, blob in enumerate(meta["Overlays"]):
+            check_roi_coordinates(blob, f"overlay ROI {i + 1}")
     if roi is not None:
         meta["ROI"] = _roi_bytes(roi)
+        check_roi_coordinates(meta["ROI"], "roi=")
     resolution = (_resolution_rational(cal["pixel_width"]), _resolution_rational(cal["pixel_height"]))
     with _atomic_path(path, overwrite) as tmp:
         tifffile.imwrite(tmp, arr, imagej=True, resolution=resolution, resolutionunit=1,

@@ -286,6 +286,9 @@ def check_options(cmd: "Command", options: str) -> None:
     CommandError
         An unknown key, an unterminated value, a key given twice, a checkbox given a
         value, or another field given without one; the message lists the valid keys.
+        Also options that ImageJ's own reading (``Macro.getValue`` for fields,
+        ``GenericDialog``'s word match for checkboxes) would take differently from
+        how they were written, e.g. ``low=`` inside another value.
     """
     import difflib
 

@@ -28,12 +28,27 @@ from .model_files import check_destination, write_members
 
 __all__ = ["FORMAT_VERSION", "sha256", "write_package", "check_package_destination", "npy_bytes",
            "tiff_bytes", "cover_png", "torchscript_bytes", "state_dict_bytes", "file_entry", "rdf_bytes",
-           "MARKER"]
+           "MARKER", "check_name", "NAME_CHARACTERS"]
 
 #: the bioimage.io model description version written (read by bioimageio.core, deepImageJ 3, JDLL)
 FORMAT_VERSION = "0.5.4"
 #: the file every package holds; an existing folder without it is never replaced
 MARKER = "rdf.yaml"
+
+
+#: the characters bioimage.io allows in a model's name (5 to 128 of them)
+NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+- ()")
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if bioimage.io accepts it as a model name; else a ValueError naming the fix."""
+    bad = sorted(set(str(name)) - NAME_CHARACTERS)
+    if bad:
+        raise ValueError(f"package name {name!r} has characters bioimage.io does not allow "
+                         f"({' '.join(repr(c) for c in bad)}); use letters, digits, spaces and _ + - ( ) only")
+    if not 5 <= len(name) <= 128:
+        raise ValueError(f"package name {name!r} must have 5 to 128 characters, it has {len(name)}")
+    return name
 
 
 def sha256(data: bytes) -> str:

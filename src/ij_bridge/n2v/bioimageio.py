@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bioimageio import (FORMAT_VERSION, authors_list, check_package_destination, cover_png, file_entry,
-                          npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes, write_package)
+from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
+                          file_entry, npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes,
+                          write_package)
 
 __all__ = ["export_bioimageio", "n2v_network"]
 
@@ -110,6 +111,8 @@ def export_bioimageio(
     from .. import __version__
     from .data import to_samples
 
+    check_name(name)
+    authors_list(authors)
     check_package_destination(path, overwrite=overwrite)
     cfg = model.config
     if not model.is_trained:

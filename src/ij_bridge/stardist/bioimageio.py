@@ -40,8 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bioimageio import (FORMAT_VERSION, authors_list, check_package_destination, cover_png, file_entry,
-                          npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes, write_package)
+from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
+                          file_entry, npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes,
+                          write_package)
 from .config import StarDistConfig
 
 __all__ = ["export_bioimageio", "StarDistBioimageioNet"]
@@ -178,6 +179,8 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
     """
     from .. import __version__
 
+    check_name(name)
+    authors_list(authors)
     check_package_destination(path, overwrite=overwrite)
     cfg = model.config
     nd = cfg.ndim

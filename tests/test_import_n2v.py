@@ -76,6 +76,19 @@ def test_reproduces_the_original(name, fmt):
     assert _tree_digest(REF) == before  # inputs are never written
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_sizes_the_network_cannot_take_are_padded_as_n2v_does(name):
+    ref = np.load(REF / name / "reference.npz")
+    model = N2V.load(REF / name, device="cpu")
+    out = model.predict(ref["input_odd"], axes=str(ref["axes"]))
+    rng = np.ptp(ref["output_odd"])
+    assert out.shape == ref["output_odd"].shape
+    assert np.abs(out - ref["output_odd"]).max() <= TOL * rng
+    # tiles give the same result (the image is padded once, before tiling)
+    tiled = model.predict(ref["input_odd"], axes=str(ref["axes"]), tile_shape=16)
+    assert np.abs(tiled - ref["output_odd"]).max() <= TOL * rng
+
+
 def test_architecture_is_read_from_config():
     m = N2V.load(REF / "n2v2_2d", device="cpu")
     assert m.config.variant == "N2V2" and m.config.unet_depth == 3

@@ -15,7 +15,9 @@ initial ones. For each model the script writes, under
   rest of the export is dropped). n2v writes the zip uncompressed; the fixture
   holds the same members, byte for byte, deflated;
 * ``reference.npz``: ``input`` (a small noisy image), ``axes`` and ``output``,
-  the original's own ``N2V.predict`` of it after reloading the model from disk.
+  the original's own ``N2V.predict`` of it after reloading the model from disk;
+  ``input_odd``/``output_odd`` the same for a size that is no multiple of
+  ``2**depth`` (n2v pads it before the network).
 
 ``n2v_2d.zip`` is the zip of the ``n2v_2d`` folder (one top-level folder inside).
 
@@ -129,6 +131,11 @@ def make_one(name: str, spec: dict, out: Path, work: Path) -> None:
     axes = ("ZYX" if nd == 3 else "YX") + ("C" if n_ch > 1 else "")
     inp = test if n_ch > 1 else test[..., 0]
     pred = model.predict(inp, axes=axes)
+    # a size the network cannot take as it is: n2v pads (csbdeep's PadAndCropResizer)
+    odd_shape = tuple(t - 3 - 2 * k for k, t in enumerate(spec["test"]))
+    odd = noisy_images(np.random.default_rng(99), odd_shape, n_ch)
+    odd = odd if n_ch > 1 else odd[..., 0]
+    pred_odd = model.predict(odd, axes=axes)
     # TF SavedModel export (the bioimage.io packaging after it needs an old bioimageio.core)
     try:
         model.export_TF(name=name, description="ij-bridge reference fixture", authors=["ij-bridge"],
@@ -150,7 +157,8 @@ def make_one(name: str, spec: dict, out: Path, work: Path) -> None:
             for info in zin.infolist():
                 zout.writestr(info, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
     np.savez_compressed(dst / "reference.npz", input=inp.astype(np.float32), axes=np.array(axes),
-                        output=pred.astype(np.float32))
+                        output=pred.astype(np.float32), input_odd=odd.astype(np.float32),
+                        output_odd=pred_odd.astype(np.float32))
     print(f"{name}: output range {float(pred.min()):.3f}..{float(pred.max()):.3f}")
 
 

@@ -349,6 +349,11 @@ class N2V:
         if not np.all(np.isfinite(samples)):
             raise ValueError("image to denoise contains NaN or infinite values")
         x = self._norm(samples)
+        crop = None
+        if cfg.original_net is not None:  # an imported n2v model: pad the image as n2v does
+            from .original import pad_like_n2v
+
+            x, crop = pad_like_n2v(x, cfg.divisor)
         spatial = x.shape[2:]
         div = cfg.divisor
         halo = tuple(int(math.ceil(r / d) * d) for r, d in zip(cfg.receptive_radius, div))
@@ -391,12 +396,13 @@ class N2V:
                             for t, r in zip(chunk, res):
                                 out[si][(slice(None),) + t.write] = r[(slice(None),) + t.crop]
                             done += len(chunk)
-                            cancel.check()
                             bar.update(len(chunk))
                             if progress is not None:
                                 progress(done, total, "denoising")
         finally:
             bar.close()
+        if crop is not None:
+            out = out[crop]
         shape = (1, -1) + (1,) * (out.ndim - 2)
         out = out * self.std.astype(np.float32).reshape(shape) + self.mean.astype(np.float32).reshape(shape)
         return restore(out.astype(np.float32, copy=False))
@@ -479,6 +485,6 @@ class N2V:
         from .model_io import load_model
         from .original import detect, load_original
 
-        if detect(path) is not None:
+        if detect(Path(path).expanduser()) is not None:
             return load_original(cls, path, device)
         return load_model(cls, Path(path), device)

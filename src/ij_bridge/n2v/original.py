@@ -556,6 +556,30 @@ def load_original(cls: type, path: str | Path, device: Any = None) -> Any:
     return model
 
 
+def pad_like_n2v(x: np.ndarray, divisor: tuple[int, ...]) -> tuple[np.ndarray, tuple[slice, ...] | None]:
+    """Pad ``(S, C, *spatial)`` images to multiples of ``divisor`` as n2v does before its network.
+
+    n2v predicts through CSBDeep's ``PadAndCropResizer``: each spatial axis is
+    padded by ``(d - s % d) % d`` pixels, half (rounded down) before and the
+    rest after, by reflection; the result is cropped back. Padding the whole
+    image once (not each tile) keeps tiled predictions equal to untiled ones.
+
+    Returns
+    -------
+    padded : ndarray
+    crop : tuple of slice or None
+        Index that cuts the padded result back to the input's size (None: no padding).
+    """
+    spatial = x.shape[2:]
+    pads = [((d - s % d) % d) for s, d in zip(spatial, divisor)]
+    if not any(pads):
+        return x, None
+    widths = [(0, 0), (0, 0)] + [(p // 2, p - p // 2) for p in pads]
+    mode = "reflect" if all(p - p // 2 < s for p, s in zip(pads, spatial)) else "edge"
+    crop = (slice(None), slice(None)) + tuple(slice(w[0], w[0] + s) for w, s in zip(widths[2:], spatial))
+    return np.pad(x, widths, mode=mode), crop
+
+
 def _is_keras3_h5_safe(data: bytes) -> bool:
     try:
         return _is_keras3_h5(data)

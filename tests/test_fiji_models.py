@@ -169,6 +169,19 @@ def test_recorded_fiji_line_runs_the_plugins_model(clean_imagej, tmp_path, monke
     labels, _ = model.predict_instances(ref["x"] * 1000, normalize=True, percentiles=(1.0, 99.8),
                                         prob_thresh=float(p_th), nms_thresh=float(n_th))
     assert n == labels.max() > 5
+    # the dialog's own keys: model=[<Fiji name>] and fiji=[Fiji.app] (no environment variable)
+    monkeypatch.delenv(ENV_FIJI)
+    res = run_macro(f'open("{img}");\n'
+                    f'run("StarDist 2D (torch)", "model=[{VERSATILE}] fiji=[{app}] probability={p_th} '
+                    f'overlap={n_th} normalize low=1 high=99.8 output=[ROI Manager] exclude=0");\n'
+                    'print("rois=" + roiManager("count"));')
+    assert res.ok, res.error
+    assert "StarDist_-0.3.0.jar!/models/2D/dsb2018_heavy_augment.zip" in res.output
+    assert int(res.output.split("rois=")[1].split()[0]) == n
+    res = run_macro(f'open("{img}");\n'
+                    f'run("StarDist 2D (torch)", "model=[{VERSATILE}] output=[ROI Manager]");')
+    assert res.ok, res.error  # not found: the bundled stand-in, and the Log says so plainly
+    assert "results will differ from Fiji's" in res.output and ENV_FIJI in res.output
 
 
 def test_python_load_and_cli_predict(tmp_path, monkeypatch):

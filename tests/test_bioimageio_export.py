@@ -149,3 +149,26 @@ def test_stardist3d_and_n2v2_multichannel_packages_pass(tmp_path, test_model):
     _passes(test_model, p2)
     pre = json.loads(_members(p2)["rdf.yaml"])["inputs"][0]["preprocessing"][0]["kwargs"]
     assert pre["axis"] == "channel" and len(pre["mean"]) == 2
+
+
+def test_imported_n2v2_round_trip_cli(tmp_path, test_model):
+    """`n2v import` of the original's N2V2 model, then `n2v export`: its own U-Net (blur-pool) traces."""
+    from pathlib import Path
+
+    src = Path(__file__).parent / "fixtures" / "reference" / "n2v" / "n2v2_2d"
+    ref = np.load(src / "reference.npz")
+    imwrite(tmp_path / "in.tif", ref["input"].astype(np.float32))
+    assert main(["n2v", "import", str(src), "--model", str(tmp_path / "imported.zip")]) == 0
+    pkg = tmp_path / "n2v2_bioimageio.zip"
+    assert main(["n2v", "export", "--model", str(tmp_path / "imported.zip"), "--test-image",
+                 str(tmp_path / "in.tif"), "--output", str(pkg)]) == 0
+    _passes(test_model, pkg)
+    files = _members(pkg)
+    rdf = json.loads(files["rdf.yaml"])
+    prov = rdf["config"]["ij_bridge"]["provenance"]
+    assert prov["source_path"].endswith("n2v2_2d") and len(prov["weights"]["sha256"]) == 64
+    assert rdf["config"]["ij_bridge"]["n2v_config"]["original_net"]["family"] == "n2v"
+    # the package's output is the original n2v's own prediction
+    out = _npy(files["test_output.npy"])[0, 0]
+    assert out.shape == ref["output"].shape == (48, 48)  # a multiple of the divisor: not cropped
+    np.testing.assert_allclose(out, ref["output"], atol=1e-4 * np.ptp(ref["output"]))

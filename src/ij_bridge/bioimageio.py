@@ -28,7 +28,7 @@ from .model_files import check_destination, write_members
 
 __all__ = ["FORMAT_VERSION", "sha256", "write_package", "check_package_destination", "npy_bytes",
            "tiff_bytes", "cover_png", "torchscript_bytes", "state_dict_bytes", "file_entry", "rdf_bytes",
-           "MARKER", "check_name", "NAME_CHARACTERS"]
+           "MARKER", "check_name", "NAME_CHARACTERS", "provenance_entry"]
 
 #: the bioimage.io model description version written (read by bioimageio.core, deepImageJ 3, JDLL)
 FORMAT_VERSION = "0.5.4"
@@ -201,6 +201,19 @@ def torchscript_bytes(module: Any, example: np.ndarray, check: np.ndarray | None
                 raise RuntimeError(f"TorchScript export does not reproduce the network on input "
                                    f"{tuple(t.shape)} (max difference {err:.3g})")
     return data
+
+
+def provenance_entry(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """An imported model's provenance for ``rdf.yaml``'s ``config`` (plain JSON).
+
+    ``source``/``sha256`` become ``source_path``/``source_sha256``: a mapping with
+    both keys would be read by bioimageio.spec as a file of the package.
+    """
+    out = json.loads(json.dumps(dict(provenance), default=str))
+    for key in ("source", "sha256"):
+        if key in out:
+            out[f"source_{'path' if key == 'source' else key}"] = out.pop(key)
+    return out
 
 
 def authors_list(authors: Sequence[str] | str) -> list[dict[str, str]]:

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
-                          file_entry, npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes,
-                          write_package)
+                          file_entry, npy_bytes, provenance_entry, rdf_bytes, state_dict_bytes, tiff_bytes,
+                          torchscript_bytes, write_package)
 
 __all__ = ["export_bioimageio", "n2v_network"]
 
@@ -203,7 +203,7 @@ TorchScript weights were checked on a second input size.
     torch_version = torch.__version__.split("+")[0]
     config: dict[str, Any] = {"version": __version__, "n2v_config": cfg_dict}
     if prov:
-        config["provenance"] = json.loads(json.dumps(prov, default=str))
+        config["provenance"] = provenance_entry(prov)
     rdf = {
         "type": "model",
         "format_version": FORMAT_VERSION,

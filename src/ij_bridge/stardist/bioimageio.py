@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
-                          file_entry, npy_bytes, rdf_bytes, state_dict_bytes, tiff_bytes, torchscript_bytes,
-                          write_package)
+                          file_entry, npy_bytes, provenance_entry, rdf_bytes, state_dict_bytes, tiff_bytes,
+                          torchscript_bytes, write_package)
 from .config import StarDistConfig
 
 __all__ = ["export_bioimageio", "StarDistBioimageioNet"]
@@ -243,7 +243,7 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
         stardist_cfg["rays"] = model.rays.to_dict()
     prov = getattr(model, "provenance", None)
     if prov:
-        stardist_cfg["provenance"] = json.loads(json.dumps(prov, default=str))
+        stardist_cfg["provenance"] = provenance_entry(prov)
 
     src = (f"Imported from `{prov.get('source')}` (sha256 `{prov.get('sha256')}`).\n\n"
            if prov and isinstance(prov, dict) else "")

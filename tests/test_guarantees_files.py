@@ -501,3 +501,32 @@ def test_batch_into_existing_keeps_the_users_files(tmp_path, batch_setup):
     assert {RECORD_NAME, "notes.txt"} <= set(os.listdir(out / "a"))
     assert json.loads((out / "a" / RECORD_NAME).read_text())["status"] == "ok"
     assert existing_output(out / "analysis")[0] == "ours"
+
+
+@pytest.mark.imagej
+def test_imagej_train_commands_check_the_model_place_first(ij, mount, tmp_path, nuclei):
+    """The ImageJ commands replace a model saved before (ImageJ's way), but refuse a read-only
+    place or a folder ij-bridge did not write at once, before any training step."""
+    from ij_bridge import to_imageplus
+    from ij_bridge.commands import install_commands, run_macro
+
+    install_commands()
+    run_macro('close("*");')
+    to_imageplus(np.random.default_rng(0).normal(100, 10, (64, 64)).astype(np.float32), "noisy").show()
+    ro = mount(ro=True)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    try:
+        for model, why in ((ro / "m.zip", "read-only"), (user, "did not write")):
+            t0 = time.perf_counter()
+            r = run_macro(f'run("N2V Train (torch)", "training=noisy model=[{model}] epochs=500 steps=100 '
+                          'batch=2 patch=32 radius=5 variant=N2V mode=2D");')
+            assert not r.ok and why in r.error and time.perf_counter() - t0 < 30
+            t0 = time.perf_counter()
+            r = run_macro(f'run("StarDist Train (torch)", "images=[{nuclei / "images"}] '
+                          f'masks=[{nuclei / "masks"}] model=[{model}] epochs=500 steps=100 patch=64 rays=8");')
+            assert not r.ok and why in r.error and time.perf_counter() - t0 < 30
+        assert _listing(user) == ["notes.txt"]
+    finally:
+        run_macro('close("*");')

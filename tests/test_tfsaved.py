@@ -227,3 +227,57 @@ def test_zip_with_a_top_folder_and_unpacked_folder(tmp_path):
     (tmp_path / "x.jar").write_bytes(buf.getvalue())
     c = read_checkpoint(f"{tmp_path / 'x.jar'}!/models/2D/m.zip")
     assert c.keys() == a.keys()
+
+
+def _encode(msg: dict[int, list]) -> bytes:
+    """Serialise parse_message's output again (ints as varints, bytes length-delimited)."""
+    def varint(v: int) -> bytes:
+        out = bytearray()
+        while True:
+            b, v = v & 0x7F, v >> 7
+            out.append(b | (0x80 if v else 0))
+            if not v:
+                return bytes(out)
+
+    out = bytearray()
+    for num, vals in msg.items():
+        for v in vals:
+            if isinstance(v, int):
+                out += varint(num << 3) + varint(v)
+            else:
+                out += varint(num << 3 | 2) + varint(len(v)) + v
+    return bytes(out)
+
+
+def _as_tf1_graph(pb: bytes) -> bytes:
+    """The graph as TensorFlow 1 writes it (the Fiji plugin's zips): reference variables
+    (VariableV2) read through Identity ops, instead of resource handles and ReadVariableOp."""
+    from ij_bridge.tfsaved import parse_message
+
+    sm = parse_message(pb)
+    meta = parse_message(sm[2][0])
+    graph = parse_message(meta[2][0])
+    nodes = []
+    for nb in graph[1]:
+        node = parse_message(nb)
+        op = node[2][0]
+        if op == b"VarHandleOp":
+            node[2] = [b"VariableV2"]
+        elif op == b"ReadVariableOp":
+            node[2] = [b"Identity"]
+        nodes.append(_encode(node))
+    graph[1] = nodes
+    meta[2] = [_encode(graph)]
+    sm[2] = [_encode(meta)] + sm[2][1:]
+    return _encode(sm)
+
+
+def test_tf1_style_graph(tmp_path):
+    """Variables read through Identity from VariableV2 nodes (TF1 exports) map the same way."""
+    tf1 = tmp_path / "tf1.zip"
+    _rewrite_member(REF / "2d_grid1" / "TF_SavedModel.zip", tf1, "saved_model.pb", _as_tf1_graph)
+    sm = read_savedmodel(tf1)
+    assert "VariableV2" in sm.ops() and "VarHandleOp" not in sm.ops()
+    a = read_stardist_savedmodel(tf1)
+    b = read_stardist_savedmodel(REF / "2d_grid1" / "TF_SavedModel.zip")
+    assert a.config == b.config and a.weights.keys() == b.weights.keys()

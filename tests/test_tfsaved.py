@@ -281,3 +281,25 @@ def test_tf1_style_graph(tmp_path):
     a = read_stardist_savedmodel(tf1)
     b = read_stardist_savedmodel(REF / "2d_grid1" / "TF_SavedModel.zip")
     assert a.config == b.config and a.weights.keys() == b.weights.keys()
+
+
+def test_cli_import_of_a_savedmodel(tmp_path):
+    """`ij-bridge stardist import TF_SavedModel.zip --model DST --prob P`: ij-bridge's format,
+    with provenance, predicting as the zip does."""
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).with_name("ij-bridge"))
+    src = REF / "2d_grid1" / "TF_SavedModel.zip"
+    dst = tmp_path / "imported.zip"
+    r = subprocess.run([cli, "stardist", "import", str(src), "--model", str(dst), "--prob", "0.6",
+                        "--nms", "0.35"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "grid (1, 1)" in r.stdout
+    m = StarDist2D.load(dst)
+    assert m.thresholds == {"prob": 0.6, "nms": 0.35}
+    assert m.provenance["imported_from"] == "tf-savedmodel"
+    assert m.provenance["sha256"] == __import__("hashlib").sha256(src.read_bytes()).hexdigest()
+    ref = np.load(REF / "2d_grid1" / "reference.npz")
+    prob, _ = m.predict(ref["x"], normalize=False)
+    assert np.abs(prob - ref["prob"]).max() < 1e-4

@@ -297,10 +297,15 @@ def _import(args: argparse.Namespace) -> int:
                           folder=args.model.suffix.lower() != ".zip", markers=("config.json",))
     except DestinationError as exc:
         raise CLIError(str(exc)) from None
-    if not args.src.exists():
+    from ..stardist.fiji_models import is_fiji_model_name
+    from ..stardist.savedmodel import is_savedmodel
+
+    fiji_name = not args.src.exists() and is_fiji_model_name(str(args.src))  # $IJ_BRIDGE_FIJI/_MODELS
+    if not args.src.exists() and not fiji_name:
         raise CLIError(f"{args.src} not found; give the original model's folder, its .zip or a "
                        "bioimage.io package")
-    if args.weights is None and not is_original_model(args.src):
+    if args.weights is None and not fiji_name and not is_savedmodel(args.src) \
+            and not is_original_model(args.src):
         raise CLIError(f"{args.src} is not a model of the original StarDist (no original config.json, "
                        "weights .h5 or bioimage.io rdf.yaml); an ij-bridge model needs no import")
     for name, v in (("prob", args.prob), ("nms", args.nms)):
@@ -309,7 +314,8 @@ def _import(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = StarDistBase.load(args.src, device="cpu", weights=args.weights)
+            model = StarDistBase.load(str(args.src) if fiji_name else args.src, device="cpu",
+                                      weights=args.weights)
         except (FileNotFoundError, ValueError) as exc:
             raise CLIError(str(exc)) from None
     for w in caught:

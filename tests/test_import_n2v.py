@@ -35,13 +35,16 @@ def _sources() -> list[tuple[str, str]]:
         out += [(name, "folder"), (name, "h5")]
         if (REF / name / "tf_model.zip").is_file():
             out.append((name, "tf_model.zip"))
+        if (REF / name / "graph_savedmodel.zip").is_file():
+            out.append((name, "graph_savedmodel.zip"))
     out.append(("n2v_2d", "zip"))
     return out
 
 
 def _path(name: str, fmt: str) -> Path:
     return {"folder": REF / name, "h5": REF / name / "weights_best.h5",
-            "tf_model.zip": REF / name / "tf_model.zip", "zip": REF / f"{name}.zip"}[fmt]
+            "tf_model.zip": REF / name / "tf_model.zip", "zip": REF / f"{name}.zip",
+            "graph_savedmodel.zip": REF / name / "graph_savedmodel.zip"}[fmt]
 
 
 def _check(model: N2V, name: str) -> float:
@@ -71,7 +74,8 @@ def test_reproduces_the_original(name, fmt):
     model = N2V.load(_path(name, fmt), device="cpu")
     err = _check(model, name)
     assert err <= TOL, f"{name} ({fmt}): max error {err:.2e} of the output range"
-    assert model.provenance["format"] == ("n2v-savedmodel" if fmt == "tf_model.zip" else "n2v-keras-h5")
+    assert model.provenance["format"] == ("n2v-savedmodel" if fmt.endswith("savedmodel.zip") or
+                                          fmt == "tf_model.zip" else "n2v-keras-h5")
     assert model.provenance["original_config"] == json.loads((REF / name / "config.json").read_text())
     assert _tree_digest(REF) == before  # inputs are never written
 
@@ -87,6 +91,27 @@ def test_sizes_the_network_cannot_take_are_padded_as_n2v_does(name):
     # tiles give the same result (the image is padded once, before tiling)
     tiled = model.predict(ref["input_odd"], axes=str(ref["axes"]), tile_shape=16)
     assert np.abs(tiled - ref["output_odd"]).max() <= TOL * rng
+
+
+def test_packages_holding_config_and_weights(tmp_path):
+    """A zip without a top-level folder, and a bioimage.io-style package (rdf.yaml, config.json,
+    tf_model.zip at its root, as n2v's export_TF lays it out)."""
+    flat = tmp_path / "flat.zip"
+    with zipfile.ZipFile(flat, "w") as zf:
+        for f in ("config.json", "weights_best.h5"):
+            zf.write(REF / "n2v2_2d" / f, f)
+    assert _check(N2V.load(flat, device="cpu"), "n2v2_2d") <= TOL
+    pkg = tmp_path / "n2v.bioimage.io.zip"
+    with zipfile.ZipFile(pkg, "w") as zf:
+        zf.writestr("rdf.yaml", "format_version: 0.4.9\ntype: model\nname: n2v_2d\n"
+                                "tags: [2d, unet, denoising, Noise2Void, tensorflow, napari]\n"
+                                "weights:\n  tensorflow_saved_model_bundle:\n    source: tf_model.zip\n"
+                                "attachments:\n  files: [config.json]\n")
+        for f in ("config.json", "tf_model.zip"):
+            zf.write(REF / "n2v_2d" / f, f)
+    m = N2V.load(pkg, device="cpu")
+    assert m.provenance["format"] == "n2v-savedmodel"
+    assert _check(m, "n2v_2d") <= TOL
 
 
 def test_architecture_is_read_from_config():
@@ -122,7 +147,8 @@ def test_imported_model_saves_loads_and_trains_on(tmp_path):
     assert "n2v" in readme and m.provenance["weights"]["sha256"] in readme
     assert meta["provenance"]["original_config"]["blurpool"] is True
     # continue training from the imported weights
-    again.config = again.config.replace(epochs=1, steps_per_epoch=2, batch_size=2, patch_size=(16, 16))
+    again.config = again.config.replace(epochs=1, steps_per_epoch=2, batch_size=2, patch_size=(16, 16),
+                                         validation_fraction=0.0)
     w0 = [p.detach().clone() for p in again.net.parameters()]
     img = np.load(REF / "n2v2_2d" / "reference.npz")["input"]
     hist = again.train(img, show_progress=False)
@@ -208,6 +234,17 @@ def _bad_sources(tmp: Path) -> list[tuple[Path, list[str]]]:
     data = (REF / "n2v_2d" / "tf_model.zip").read_bytes()
     (d / "tf_model.zip").write_bytes(data[: len(data) - 4000])
     out.append((d / "tf_model.zip", ["tf_model.zip", "again"]))
+    # a SavedModel without its normalisation
+    d = tmp / "tf_alone"
+    d.mkdir()
+    shutil.copy(REF / "n2v_2d" / "tf_model.zip", d)
+    out.append((d / "tf_model.zip", ["normalisation", "config.json"]))
+    # a SavedModel of another graph (a StarDist export) beside an n2v config
+    d = tmp / "tf_other"
+    d.mkdir()
+    shutil.copy(REF / "n2v_2d" / "config.json", d)
+    shutil.copy(REF.parent / "stardist" / "2d_grid1" / "TF_SavedModel.zip", d / "tf_model.zip")
+    out.append((d / "tf_model.zip", ["another kind", "n2v's U-Net"]))
     # bioimage.io packages of other families
     with zipfile.ZipFile(tmp / "stardist.bioimage.io.zip", "w") as zf:
         zf.writestr("rdf.yaml", "format_version: 0.4.10\ntype: model\nconfig:\n  stardist:\n"
@@ -218,7 +255,7 @@ def _bad_sources(tmp: Path) -> list[tuple[Path, list[str]]]:
                                 "tags: [careamics, denoising]\nweights:\n  pytorch_state_dict:\n"
                                 "    source: weights.pth\n")
         zf.writestr("careamics.yaml", "algorithm_config: {algorithm: n2v}\n")
-    out.append((tmp / "careamics.zip", ["CAREamics", "different network"]))
+    out.append((tmp / "careamics.zip", ["CAREamics", "bilinearly"]))
     # a CAREamics (PyTorch Lightning) checkpoint
     torch.save({"state_dict": {"model.final_conv.weight": torch.zeros(1, 32, 1, 1)},
                 "hyper_parameters": {"algorithm_config": {"model": {"architecture": "UNet"}}},

@@ -14,6 +14,8 @@ initial ones. For each model the script writes, under
   has; the SavedModel zip is written before that step, so it is kept and the
   rest of the export is dropped). n2v writes the zip uncompressed; the fixture
   holds the same members, byte for byte, deflated;
+* ``graph_savedmodel.zip`` (``n2v_2d`` only): the graph-mode SavedModel of
+  CSBDeep's ``export_SavedModel`` (older n2v versions and the Fiji plugins use it);
 * ``reference.npz``: ``input`` (a small noisy image), ``axes`` and ``output``,
   the original's own ``N2V.predict`` of it after reloading the model from disk;
   ``input_odd``/``output_odd`` the same for a size that is no multiple of
@@ -86,7 +88,7 @@ def noisy_images(rng, shape, n_channels=1):
 
 
 MODELS = {
-    "n2v_2d": dict(shape=(32, 32), test=(48, 48), channels=1,
+    "n2v_2d": dict(shape=(32, 32), test=(48, 48), channels=1, graph_export=True,
                    cfg=dict(unet_kern_size=5, unet_n_first=4, unet_n_depth=2)),
     "n2v2_2d": dict(shape=(32, 32), test=(48, 48), channels=1,
                     cfg=dict(unet_kern_size=3, unet_n_first=4, unet_n_depth=3, blurpool=True,
@@ -143,17 +145,23 @@ def make_one(name: str, spec: dict, out: Path, work: Path) -> None:
     except (ImportError, ModuleNotFoundError) as exc:
         print(f"{name}: bioimage.io packaging skipped ({exc}); tf_model.zip kept")
     src = work / name
+    if spec.get("graph_export"):
+        # the graph-mode SavedModel of CSBDeep's export_SavedModel (older n2v, the Fiji plugins)
+        from csbdeep.utils.tf import export_SavedModel
+
+        export_SavedModel(model.keras_model, str(src / "graph_savedmodel.zip"))
     dst = out / name
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     for f in ("config.json", "weights_best.h5"):
         shutil.copy2(src / f, dst / f)
-    if spec.get("tf", True):
-        # n2v stores the zip uncompressed; the same members, deflated, keep the fixtures small
-        with zipfile.ZipFile(src / "tf_model.zip") as zin, \
-                zipfile.ZipFile(dst / "tf_model.zip", "w", compression=zipfile.ZIP_DEFLATED,
-                                compresslevel=9) as zout:
+    zips = (["tf_model.zip"] if spec.get("tf", True) else []) + (
+        ["graph_savedmodel.zip"] if spec.get("graph_export") else [])
+    for f in zips:
+        # stored uncompressed by n2v/csbdeep; the same members, deflated, keep the fixtures small
+        with zipfile.ZipFile(src / f) as zin, \
+                zipfile.ZipFile(dst / f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zout:
             for info in zin.infolist():
                 zout.writestr(info, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
     np.savez_compressed(dst / "reference.npz", input=inp.astype(np.float32), axes=np.array(axes),

@@ -287,15 +287,27 @@ def _savedmodel_layers(src: _Source, name: str, where: str) -> Layers:
             variables = tfsaved.read_checkpoint(zpath)
         except tfsaved.SavedModelError as exc:
             raise OriginalModelError(f"{where}: {str(exc).replace(str(zpath), 'tf_model.zip')}") from None
+        if not any(k.startswith("layer_with_weights-") for k in variables):
+            # a graph-mode export (CSBDeep's export_SavedModel, as older n2v and the Fiji
+            # plugins use): variables are named "<keras layer>/<weight>"
+            out: Layers = {}
+            for key, arr in variables.items():
+                parts = key.split("/")
+                if len(parts) == 2 and not key.startswith("_"):
+                    out.setdefault(parts[0], {})[parts[1]] = np.asarray(arr)
+            if not out:
+                raise OriginalModelError(f"{where}: the SavedModel holds no Keras layer weights; "
+                                         "it is not an n2v export: import the model folder instead")
+            return out
         inner = _Source(zpath) if data is not None else src
         meta_name = next((m for m in inner.members() if PurePosixPath(m).name == "keras_metadata.pb"), None)
         if meta_name is None:
             raise OriginalModelError(
                 f"{where}: the SavedModel has no keras_metadata.pb, so its layers cannot be named; "
-                "only n2v's export_TF (Keras 2) SavedModels are supported: import the model "
-                "folder (config.json, weights_best.h5) instead")
+                "only n2v's exports (export_TF, CSBDeep's export_SavedModel) are supported: import "
+                "the model folder (config.json, weights_best.h5) instead")
         names = _keras_metadata_names(inner.read(meta_name), where)
-    out: Layers = {}
+    out = {}
     pat = re.compile(r"^layer_with_weights-(\d+)/([^/]+)/\.ATTRIBUTES/VARIABLE_VALUE$")
     for key, arr in variables.items():
         m = pat.match(key)
@@ -377,6 +389,12 @@ def _fill(net: Any, layers: Layers, cfg: Mapping[str, Any], where: str) -> None:
         used.add(lname)
         return layers[lname][wname]
 
+    expected = [k for k, _ in net.keras_layers()]
+    if not any(k in layers for k in expected):
+        found = ", ".join(sorted(layers)[:4])
+        raise OriginalModelError(f"{where}: holds no layer of n2v's U-Net (none named like "
+                                 f"{expected[0]}; found {found}, ...): it is a model of another kind, "
+                                 "not the n2v model of config.json; import the n2v model folder")
     blocks = []
     for kname, mod in net.keras_layers():
         if isinstance(mod, KerasMaxBlurPool2D):
@@ -423,10 +441,12 @@ def _reject(kind: str, p: Path, src: _Source | None = None) -> None:
                                  "it again")
     if kind == "careamics":
         raise OriginalModelError(
-            f"{p}: CAREamics models cannot be imported: CAREamics' UNet (careamics.models.unet) "
-            "is a different network from n2v's (other layer order, widths and normalisation), and "
-            "ij-bridge has no implementation of it. Retrain with `ij-bridge n2v train` on the same "
-            "images, or use an n2v (juglab) model folder")
+            f"{p}: CAREamics models (Lightning .ckpt or bioimage.io zip) cannot be imported: "
+            "CAREamics' UNet upsamples bilinearly, widens its bottleneck and decoder blocks "
+            "differently and runs independent channels as grouped convolutions, which neither "
+            "ij-bridge's U-Net nor n2v's can express, so its predictions would not be reproduced. "
+            "Retrain with `ij-bridge n2v train` on the same images, or import an n2v (juglab) "
+            "model folder")
     if kind == "bioimageio":
         text = ""
         if src is not None:

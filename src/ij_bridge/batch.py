@@ -532,14 +532,15 @@ def save_open_state(folder: str | os.PathLike, *, log_text: str = "") -> list[st
             continue
         name = _unique(_image_file_name(str(imp.getTitle())), used)
         IJ = _j("ij.IJ")
+        _forget_macro_interpreter()
         IJ.getErrorMessage()  # forget older errors
         IJ.redirectErrorMessages(True)  # a failed save goes to the Log, not a dialog
         try:
             saved = bool(FileSaver(imp).saveAsTiff(str(folder / name)))
+            why = None if saved else IJ.getErrorMessage()
         finally:
-            IJ.redirectErrorMessages(False)
+            IJ.redirectErrorMessages(False)  # (this also clears the error message)
         if not saved:
-            why = IJ.getErrorMessage()
             why = f": {' '.join(str(why).split())}" if why is not None else ""
             with contextlib.suppress(OSError):
                 (folder / name).unlink()  # a partial file
@@ -576,6 +577,20 @@ def save_open_state(folder: str | os.PathLike, *, log_text: str = "") -> list[st
         (folder / "log.txt").write_text(log_text.rstrip("\n") + "\n", encoding="utf-8")
         written.append("log.txt")
     return written
+
+
+def _forget_macro_interpreter() -> None:
+    """Clear ``IJ.macroInterpreter``, which a macro stopped inside ``run()`` leaves set.
+
+    While it is set, ``IJ.error`` hands its message to that (finished) macro
+    instead of recording it, and the reason of a failed save would be lost.
+    """
+    try:
+        field = _j("ij.IJ").class_.getDeclaredField("macroInterpreter")
+        field.setAccessible(True)
+        field.set(None, None)
+    except Exception:  # pragma: no cover - another ImageJ version
+        pass
 
 
 def _save_without_dialogs(folder: Path, log_text: str) -> list[str]:

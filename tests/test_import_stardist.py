@@ -151,13 +151,20 @@ def test_odd_sizes_and_tiles_match_untiled():
 # --------------------------------------------------------------------- choices, defaults
 
 def test_weights_choice_and_h5_path(tmp_path):
-    src = REF / "2d_grid1"
+    # a model folder with two weights files: weights_best.h5 and a changed copy as weights_last.h5
+    src = _copy("2d_grid1", tmp_path)
+    shutil.copy(REF / "2d_grid1" / "weights_best.h5", src / "weights_last.h5")
+    with h5py.File(src / "weights_last.h5", "r+") as f:
+        f["prob"]["prob/bias:0"][...] = f["prob"]["prob/bias:0"][...] + 1.0
+    x = np.load(REF / "2d_grid1" / "reference.npz")["x"]
+    best = StarDist2D.load(src, device="cpu").predict(x, normalize=False)[0]
     m = StarDist2D.load(src, device="cpu", weights="weights_last.h5")
     assert m.provenance["weights_file"] == "weights_last.h5"
     m2 = StarDist2D.load(src / "weights_last.h5", device="cpu")  # a path to the .h5 picks it too
     assert m2.provenance["weights_file"] == "weights_last.h5"
-    x = np.load(src / "reference.npz")["x"]
-    np.testing.assert_array_equal(m.predict(x, normalize=False)[0], m2.predict(x, normalize=False)[0])
+    last = m.predict(x, normalize=False)[0]
+    np.testing.assert_array_equal(last, m2.predict(x, normalize=False)[0])
+    assert last.mean() > best.mean() + 0.01  # the chosen file's weights (prob bias + 1) are used
     with pytest.raises(OriginalModelError, match="no weights file 'weights_now.h5'.*weights_best.h5"):
         StarDist2D.load(src, weights="weights_now.h5")
     # without weights_best.h5 the original takes weights_last.h5; so do we
@@ -165,6 +172,7 @@ def test_weights_choice_and_h5_path(tmp_path):
     d.mkdir()
     for n in ("config.json", "weights_last.h5", "thresholds.json"):
         shutil.copy(src / n, d / n)
+    assert not (d / "weights_best.h5").exists()
     assert StarDist2D.load(d, device="cpu").provenance["weights_file"] == "weights_last.h5"
 
 
@@ -314,6 +322,7 @@ def test_h5_with_other_rays_and_of_another_model(tmp_path):
     d2 = tmp_path / "mix"
     d2.mkdir()
     shutil.copy(REF / "2d_grid1" / "config.json", d2 / "config.json")
+    shutil.copy(REF / "2d_grid1" / "thresholds.json", d2 / "thresholds.json")
     shutil.copy(REF / "2d_grid2" / "weights_best.h5", d2 / "weights_best.h5")
     with pytest.raises(OriginalModelError, match="does not fit"):
         StarDist2D.load(d2)
@@ -345,7 +354,7 @@ def test_truncated_zip(tmp_path, cli):
     z = _zip_folder(REF / "2d_grid1", tmp_path / "orig.zip", only={"config.json", "weights_best.h5"})
     data = z.read_bytes()
     z.write_bytes(data[: len(data) // 2])
-    with pytest.raises(OriginalModelError, match=r"orig\.zip is not a valid zip.*truncated or corrupt"):
+    with pytest.raises(OriginalModelError, match=r"orig\.zip is not a valid \.zip.*truncated or corrupt"):
         StarDist2D.load(z)
     _assert_cli_fails_cleanly(cli, z, tmp_path, "orig.zip", "truncated")
 

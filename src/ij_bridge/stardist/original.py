@@ -525,7 +525,7 @@ class _Source:
             try:
                 self.zip = zipfile.ZipFile(path)
             except (zipfile.BadZipFile, OSError) as exc:
-                raise OriginalModelError(f"{path} is not a valid zip ({exc}); the file is truncated "
+                raise OriginalModelError(f"{path} is not a valid .zip ({exc}); the file is truncated "
                                          "or corrupt: copy or download it again") from None
             names = [n for n in self.zip.namelist() if not n.endswith("/")]
             tops = {PurePosixPath(n).parts[0] for n in names if "/" in n}
@@ -719,6 +719,10 @@ def load_original(cls, path: str | Path, device=None, weights: str | None = None
                 cands.append(str(sd["weights"]))
             cands.append("stardist_weights.h5")
             wname = next((c for c in cands if c and src.has(c.lstrip("./"))), None)
+            if wname is None and "ij_bridge" in (d.get("config") or {}):
+                raise OriginalModelError(
+                    f"{p} is a bioimage.io package written by ij-bridge's export (PyTorch weights, no "
+                    "Keras weights); load the ij-bridge model it was exported from instead")
             if wname is None:
                 raise OriginalModelError(
                     f"{p}: the bioimage.io package has no Keras HDF5 weights (looked for "

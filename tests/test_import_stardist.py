@@ -381,3 +381,61 @@ def test_cli_import_refuses_an_ij_bridge_model(tmp_path, cli):
     r = cli("stardist", "import", own, "--model", tmp_path / "again.zip")
     assert r.returncode != 0 and "needs no import" in r.stderr
     assert not (tmp_path / "again.zip").exists()
+
+
+# the paper's 2D_dsb2018 config.json as the original repository ships it (an early version:
+# no n_dim, axes, grid or backbone; the original fills in its defaults)
+DSB2018_CONFIG = {"n_channel_in": 1, "n_rays": 32, "unet_n_depth": 3, "unet_kernel_size": [3, 3],
+                  "unet_n_filter_base": 32, "net_input_shape": [None, None, 1], "train_dist_loss": "mae",
+                  "train_epochs": 100, "train_steps_per_epoch": 400, "train_learning_rate": 0.0003,
+                  "train_batch_size": 4, "train_tensorboard": True, "train_checkpoint": "weights_best.h5",
+                  "train_reduce_lr": {"factor": 0.5, "patience": 10}}
+
+
+def test_early_config_gets_the_originals_defaults(tmp_path):
+    """An early config: 2D, grid 1, U-Net 3 x 32 filters, 2 convs per level, 128-wide features."""
+    from ij_bridge.stardist.original import original_architecture
+
+    a = original_architecture(DSB2018_CONFIG)
+    assert (a["n_dim"], a["grid"], a["backbone"], a["unet_n_conv_per_depth"], a["net_conv_after_unet"]) \
+        == (2, [1, 1], "unet", 2, 128)
+    # a weights file in the Keras layout for that architecture (random values), loaded back exactly
+    d = tmp_path / "dsb"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(DSB2018_CONFIG))
+    (d / "thresholds.json").write_text(json.dumps({"prob": 0.4178, "nms": 0.5}))
+    rng = np.random.default_rng(0)
+    names = ["input"] + [f"down_level_{n}_no_{i}" for n in range(3) for i in range(2)] + ["middle_0", "middle_2"] \
+        + [f"up_level_{n}_no_{i}" for n in (2, 1, 0) for i in (0, 2)] + ["features", "prob", "dist"]
+    shapes = {}
+    for n in range(3):
+        shapes[f"down_level_{n}_no_0"] = (3, 3, 1 if n == 0 else 32 * 2 ** (n - 1), 32 * 2 ** n)
+        shapes[f"down_level_{n}_no_1"] = (3, 3, 32 * 2 ** n, 32 * 2 ** n)
+        shapes[f"up_level_{n}_no_0"] = (3, 3, 2 * 32 * 2 ** n, 32 * 2 ** n)
+        shapes[f"up_level_{n}_no_2"] = (3, 3, 32 * 2 ** n, 32 * 2 ** max(0, n - 1))
+    shapes.update(middle_0=(3, 3, 128, 256), middle_2=(3, 3, 256, 128), features=(3, 3, 32, 128),
+                  prob=(1, 1, 128, 1), dist=(1, 1, 128, 32))
+    with h5py.File(d / "weights_best.h5", "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        for n in names:
+            g = f.create_group(n)
+            wn = [] if n == "input" else [f"{n}/kernel:0".encode(), f"{n}/bias:0".encode()]
+            g.attrs["weight_names"] = np.array(wn)
+            if wn:
+                g.create_dataset(f"{n}/kernel:0", data=rng.normal(0, 0.05, shapes[n]).astype(np.float32))
+                g.create_dataset(f"{n}/bias:0", data=rng.normal(0, 0.05, shapes[n][-1]).astype(np.float32))
+    m = StarDist2D.load(d, device="cpu")
+    assert m.thresholds == {"prob": 0.4178, "nms": 0.5} and m.config.grid == (1, 1)
+    with h5py.File(d / "weights_best.h5", "r") as f:
+        k = f["down_level_1_no_0"]["down_level_1_no_0/kernel:0"][...]
+    w = m.net.down[1][0].conv.weight.detach().numpy()
+    np.testing.assert_array_equal(w, np.transpose(k, (3, 2, 0, 1)))
+    assert m.predict(np.zeros((40, 56), np.float32), normalize=False)[0].shape == (40, 56)
+
+
+def test_ij_bridge_bioimageio_export_is_not_an_original_package(tmp_path):
+    m = StarDist2D.load(REF / "2d_grid2", device="cpu")
+    x = np.load(REF / "2d_grid2" / "reference.npz")["x"].astype(np.float32)
+    pkg = m.export_bioimageio(tmp_path / "pkg.zip", x)
+    with pytest.raises(OriginalModelError, match="written by ij-bridge's export.*load the ij-bridge model"):
+        StarDist2D.load(pkg)

@@ -81,7 +81,14 @@ def original_architecture(cfg: dict[str, Any]) -> dict[str, Any]:
         backbone's keys (``unet_*`` or ``resnet_*``, ``net_conv_after_*``),
         ``n_classes`` and, in 3D, ``rays_json`` and ``anisotropy``.
     """
-    d = int(cfg.get("n_dim", len(cfg.get("axes", "YXC")) - 1))
+    if "n_dim" in cfg:
+        d = int(cfg["n_dim"])
+    elif "axes" in cfg:
+        d = len(str(cfg["axes"]).replace("C", ""))
+    elif cfg.get("net_input_shape"):
+        d = len(cfg["net_input_shape"]) - 1
+    else:
+        d = 3 if "rays_json" in cfg else 2
     if d not in (2, 3):
         raise OriginalModelError(f"n_dim={d}; StarDist models are 2D or 3D")
     backbone = str(cfg.get("backbone", "unet")).lower()
@@ -565,8 +572,8 @@ def _json(src: _Source, name: str) -> Any:
 
 
 def _is_original_config(d: Any) -> bool:
-    return isinstance(d, dict) and "format" not in d and ("n_rays" in d or "rays_json" in d) \
-        and ("n_dim" in d or "axes" in d)
+    # early models (e.g. the paper's 2D_dsb2018) have neither n_dim nor axes nor grid
+    return isinstance(d, dict) and "format" not in d and ("n_rays" in d or "rays_json" in d)
 
 
 def _rdf_name(src: _Source) -> str | None:

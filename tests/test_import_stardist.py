@@ -439,3 +439,25 @@ def test_ij_bridge_bioimageio_export_is_not_an_original_package(tmp_path):
     pkg = m.export_bioimageio(tmp_path / "pkg.zip", x)
     with pytest.raises(OriginalModelError, match="written by ij-bridge's export.*load the ij-bridge model"):
         StarDist2D.load(pkg)
+
+
+@pytest.mark.imagej
+def test_imagej_command_model_key_takes_an_original_model(ij):
+    """``model=[original folder]`` in a macro: the same objects as the original's predict_instances."""
+    import jpype
+
+    from ij_bridge import from_imageplus, to_imageplus
+    from ij_bridge.commands import install_commands, run_macro
+
+    install_commands()
+    run_macro('close("*");')
+    r = np.load(REF / "2d_grid1" / "reference.npz")
+    to_imageplus(r["x"].astype(np.float32), "ref").show()
+    res = run_macro(f'selectImage("ref"); run("StarDist 2D (torch)", "model=[{REF / "2d_grid1"}] '
+                    'output=[Label Image] exclude=0");')
+    assert res.ok, res.error
+    imp = jpype.JClass("ij.WindowManager").getImage("ref-labels")
+    assert imp is not None
+    labels = np.asarray(from_imageplus(imp).values)
+    run_macro('close("*");')
+    assert matching(r["labels"], labels, thresh=0.5).f1 >= 0.99

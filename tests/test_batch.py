@@ -225,9 +225,9 @@ def test_two_workers_and_dask_give_the_same_outputs(single, inputs, macro, tmp_p
 
 def test_a_crashing_file_does_not_end_the_batch(tmp_path, macro):
     """A JVM that dies on one file (here: the macro calls System.exit) is replaced; a macro
-    that overwrites its input is a failure."""
+    that overwrites its input is a failure, and the batch stops there."""
     inp = tmp_path / "in"
-    for name in ("a.tif", "crash.tif", "save_input.tif", "z.tif"):
+    for name in ("a.tif", "crash.tif", "d.tif", "save_input.tif", "z.tif"):
         _blobs(inp / name, len(name), shape=(32, 40))
     crash = tmp_path / "crash.ijm"
     crash.write_text('if (startsWith(getTitle(), "crash")) call("java.lang.System.exit", "3");\n'
@@ -237,11 +237,14 @@ def test_a_crashing_file_does_not_end_the_batch(tmp_path, macro):
     r = _cli("batch", str(crash), "--input", str(inp), "--output", str(out), "--quiet")
     assert r.returncode == 1, r.stderr
     rows = _summary(out)
-    assert [rows[k]["status"] for k in ("a.tif", "crash.tif", "z.tif")] == ["ok", "failed", "ok"]
+    assert [rows[k]["status"] for k in ("a.tif", "crash.tif", "d.tif")] == ["ok", "failed", "ok"]
     assert "died (exit status 3)" in rows["crash.tif"]["error"]
     assert rows["save_input.tif"]["status"] == "failed"
     assert "changed or removed its input file" in rows["save_input.tif"]["error"]
-    assert rows["a.tif"]["worker"] != rows["z.tif"]["worker"]  # a new worker took over
+    # the batch stopped at the file whose input the macro changed (issue 12, item 9)
+    assert rows["z.tif"]["status"] == "failed"
+    assert rows["z.tif"]["error"].startswith("not run: the batch stopped at save_input.tif")
+    assert rows["a.tif"]["worker"] != rows["d.tif"]["worker"]  # a new worker took over
     assert not (out / "crash").exists()  # nothing that --resume could take as done
 
 

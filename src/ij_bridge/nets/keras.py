@@ -72,10 +72,8 @@ class KerasConv(nn.Module):
         self._static = None
         if padding == "valid":
             self._static = (0,) * ndim
-        elif all(v == 1 for v in s):
-            pads = [_same_pads(100, kk, 1) for kk in k]
-            if all(a == b for a, b in pads):
-                self._static = tuple(a for a, _ in pads)
+        elif all(v == 1 for v in s) and all(kk % 2 for kk in k):  # odd kernels: symmetric
+            self._static = tuple(kk // 2 for kk in k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = F.conv2d if self.ndim == 2 else F.conv3d
@@ -101,10 +99,6 @@ class KerasConv(nn.Module):
                 self.bias.copy_(torch.from_numpy(np.asarray(bias)).float())
             elif bias is not None:
                 raise ValueError("the file has a bias where the architecture has none")
-
-    def receptive(self) -> tuple[int, ...]:
-        """One-sided reach (input pixels at this layer's resolution) per axis."""
-        return tuple(k // 2 for k in self.kernel_size)
 
 
 def keras_batch_norm(ndim: int, channels: int) -> nn.Module:

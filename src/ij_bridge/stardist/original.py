@@ -28,7 +28,6 @@ import copy
 import hashlib
 import io
 import json
-import math
 import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -679,7 +678,6 @@ def load_original(cls, path: str | Path, device=None, weights: str | None = None
     OriginalModelError
         One line naming the file and the fix; nothing is written.
     """
-    from .config import StarDistConfig
     from .model import StarDist2D, StarDist3D, StarDistBase
 
     p = Path(path)

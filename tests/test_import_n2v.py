@@ -23,6 +23,7 @@ from ij_bridge.n2v import N2V
 from ij_bridge.n2v.original import OriginalModelError, detect
 
 REF = Path(__file__).parent / "fixtures" / "reference" / "n2v"
+CAM = REF.parent / "careamics"
 MODELS = sorted(p.name for p in REF.iterdir() if (p / "reference.npz").is_file())
 TOL = 1e-4  # of the output's range
 
@@ -112,6 +113,24 @@ def test_packages_holding_config_and_weights(tmp_path):
     m = N2V.load(pkg, device="cpu")
     assert m.provenance["format"] == "n2v-savedmodel"
     assert _check(m, "n2v_2d") <= TOL
+
+
+@pytest.mark.parametrize("name", ["cam_n2v_2d", "cam_n2v2_2ch"])
+def test_careamics_checkpoints_reproduce_careamics(name, tmp_path):
+    ref = np.load(CAM / name / "reference.npz")
+    m = N2V.load(CAM / name / f"{name}_last.ckpt", device="cpu")
+    out = m.predict(ref["input"], axes=str(ref["axes"]))
+    assert np.abs(out - ref["output"]).max() <= TOL * np.ptp(ref["output"])
+    assert m.provenance["format"] == "careamics-ckpt"
+    assert m.config.original_net["family"] == "careamics"
+    assert m.config.variant == ("N2V2" if "n2v2" in name else "N2V")
+    # the CLI import writes an ij-bridge model that predicts the same
+    assert main(["n2v", "import", str(CAM / name / f"{name}_last.ckpt"), "--model", str(tmp_path / "m.zip")]) == 0
+    again = N2V.load(tmp_path / "m.zip", device="cpu")
+    assert np.abs(again.predict(ref["input"], axes=str(ref["axes"])) - ref["output"]).max() <= \
+        TOL * np.ptp(ref["output"])
+    with zipfile.ZipFile(tmp_path / "m.zip") as zf:
+        assert "CAREamics" in zf.read("README.md").decode()
 
 
 def test_architecture_is_read_from_config():
@@ -255,12 +274,20 @@ def _bad_sources(tmp: Path) -> list[tuple[Path, list[str]]]:
                                 "tags: [careamics, denoising]\nweights:\n  pytorch_state_dict:\n"
                                 "    source: weights.pth\n")
         zf.writestr("careamics.yaml", "algorithm_config: {algorithm: n2v}\n")
-    out.append((tmp / "careamics.zip", ["CAREamics", "bilinearly"]))
-    # a CAREamics (PyTorch Lightning) checkpoint
+    out.append((tmp / "careamics.zip", ["CAREamics", "checkpoint instead"]))
+    # a Lightning checkpoint that is not CAREamics'
     torch.save({"state_dict": {"model.final_conv.weight": torch.zeros(1, 32, 1, 1)},
-                "hyper_parameters": {"algorithm_config": {"model": {"architecture": "UNet"}}},
                 "pytorch-lightning_version": "2.4.0"}, tmp / "last.ckpt")
-    out.append((tmp / "last.ckpt", ["CAREamics", "ij-bridge n2v train"]))
+    out.append((tmp / "last.ckpt", ["not a CAREamics checkpoint", "hyper_parameters"]))
+    # a truncated CAREamics checkpoint
+    data = (CAM / "cam_n2v_2d" / "cam_n2v_2d_last.ckpt").read_bytes()
+    (tmp / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    out.append((tmp / "cut.ckpt", ["truncated", "again"]))
+    # a CAREamics checkpoint whose weights do not fit its config
+    ck = torch.load(CAM / "cam_n2v_2d" / "cam_n2v_2d_last.ckpt", map_location="cpu", weights_only=True)
+    ck["hyper_parameters"]["algorithm_config"]["model"]["num_channels_init"] = 16
+    torch.save(ck, tmp / "mismatch.ckpt")
+    out.append((tmp / "mismatch.ckpt", ["do not fit", "size mismatch"]))
     return out
 
 

@@ -114,12 +114,15 @@ class N2VConfig:
     n_channels : int, optional
         Number of image channels; set by training.
     original_net : dict, optional
-        Set for models imported from the original n2v (juglab): the network is
-        then n2v's own U-Net (:class:`ij_bridge.nets.n2v_original.N2VOriginalNet`)
+        Set for imported models. ``family="n2v"`` (juglab): the network is
+        n2v's own U-Net (:class:`ij_bridge.nets.n2v_original.N2VOriginalNet`)
         with these settings (``single_net_per_channel``, ``residual``,
         ``blurpool``, ``skip_skipone``, ``last_activation``,
-        ``batch_norm_eps``) and the ``unet_*`` fields above, instead of
-        :class:`ij_bridge.nets.unet.UNet`.
+        ``batch_norm_eps``) and the ``unet_*`` fields above.
+        ``family="careamics"``: CAREamics' UNet
+        (:class:`ij_bridge.nets.careamics_unet.CAREamicsUNet`) built from
+        ``model`` (CAREamics' ``algorithm_config.model``). Otherwise the
+        network is :class:`ij_bridge.nets.unet.UNet`.
     """
 
     axes: str = "YX"
@@ -149,8 +152,10 @@ class N2VConfig:
 
     def __post_init__(self) -> None:
         if self.original_net is not None:
-            if not isinstance(self.original_net, Mapping) or self.original_net.get("family") != "n2v":
-                raise ValueError(f"original_net must be a dict with family='n2v', got {self.original_net!r}")
+            if not isinstance(self.original_net, Mapping) or self.original_net.get("family") not in (
+                    "n2v", "careamics"):
+                raise ValueError("original_net must be a dict with family 'n2v' or 'careamics', "
+                                 f"got {self.original_net!r}")
             self.original_net = dict(self.original_net)
         axes = str(self.axes).upper()
         bad = [a for a in axes if a not in AXES_LETTERS]

@@ -79,10 +79,10 @@ class N2V:
     def _build(self, n_channels: int) -> None:
         self.config = self.config.replace(n_channels=int(n_channels))
         torch.manual_seed(self.config.seed)
-        if self.config.original_net is not None:  # a model imported from n2v (juglab)
-            from ..nets.n2v_original import N2VOriginalNet
+        if self.config.original_net is not None:  # a model imported from n2v (juglab) or CAREamics
+            from .original import build_original_net
 
-            self.net = N2VOriginalNet.from_description(**self.config.original_net_kwargs()).to(self.device)
+            self.net = build_original_net(self.config).to(self.device)
         else:
             self.net = UNet(**self.config.unet_kwargs()).to(self.device)
         if self.config.ndim == 2:

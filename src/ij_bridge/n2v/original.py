@@ -6,10 +6,15 @@ Accepted (see :func:`load_original`):
   ``weights_best.h5``, else ``weights_last.h5``, else another Keras 2 ``*.h5``),
   or one of its ``.h5`` files with the ``config.json`` beside it;
 * a zip of such a folder, with or without a top-level folder inside;
-* n2v's TF SavedModel export ``tf_model.zip`` (from ``export_TF``), read with
-  :mod:`ij_bridge.tfsaved`; the zip holds no normalisation, so the model's
-  ``config.json`` must lie beside it (or both in a folder or zip, as in n2v's
-  bioimage.io package).
+* n2v's TF SavedModel export ``tf_model.zip`` (from ``export_TF``), or the
+  graph-mode SavedModel of CSBDeep's ``export_SavedModel``, read with
+  :mod:`ij_bridge.tfsaved`; a SavedModel holds no normalisation, so the
+  model's ``config.json`` must lie beside it (or both in a folder or zip, as
+  in n2v's bioimage.io package);
+* a CAREamics checkpoint (``*.ckpt``, PyTorch Lightning) of an N2V/N2V2 UNet:
+  the network is :class:`ij_bridge.nets.careamics_unet.CAREamicsUNet`, its
+  state dict loads as it is, the normalisation is the checkpoint's
+  ``input_means``/``input_stds``.
 
 The network is rebuilt from ``config.json`` as
 :class:`ij_bridge.nets.n2v_original.N2VOriginalNet` and filled by Keras layer
@@ -19,8 +24,9 @@ whose ``provenance`` records the source, its sha256 and the original config.
 
 Refused with one clear message naming the file and what to do: Keras 3
 ``.keras`` / ``.weights.h5`` files, weights that do not fit their config,
-truncated zips, CAREamics checkpoints and packages (a different network),
-bioimage.io packages of other model families.
+truncated zips and checkpoints, CAREamics bioimage.io packages (import the
+checkpoint), SavedModels of other graphs, bioimage.io packages of other
+model families.
 """
 
 from __future__ import annotations
@@ -439,21 +445,20 @@ def _reject(kind: str, p: Path, src: _Source | None = None) -> None:
     if kind == "badzip":
         raise OriginalModelError(f"{p}: not a readable zip (truncated or corrupt): copy or download "
                                  "it again")
+    if kind == "careamics" and p.suffix.lower() == ".ckpt":
+        return
     if kind == "careamics":
         raise OriginalModelError(
-            f"{p}: CAREamics models (Lightning .ckpt or bioimage.io zip) cannot be imported: "
-            "CAREamics' UNet upsamples bilinearly, widens its bottleneck and decoder blocks "
-            "differently and runs independent channels as grouped convolutions, which neither "
-            "ij-bridge's U-Net nor n2v's can express, so its predictions would not be reproduced. "
-            "Retrain with `ij-bridge n2v train` on the same images, or import an n2v (juglab) "
-            "model folder")
+            f"{p}: CAREamics bioimage.io packages are not read yet; import the CAREamics "
+            "checkpoint instead (checkpoints/<experiment>_last.ckpt of its training folder), "
+            "e.g. `ij-bridge n2v import last.ckpt --model n2v.zip`")
     if kind == "bioimageio":
         text = ""
         if src is not None:
             name = "rdf.yaml" if src.has("rdf.yaml") else "rdf.yml"
             text = src.read(name).decode("utf-8", "replace").lower()
         if "careamics" in text:
-            _reject("careamics", p)
+            _reject("careamics", p, src)
         if "stardist" in text:
             raise OriginalModelError(f"{p}: this bioimage.io package is a StarDist model, not N2V: "
                                      "load it with StarDist2D.load / StarDist3D.load or "
@@ -496,6 +501,8 @@ def load_original(cls: type, path: str | Path, device: Any = None) -> Any:
     if kind == "bioimageio" and src is not None and _n2v_config_or_none(src) is not None:
         kind = "n2v"  # n2v's own bioimage.io export carries its config.json
     _reject(kind or "", p, src)
+    if kind == "careamics":
+        return _load_careamics(cls, p, device)
     config_src: _Source
     weights_name: str
     if p.is_file() and p.suffix.lower() in (".h5", ".hdf5"):
@@ -576,6 +583,106 @@ def load_original(cls: type, path: str | Path, device: Any = None) -> Any:
     return model
 
 
+def build_original_net(config: N2VConfig) -> Any:
+    """The torch network of an imported model (``config.original_net`` set)."""
+    desc = config.original_net or {}
+    if desc.get("family") == "careamics":
+        from ..nets.careamics_unet import CAREamicsUNet
+
+        return CAREamicsUNet.from_description(desc["model"])
+    from ..nets.n2v_original import N2VOriginalNet
+
+    return N2VOriginalNet.from_description(**config.original_net_kwargs())
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe copy (tuples to lists, other objects to strings)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _load_careamics(cls: type, p: Path, device: Any) -> Any:
+    """An N2V model from a CAREamics (PyTorch Lightning) checkpoint, network and all."""
+    import torch
+
+    data = p.read_bytes()
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for broken or unsafe pickles
+        raise OriginalModelError(f"{p}: cannot read the checkpoint safely ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}); it is truncated, not a CAREamics "
+                                 "checkpoint, or holds objects other than tensors and plain data: "
+                                 "save it again with CAREamics") from None
+    try:
+        algo = ckpt["hyper_parameters"]["algorithm_config"]
+        model_desc = dict(algo["model"])
+        data_cfg = ckpt["datamodule_hyper_parameters"]["data_config"]
+        state = ckpt["state_dict"]
+    except (KeyError, TypeError) as exc:
+        raise OriginalModelError(f"{p}: not a CAREamics checkpoint (no {exc} in it); pass the .ckpt "
+                                 "that CAREamics wrote in its checkpoints folder") from None
+    where = str(p)
+    if model_desc.get("architecture") != "UNet":
+        raise OriginalModelError(f"{where}: a CAREamics {model_desc.get('architecture')} model; only "
+                                 "its UNet (N2V, N2V2) can be imported")
+    if algo.get("algorithm") != "n2v":
+        raise OriginalModelError(f"{where}: a CAREamics {algo.get('algorithm')!r} model, not Noise2Void; "
+                                 "only N2V/N2V2 models are imported as N2V")
+    norm = data_cfg.get("normalization") or {}
+    means = norm.get("input_means", data_cfg.get("image_means"))
+    stds = norm.get("input_stds", data_cfg.get("image_stds"))
+    if norm.get("name", "mean_std") != "mean_std" or not means or not stds:
+        raise OriginalModelError(f"{where}: normalisation {norm.get('name')!r} without means/stds; "
+                                 "only CAREamics' mean_std normalisation is supported")
+    tm, ts = norm.get("target_means"), norm.get("target_stds")
+    if (tm and list(tm) != list(means)) or (ts and list(ts) != list(stds)):
+        raise OriginalModelError(f"{where}: target normalisation differs from the input's; not an "
+                                 "N2V model ij-bridge can reproduce")
+    n_ch = int(model_desc.get("in_channels", 1))
+    if int(model_desc.get("num_classes", 1)) != n_ch or len(means) != n_ch or len(stds) != n_ch:
+        raise OriginalModelError(f"{where}: {n_ch} input channels, {model_desc.get('num_classes')} "
+                                 f"outputs, {len(means)} means: an N2V model has as many of each")
+    nd = int(model_desc.get("conv_dims", 2))
+    depth = int(model_desc.get("depth", 3))
+    axes = "".join(a for a in str(data_cfg.get("axes", "YX")).upper() if a not in "ST")
+    if "C" not in axes and n_ch > 1:
+        axes = "C" + axes
+    if "C" in axes and n_ch == 1:
+        axes = axes.replace("C", "")
+    n2v = algo.get("n2v_config") or {}
+    patch = (data_cfg.get("patching") or {}).get("patch_size", data_cfg.get("patch_size"))
+    opt = (algo.get("optimizer") or {}).get("parameters") or {}
+    config = N2VConfig(
+        axes=axes, patch_size=_valid_patch(patch, nd, 2**depth),
+        batch_size=int(data_cfg.get("batch_size", 16)),
+        variant="N2V2" if model_desc.get("n2v2") or n2v.get("strategy") == "median" else "N2V",
+        masked_fraction=min(max(float(n2v.get("masked_pixel_percentage", 0.2)) / 100, 1e-4), 0.49),
+        neighborhood_radius=max(1, int(n2v.get("roi_size", 11)) // 2),
+        learning_rate=float(opt.get("lr", 1e-4)),
+        unet_depth=depth, unet_filters=int(model_desc.get("num_channels_init", 64)), unet_kernel_size=3,
+        unet_n_conv_per_depth=2, unet_batch_norm=bool(model_desc.get("use_batch_norm", True)),
+        n_channels=n_ch, original_net={"family": "careamics", "model": _plain(model_desc)},
+    )
+    model = cls(config, device=device)
+    model._build(n_ch)
+    own = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    try:
+        model.net.load_state_dict(own, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)[:300]
+        raise OriginalModelError(f"{where}: the weights do not fit the UNet of its own config "
+                                 f"({first.strip()}); the checkpoint is damaged: save it again") from None
+    model.net.eval()
+    model.mean = np.asarray([float(v) for v in means], dtype=np.float64)
+    model.std = np.asarray([float(v) for v in stds], dtype=np.float64)
+    model.provenance = {
+        "source": str(p.resolve()), "sha256": sha256_bytes(data), "format": "careamics-ckpt",
+        "weights": {"file": p.name, "sha256": sha256_bytes(data)},
+        "original_config": _plain({k: ckpt.get(k) for k in ("hyper_parameters", "datamodule_hyper_parameters",
+                                                           "careamics_info", "pytorch-lightning_version")}),
+    }
+    return model
+
+
 def pad_like_n2v(x: np.ndarray, divisor: tuple[int, ...]) -> tuple[np.ndarray, tuple[slice, ...] | None]:
     """Pad ``(S, C, *spatial)`` images to multiples of ``divisor`` as n2v does before its network.
 
@@ -610,10 +717,12 @@ def _is_keras3_h5_safe(data: bytes) -> bool:
 def readme_text(provenance: Mapping[str, Any]) -> str:
     """README for a model imported from another tool."""
     cfg = provenance.get("original_config") or {}
+    careamics = str(provenance.get("format", "")).startswith("careamics")
     lines = [
         "# Imported N2V model",
         "",
-        "Converted by ij-bridge from a model of the original n2v package (juglab).",
+        ("Converted by ij-bridge from a CAREamics checkpoint." if careamics else
+         "Converted by ij-bridge from a model of the original n2v package (juglab)."),
         "",
         f"- source: `{provenance.get('source')}`",
     ]
@@ -623,10 +732,14 @@ def readme_text(provenance: Mapping[str, Any]) -> str:
     lines += [
         f"- format: {provenance.get('format')}",
         f"- weights: `{w.get('file')}` (sha256 `{w.get('sha256')}`)",
-        f"- config.json sha256: `{provenance.get('config_sha256')}`",
+    ]
+    if provenance.get("config_sha256"):
+        lines.append(f"- config.json sha256: `{provenance.get('config_sha256')}`")
+    lines += [
         "",
-        "The network is n2v's own U-Net (ij_bridge.nets.n2v_original), so predictions",
-        "reproduce the original's. The original config.json is kept in n2v_model.json",
+        ("The network is CAREamics' UNet (ij_bridge.nets.careamics_unet)" if careamics else
+         "The network is n2v's own U-Net (ij_bridge.nets.n2v_original)") + ", so predictions",
+        "reproduce the original's. The original configuration is kept in n2v_model.json",
         "under `provenance.original_config`:",
         "",
         "```json",

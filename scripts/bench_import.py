@@ -222,10 +222,10 @@ def build_models(args) -> tuple[dict[str, dict[str, Path]], Path]:
             np.savez(work / "train.npz", X=np.stack([normalize_percentiles(x, 1, 99.8) for x, _ in pairs]),
                      Y=np.stack([y for _, y in pairs]).astype(np.uint16))
             subprocess.run([str(args.stardist_python), "-c", _BUILD_STARDIST, str(work), str(work / "train.npz")],
-                           check=True)
+                           check=True, stdout=subprocess.DEVNULL)
         if not (nv / "tf_model.zip").is_file():
             print("building the n2v model (original package) ...", file=sys.stderr)
-            subprocess.run([str(args.n2v_python), "-c", _BUILD_N2V, str(work)], check=True)
+            subprocess.run([str(args.n2v_python), "-c", _BUILD_N2V, str(work)], check=True, stdout=subprocess.DEVNULL)
     zips = work / "zips"
     zips.mkdir(exist_ok=True)
     sd_files = ["config.json", "weights_best.h5"] + (["thresholds.json"] if (sd / "thresholds.json").is_file() else [])
@@ -308,6 +308,7 @@ def main() -> int:
         "IJ_BRIDGE_STARDIST_VENV", "/work/venvs/stardist-tf")))
     ap.add_argument("--n2v-venv", type=Path, default=Path(os.environ.get("IJ_BRIDGE_N2V_VENV", "/work/venvs/n2v-tf")))
     ap.add_argument("--only", choices=["stardist", "n2v"], help="one family only")
+    ap.add_argument("--build-only", action="store_true", help="build the cached models and stop")
     args = ap.parse_args()
     args.stardist_python = args.stardist_venv / "bin" / "python"
     args.n2v_python = args.n2v_venv / "bin" / "python"
@@ -318,6 +319,9 @@ def main() -> int:
 
     load0 = os.getloadavg()
     models, work = build_models(args)
+    if args.build_only:
+        print("\n".join(f"{fam} {fmt}: {p}" for fam, d in models.items() for fmt, p in d.items()))
+        return 0
     images = make_image(args.size, ROOT / ".bench" / "import_images")
     env = dict(os.environ)
     rows = []

@@ -172,3 +172,29 @@ def test_imported_n2v2_round_trip_cli(tmp_path, test_model):
     out = _npy(files["test_output.npy"])[0, 0]
     assert out.shape == ref["output"].shape == (48, 48)  # a multiple of the divisor: not cropped
     np.testing.assert_allclose(out, ref["output"], atol=1e-4 * np.ptp(ref["output"]))
+
+
+def test_imported_stardist3d_resnet_round_trip_cli(tmp_path, test_model):
+    """`stardist import` of the original's 3D ResNet model, then `stardist export`: its net traces."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    src = Path(__file__).parent / "fixtures" / "reference" / "stardist" / "3d_resnet"
+    ref = np.load(src / "reference.npz")
+    x = ref["x"].astype(np.float32)
+    imwrite(tmp_path / "stack.tif", xr.DataArray(x, dims=("z", "y", "x")))
+    assert main(["stardist", "import", str(src), "--model", str(tmp_path / "imported.zip")]) == 0
+    pkg = tmp_path / "resnet3d_bioimageio.zip"
+    assert main(["stardist", "export", "--model", str(tmp_path / "imported.zip"), "--test-image",
+                 str(tmp_path / "stack.tif"), "--output", str(pkg)]) == 0
+    _passes(test_model, pkg)
+    files = _members(pkg)
+    sd = json.loads(files["rdf.yaml"])["config"]["stardist"]
+    original = json.loads((src / "config.json").read_text())
+    assert sd["config"]["backbone"] == original["backbone"] == "resnet"
+    assert sd["thresholds"] == pytest.approx(json.loads((src / "thresholds.json").read_text()))
+    assert len(sd["rays"]["vertices"]) == original["n_rays"]
+    assert sd["provenance"]["source_path"].endswith("3d_resnet")
+    out = _npy(files["test_output.npy"])
+    assert out.shape == (1, 1 + original["n_rays"]) + x.shape  # full resolution, as the original's export

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -300,9 +301,17 @@ def _rows(out: Path) -> dict[str, dict]:
         return {r["input"]: r for r in csv.DictReader(fh)}
 
 
-def _workers_alive(marker: str) -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if "ij_bridge.batch --worker" in line and marker in line]
+def _alive(pid: int) -> bool:
+    """True if process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    ps = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in ps.split()]
 
 
 @pytest.mark.imagej
@@ -336,7 +345,8 @@ def test_batch_timeout_stops_or_kills_and_the_batch_answers(tmp_path):
     assert rows["d.tif"]["worker"] != rows["b.tif"]["worker"]  # a fresh worker did d
     assert not model.exists()
     assert not (out / "b" / "b.tif").exists() and not (out / "c").exists()
-    assert not _workers_alive(str(out))
+    killed = int(re.search(r"the worker \(pid (\d+)\) was killed", rows["c.tif"]["error"]).group(1))
+    assert not _alive(killed)
     assert not list(tmp_path.glob("hs_err*"))
 
 
@@ -404,4 +414,30 @@ def test_batch_on_a_full_disk_fails_the_file_and_goes_on(tmp_path, small_tmpfs):
     assert "could not save the image 'huge'" in error and "No space left on device" in error, error
     assert (out / "c" / "c.tif").exists()
     assert not (out / "big").exists() or not (out / "big" / "huge.tif").exists()
-    assert not _workers_alive(str(out))
+
+
+@pytest.mark.imagej
+def test_batch_ctrl_c_ends_the_workers_and_keeps_what_is_done(tmp_path):
+    inp = tmp_path / "in"
+    _images(inp, ["a.tif", "b.tif", "c.tif"])
+    macro = tmp_path / "slow.ijm"
+    macro.write_text('wait(3000);\nrun("Invert");\n')
+    out = tmp_path / "out"
+    p = subprocess.Popen([CLI, "batch", str(macro), "--input", str(inp), "--output", str(out), "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(),
+                         start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "a" / ".ij-bridge.json").exists():
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.1)
+    workers = _children(p.pid)
+    assert workers  # the worker process doing b
+    t0 = time.monotonic()
+    os.killpg(p.pid, signal.SIGINT)  # as the terminal's Ctrl-C does: the whole process group
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert time.monotonic() - t0 < 10
+    rows = _rows(out)
+    assert rows["a.tif"]["status"] == "ok" and rows["c.tif"]["status"] == "pending"
+    time.sleep(0.5)
+    assert not any(_alive(w) for w in workers)  # no worker left behind

@@ -1022,6 +1022,7 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
     log_dir = Path(tempfile.mkdtemp(prefix="ij-bridge-workers-"))
     fatal: list[str] = []   # no worker can start: the other files are not run
     stop: list[str] = []    # a file's macro changed its input: the batch stops
+    closing: list[bool] = []  # the coordinator was interrupted: start nothing more
     live: dict[int, _WorkerProcess] = {}
 
     def drive(index: int) -> None:
@@ -1031,6 +1032,8 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
                 try:
                     i, task = todo.get_nowait()
                 except queue.Empty:
+                    return
+                if closing:
                     return
                 if fatal or stop:
                     done.put((i, _not_run(task, (fatal or stop)[0])))
@@ -1067,8 +1070,12 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
             received += 1
             on_result(i, res)
     except BaseException:  # Ctrl-C, SIGTERM: the workers end with the coordinator
-        for w in list(live.values()):
-            w.kill()
+        closing.append(True)
+        for _ in range(2):  # a driver may have been starting a worker meanwhile
+            for w in list(live.values()):
+                w.kill()
+            for t in drivers:
+                t.join(5)
         raise
     for t in drivers:
         t.join()

@@ -133,6 +133,23 @@ def test_careamics_checkpoints_reproduce_careamics(name, tmp_path):
         assert "CAREamics" in zf.read("README.md").decode()
 
 
+def test_training_settings_carry_over():
+    from ij_bridge.n2v.original import n2v_config_from_original
+
+    cfg = json.loads((REF / "n2v_2d" / "config.json").read_text())
+    c, mean, std = n2v_config_from_original(cfg)
+    assert c.patch_size == tuple(cfg["n2v_patch_shape"]) and c.batch_size == cfg["train_batch_size"]
+    assert c.masked_fraction == pytest.approx(cfg["n2v_perc_pix"] / 100)
+    assert mean[0] == pytest.approx(float(cfg["means"][0])) and std[0] == pytest.approx(float(cfg["stds"][0]))
+    cfg["structN2Vmask"] = [[0, 1, 1, 1, 1, 1, 0]]
+    c, _, _ = n2v_config_from_original(cfg)
+    assert c.variant == "structN2V" and c.struct_mask.direction == "horizontal" and c.struct_mask.span == 5
+    cfg["structN2Vmask"] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    with pytest.warns(UserWarning, match="not a centred line"):
+        c, _, _ = n2v_config_from_original(cfg)
+    assert c.variant == "N2V"
+
+
 def test_architecture_is_read_from_config():
     m = N2V.load(REF / "n2v2_2d", device="cpu")
     assert m.config.variant == "N2V2" and m.config.unet_depth == 3

@@ -209,11 +209,20 @@ def n2v_config_from_original(cfg: Mapping[str, Any]) -> tuple[N2VConfig, np.ndar
     if cfg.get("n2v_manipulator") == "median" or (cfg.get("blurpool") and cfg.get("skip_skipone")):
         variant = "N2V2"
     if mask is not None:
+        # a row (along X) or a column (along Y) of ones centred on the pixel carries over to
+        # ij-bridge's line mask for further training; prediction does not depend on it
         m = np.asarray(mask)
-        line = m.ndim == 2 and m.sum() == max(m.shape) and 1 in m.shape and max(m.shape) >= 3
+        ones = np.flatnonzero(m.ravel()) if m.ndim == 2 and 1 in m.shape else np.array([], int)
+        centre = m.size // 2
+        span = len(ones)
+        line = (span >= 3 and span % 2 == 1 and ones[-1] - ones[0] + 1 == span
+                and ones[span // 2] == centre)
         if line and nd == 2 and variant == "N2V":
             variant = "structN2V"
-            struct = StructMask("horizontal" if m.shape[0] == 1 else "vertical", int(max(m.shape)))
+            struct = StructMask("horizontal" if m.shape[0] == 1 else "vertical", int(span))
+        else:
+            warnings.warn(f"structN2Vmask {mask} is not a centred line: further training here uses "
+                          "plain N2V masking (predictions are not affected)", stacklevel=3)
     perc = float(cfg.get("n2v_perc_pix", 0.198)) / 100.0
     config = N2VConfig(
         axes=("ZYX" if nd == 3 else "YX") + ("C" if n_ch > 1 else ""),

@@ -281,6 +281,10 @@ def _bad_sources(tmp: Path) -> list[tuple[Path, list[str]]]:
     shutil.copy(REF / "n2v_2d" / "config.json", d)
     shutil.copy(REF.parent / "stardist" / "2d_grid1" / "TF_SavedModel.zip", d / "tf_model.zip")
     out.append((d / "tf_model.zip", ["another kind", "n2v's U-Net"]))
+    # the original StarDist's model folder
+    shutil.copytree(REF.parent / "stardist" / "2d_grid1", tmp / "stardist_folder",
+                    ignore=shutil.ignore_patterns("*.npz", "*.zip"))
+    out.append((tmp / "stardist_folder", ["StarDist model, not N2V", "stardist import"]))
     # bioimage.io packages of other families
     with zipfile.ZipFile(tmp / "stardist.bioimage.io.zip", "w") as zf:
         zf.writestr("rdf.yaml", "format_version: 0.4.10\ntype: model\nconfig:\n  stardist:\n"

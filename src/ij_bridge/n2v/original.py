@@ -60,9 +60,8 @@ class _Source:
     def __init__(self, path: Path):
         self.path = path
         self.zip: zipfile.ZipFile | None = None
-        if path.is_dir():
-            self.names = sorted(str(p.relative_to(path)).replace("\\", "/")
-                                for p in path.rglob("*") if p.is_file())
+        if path.is_dir():  # the files at its top level only (it may be any folder, e.g. the one of an .h5)
+            self.names = sorted(p.name for p in path.iterdir() if p.is_file())
         else:
             try:
                 self.zip = zipfile.ZipFile(path)
@@ -73,7 +72,7 @@ class _Source:
                     "copy or download it again") from None
         self.prefix = ""
         tops = {n.split("/", 1)[0] for n in self.names}
-        if len(tops) == 1 and all("/" in n for n in self.names):
+        if self.zip is not None and len(tops) == 1 and all("/" in n for n in self.names):
             self.prefix = tops.pop() + "/"
 
     def members(self) -> list[str]:
@@ -115,7 +114,8 @@ def detect(path: str | Path) -> str | None:
 
     Returns one of ``"n2v"`` (folder, zip or ``.h5`` with ``config.json``),
     ``"savedmodel"`` (``tf_model.zip`` or a SavedModel folder), ``"keras3"``,
-    ``"careamics"``, ``"bioimageio"`` or ``None``. Cheap: reads names and at
+    ``"careamics"``, ``"bioimageio"``, ``"stardist"``, ``"badzip"`` or ``None``.
+    Cheap: reads names and at
     most the small JSON/YAML files.
     """
     p = Path(path)
@@ -143,6 +143,13 @@ def detect(path: str | Path) -> str | None:
         return "careamics"
     if "config.json" in members and _n2v_config_or_none(src) is not None:
         return "n2v"
+    if "config.json" in members and "n2v_model.json" not in members:
+        try:
+            other = json.loads(src.read("config.json").decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, OriginalModelError, OSError):
+            other = None
+        if isinstance(other, dict) and "n_rays" in other:
+            return "stardist"
     if "saved_model.pb" in members:
         return "savedmodel"
     return None
@@ -454,6 +461,9 @@ def _reject(kind: str, p: Path, src: _Source | None = None) -> None:
     if kind == "badzip":
         raise OriginalModelError(f"{p}: not a readable zip (truncated or corrupt): copy or download "
                                  "it again")
+    if kind == "stardist":
+        raise OriginalModelError(f"{p} is a StarDist model, not N2V: load it with StarDist2D.load / "
+                                 "StarDist3D.load or `ij-bridge stardist import`")
     if kind == "careamics" and p.suffix.lower() == ".ckpt":
         return
     if kind == "careamics":
@@ -505,7 +515,8 @@ def load_original(cls: type, path: str | Path, device: Any = None) -> Any:
         raise FileNotFoundError(f"N2V model not found: {p}")
     kind = detect(p)
     src: _Source | None = None
-    if kind in ("bioimageio", "savedmodel", "n2v", "keras3", "careamics") and (p.is_dir() or zipfile.is_zipfile(p)):
+    if kind in ("bioimageio", "savedmodel", "n2v", "keras3", "careamics", "stardist") and (
+            p.is_dir() or zipfile.is_zipfile(p)):
         src = _Source(p)
     if kind == "bioimageio" and src is not None and _n2v_config_or_none(src) is not None:
         kind = "n2v"  # n2v's own bioimage.io export carries its config.json

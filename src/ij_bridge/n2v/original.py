@@ -115,8 +115,7 @@ def detect(path: str | Path) -> str | None:
     Returns one of ``"n2v"`` (folder, zip or ``.h5`` with ``config.json``),
     ``"savedmodel"`` (``tf_model.zip`` or a SavedModel folder), ``"keras3"``,
     ``"careamics"``, ``"bioimageio"``, ``"stardist"``, ``"badzip"`` or ``None``.
-    Cheap: reads names and at
-    most the small JSON/YAML files.
+    Cheap: reads names and at most the small JSON/YAML files.
     """
     p = Path(path)
     name = p.name.lower()

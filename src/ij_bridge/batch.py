@@ -720,12 +720,19 @@ class ImageJSession:
         log_text = ""
         try:
             if not error:
-                reset_imagej()
-                imp, error = self._open(task.input)
-                error = error or ""
+                from .commands.runner import closing_dialogs
+
+                with closing_dialogs() as dialogs:  # no dialog may wait while the file opens
+                    reset_imagej()
+                    imp, error = self._open(task.input)
+                    error = error or ""
+                    if imp is not None:
+                        _ensure_roi_manager()
+                        imp.show()
+                if dialogs and not error:
+                    imp, error = None, "ImageJ reported while opening the file: " + " | ".join(
+                        " ".join(d.split()) for d in dialogs)
                 if imp is not None:
-                    _ensure_roi_manager()
-                    imp.show()
                     arg = macro_argument(task.input, f"{staging}{os.sep}", Path(task.output_dir).name,
                                          task.arg)
                     result = run_macro(task.macro + _EPILOGUE, arg, timeout=task.timeout,

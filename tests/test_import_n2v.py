@@ -338,3 +338,24 @@ def test_own_models_are_not_taken_for_originals(tmp_path):
     assert detect(tmp_path / "own") is None and detect(REF / "n2v_2d") == "n2v"
     assert main(["n2v", "import", str(tmp_path / "own"), "--model", str(tmp_path / "x.zip")]) == 2
     assert not (tmp_path / "x.zip").exists()
+
+
+@pytest.mark.imagej
+def test_n2v_predict_command_takes_the_original_model(clean_imagej):
+    """`N2V Predict (torch)` with model= an n2v folder gives the original's denoising."""
+    import jpype
+
+    from ij_bridge import from_imageplus, to_imageplus
+    from ij_bridge.commands import install_commands, run_macro
+
+    install_commands()
+    ref = np.load(REF / "n2v2_2d" / "reference.npz")
+    to_imageplus(ref["input"], "noisy").show()
+    r = run_macro(f'selectImage("noisy"); run("N2V Predict (torch)", "model=[{REF / "n2v2_2d"}]");')
+    assert r.ok, r.error
+    out = jpype.JClass("ij.WindowManager").getImage("noisy-denoised")
+    assert out is not None
+    res = np.asarray(from_imageplus(out).values)
+    assert np.abs(res - ref["output"]).max() <= TOL * np.ptp(ref["output"])
+    r = run_macro(f'selectImage("noisy"); run("N2V Predict (torch)", "model=[{REF / "n2v_2d.zip"}x]");')
+    assert not r.ok and "not found" in r.error

@@ -6,14 +6,15 @@ For every format ij-bridge reads, the same model is loaded and run on one
 the original package in its own environment (TensorFlow 2.15; the venvs that
 ``scripts/make_reference_models.py`` builds, ``/work/venvs/stardist-tf`` and
 ``/work/venvs/n2v-tf``). Each measurement is a fresh process; the median of
-``--repeats`` runs is printed. Columns:
+``--repeats`` runs, interleaved (ij-bridge, original, ij-bridge, ...), is printed. Columns:
 
 * ``import``: importing the package (ij-bridge + torch; stardist/n2v + TensorFlow);
 * ``load``: from the model path to a model ready to predict (the original
   cannot read a zip: its time includes unzipping it; a TF SavedModel is loaded
   with ``tf.saved_model.load``, as the Fiji plugin's TensorFlow does);
 * ``1st predict``: the first prediction on the 1024 × 1024 image (network maps;
-  TensorFlow builds its graph here), ``2nd predict`` the next one;
+  TensorFlow builds its graph here), ``2nd predict`` the next one, wall clock and
+  CPU seconds of the process (all threads; less sensitive to other load);
 * StarDist only: ``instances``: ``predict_instances`` after that (NMS included).
 
 Models: by default models of the published models' size, built once by the
@@ -88,12 +89,13 @@ res["load"] = clock() - t
 if a.get("thresholds"):  # a SavedModel carries none: the model folder's, as Fiji would be given
     m.thresholds = dict(a["thresholds"])
 for k in ("1st predict", "2nd predict"):
-    t = clock()
+    t, c = clock(), time.process_time()
     if a["family"] == "stardist":
         m.predict(x, normalize=False)
     else:
         m.predict(x, axes="YX")
     res[k] = clock() - t
+    res[k + " CPU"] = time.process_time() - c
 if a["family"] == "stardist":
     t = clock()
     lbl, det = m.predict_instances(x, normalize=False)
@@ -144,9 +146,10 @@ if a["family"] == "n2v" and a["format"] == "tf_model":
     cfg = json.loads((Path(a["path"]).parent / "config.json").read_text())
     x = ((x - float(cfg["means"][0])) / float(cfg["stds"][0])).astype(np.float32)
 for k in ("1st predict", "2nd predict"):
-    t = clock()
+    t, c = clock(), time.process_time()
     run(x)
     res[k] = clock() - t
+    res[k + " CPU"] = time.process_time() - c
 if a["family"] == "stardist" and a["format"] != "savedmodel":
     t = clock()
     lbl, det = m.predict_instances(x)
@@ -335,11 +338,14 @@ def main() -> int:
             th = fmts["folder"] / "thresholds.json"
             if fmt == "savedmodel" and th.is_file():
                 job["thresholds"] = json.loads(th.read_text())
-            ours = median_of([run_worker(Path(sys.executable), WORKER_OURS, job, env) for _ in range(args.repeats)])
-            if fmt == "ij-bridge":
-                orig = None
-            else:
-                orig = median_of([run_worker(orig_py, WORKER_ORIGINAL, job, env) for _ in range(args.repeats)])
+            # interleaved (ours, original, ours, ...) so that a change of the machine's load hits both
+            runs_ours, runs_orig = [], []
+            for _ in range(args.repeats):
+                runs_ours.append(run_worker(Path(sys.executable), WORKER_OURS, job, env))
+                if fmt != "ij-bridge":
+                    runs_orig.append(run_worker(orig_py, WORKER_ORIGINAL, job, env))
+            ours = median_of(runs_ours)
+            orig = median_of(runs_orig) if runs_orig else None
             rows.append((fam, fmt, ours, orig))
             print(f"{fam} {fmt}: ours {ours} | original {orig}", file=sys.stderr)
     load1 = os.getloadavg()
@@ -352,14 +358,14 @@ def main() -> int:
             return "—"
         return f"{a[k] / b[k]:.2f}"
 
-    print(f"\n{args.size} × {args.size} image, median of {args.repeats} fresh process(es) per cell; "
+    print(f"\n{args.size} × {args.size} image, median of {args.repeats} interleaved fresh process(es) per cell; "
           f"{'reference fixtures' if args.fixtures else 'published-size models'}; seconds")
     print(f"load average before {' '.join(f'{v:.2f}' for v in load0)}, after {' '.join(f'{v:.2f}' for v in load1)}; "
           f"{os.cpu_count()} CPUs")
     thr = {"ours": next((r[2].get("threads") for r in rows if r[2].get("threads")), "?"),
            "original": next((r[3].get("threads") for r in rows if r[3] and r[3].get("threads")), "?")}
     print(f"threads: ij-bridge {thr['ours']}; original {thr['original']}; OMP/MKL_NUM_THREADS={args.threads}\n")
-    keys = ["import", "load", "1st predict", "2nd predict", "instances"]
+    keys = ["import", "load", "1st predict", "2nd predict", "2nd predict CPU", "instances"]
     print("| format | side | " + " | ".join(keys) + " | objects |")
     print("|---|---|" + "---|" * (len(keys) + 1))
     for fam, fmt, ours, orig in rows:
@@ -372,8 +378,8 @@ def main() -> int:
                 continue
             print(f"| {label} | {side} | " + " | ".join(f(r, k) for k in keys) + f" | {f(r, 'objects')} |")
     print("\nratios ij-bridge / original (below 1: ij-bridge faster)\n")
-    print("| format | load | 1st predict | 2nd predict | instances |")
-    print("|---|---|---|---|---|")
+    print("| format | load | 1st predict | 2nd predict | 2nd predict CPU | instances |")
+    print("|---|---|---|---|---|---|")
     for fam, fmt, ours, orig in rows:
         ref = orig
         if fmt == "ij-bridge":  # against the original loading its own folder

@@ -138,7 +138,7 @@ selectImage(out);
 run("Duplicate...", "title=stardist_dist duplicate channels=2-{1 + n_rays}");
 run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2DNMS], args=['prob':'stardist_prob', "
     + "'dist':'stardist_dist', 'probThresh':'" + probThresh + "', 'nmsThresh':'" + nmsThresh
-    + "', 'outputType':'Both', 'excludeBoundary':'0', 'roiPosition':'Automatic', 'verbose':'false'], "
+    + "', 'outputType':'Both', 'excludeBoundary':'0', 'roiPosition':'Stack', 'verbose':'false'], "
     + "process=[false]");
 """
 

@@ -19,7 +19,8 @@ from ij_bridge.stardist.model import StarDistBase
 from ij_bridge.stardist.original import OriginalModelError
 
 REF = Path(__file__).parent / "fixtures" / "reference" / "stardist"
-MODELS = ["2d_grid1", "2d_grid2", "2d_rgb_bn", "3d_resnet", "3d_unet"]
+# 2d_keras3 was made under Keras 3 (TF 2.21): CSBDeep's legacy-HDF5 weights_best.h5 there
+MODELS = ["2d_grid1", "2d_grid2", "2d_rgb_bn", "2d_keras3", "3d_resnet", "3d_unet"]
 FORMATS = ["folder", "zip", "zip_top_folder", "bioimageio_h5", "bioimageio_zip"]
 
 
@@ -326,6 +327,25 @@ def test_h5_with_other_rays_and_of_another_model(tmp_path):
     shutil.copy(REF / "2d_grid2" / "weights_best.h5", d2 / "weights_best.h5")
     with pytest.raises(OriginalModelError, match="does not fit"):
         StarDist2D.load(d2)
+
+
+def test_real_keras3_files_are_refused_with_the_fix(tmp_path, cli):
+    """Keras 3's own formats as Keras 3 wrote them (fixture 2d_keras3)."""
+    src = REF / "2d_keras3"
+    with pytest.raises(OriginalModelError, match=r"keras3_model\.keras is a Keras 3 '\.keras' model"):
+        StarDist2D.load(src / "keras3_model.keras")
+    with pytest.raises(OriginalModelError, match=r"keras3_native\.weights\.h5 is a Keras 3 '\.weights\.h5'"):
+        StarDist2D.load(src / "keras3_native.weights.h5")
+    # renamed: found by content
+    shutil.copy(src / "keras3_model.keras", tmp_path / "model.zip")
+    with pytest.raises(OriginalModelError, match=r"model\.zip is a Keras 3 '\.keras' archive"):
+        StarDist2D.load(tmp_path / "model.zip")
+    d = _copy("2d_keras3", tmp_path, files=("config.json", "thresholds.json"))
+    shutil.copy(src / "keras3_native.weights.h5", d / "weights_best.h5")
+    with pytest.raises(OriginalModelError, match=r"weights_best\.h5 is a Keras 3 '\.weights\.h5' file.*"
+                                                 r"Keras 2 HDF5 format"):
+        StarDist2D.load(d)
+    _assert_cli_fails_cleanly(cli, tmp_path / "model.zip", tmp_path, "Keras 3", "model.zip")
 
 
 def test_keras3_files_are_refused_with_the_fix(tmp_path, cli):

@@ -1,17 +1,20 @@
 """Reference StarDist models made by the original package (stardist 0.9.2, TensorFlow 2.15).
 
-Builds its own throwaway environment (``/work/venvs/stardist-tf`` unless
-``--venv`` says otherwise), trains small models on synthetic blobs for a few
-hundred steps, and writes into ``tests/fixtures/reference/stardist/<name>/``:
+Builds its own throwaway environments (``/work/venvs/stardist-tf``: TensorFlow
+2.15 with Keras 2; ``/work/venvs/stardist-k3``: TensorFlow 2.21 with Keras 3),
+trains small models on synthetic blobs for a few hundred steps, and writes into
+``tests/fixtures/reference/stardist/<name>/``:
 
 * the original's model folder: ``config.json``, ``weights_best.h5``,
   ``thresholds.json`` (``weights_last.h5`` is left out, to keep the files small);
 * ``TF_SavedModel.zip`` (2D models): the model's own ``export_TF()`` (the Fiji plugin's format);
+* ``2d_keras3`` (made under Keras 3): ``weights_best.h5`` as CSBDeep writes it there, and
+  Keras 3's own ``keras3_native.weights.h5`` and ``keras3_model.keras`` (refused by ij-bridge);
 * ``reference.npz``: a small fixed, already normalised image ``x`` (float16; the
   original predicted on exactly these values as float32) and the
   original's ``predict`` output on it (``prob`` in full; ``dist`` at the
   positions ``dist_index`` of the flattened grid, i.e. all positions with
-  ``prob > 0.2`` and every 7th other one, to keep the files small) and the
+  ``prob > 0.5`` and every 14th other one, to keep the files small) and the
   ``labels`` of its ``predict_instances`` (with the model's thresholds).
 
 Run through the driver ``scripts/make_reference_models.py`` or directly
@@ -32,18 +35,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "reference" / "stardist"
 REQUIREMENTS = ["tensorflow-cpu==2.15.1", "numpy<2", "stardist==0.9.2"]
+# the same stardist under Keras 3 (TensorFlow 2.16+): CSBDeep then writes weights_best.h5 with
+# Keras 3's legacy HDF5 writer; Keras 3's own .weights.h5 / .keras files are kept as bad inputs
+REQUIREMENTS_KERAS3 = ["tensorflow-cpu==2.21.0", "stardist==0.9.2"]
+SETS = {"tf2": (REQUIREMENTS, Path("/work/venvs/stardist-tf")),
+        "keras3": (REQUIREMENTS_KERAS3, Path("/work/venvs/stardist-k3"))}
 
 
-def ensure_venv(venv: Path) -> Path:
+def ensure_venv(venv: Path, requirements: list[str] = REQUIREMENTS) -> Path:
     """Create ``venv`` with the pinned packages unless it already has them."""
     py = venv / "bin" / "python"
     stamp = venv / ".stardist-reference-ok"
     if not stamp.exists():
         if not py.exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *requirements], check=True)
         subprocess.run([str(py), "-c", "import stardist, tensorflow"], check=True)
-        stamp.write_text("\n".join(REQUIREMENTS) + "\n")
+        stamp.write_text("\n".join(requirements) + "\n")
     return py
 
 
@@ -103,7 +111,7 @@ def _save_reference(model, x, out: Path):
     prob, dist = model.predict(x)
     labels, _ = model.predict_instances(x)
     flat = prob.reshape(-1)
-    idx = np.flatnonzero((flat > 0.2) | (np.arange(flat.size) % 7 == 0)).astype(np.int32)
+    idx = np.flatnonzero((flat > 0.5) | (np.arange(flat.size) % 14 == 0)).astype(np.int32)
     dist_flat = dist.reshape(flat.size, -1)
     extra = {}
     if getattr(model.config, "rays_json", None):  # 3D: the rays (vertices and triangulation) used
@@ -118,7 +126,7 @@ def _save_reference(model, x, out: Path):
     return int(labels.max())
 
 
-def build_models(out: Path, only: list[str] | None, steps: int) -> None:
+def build_models(out: Path, only: list[str] | None, steps: int, which: str = "tf2") -> None:
     import numpy as np
     import tensorflow as tf
     from csbdeep.utils import normalize
@@ -148,6 +156,13 @@ def build_models(out: Path, only: list[str] | None, steps: int) -> None:
                                      net_conv_after_unet=16, train_patch_size=(16, 32, 32),
                                      train_batch_size=2), "3d"),
     }
+    if which == "keras3":
+        specs = {
+            "2d_keras3": (StarDist2D, dict(n_rays=8, grid=(2, 2), unet_n_depth=2, unet_n_filter_base=4,
+                                           unet_batch_norm=True, net_conv_after_unet=8,
+                                           train_patch_size=(64, 64), train_batch_size=4,
+                                           train_learning_rate=1e-3, _steps=400), "2d"),
+        }
     for name, (klass, kw, kind) in specs.items():
         if only and name not in only:
             continue
@@ -185,13 +200,20 @@ def build_models(out: Path, only: list[str] | None, steps: int) -> None:
         # the reference input is stored as float16 (half the size); both sides predict on exactly it
         x = normalize(ref[0], 1, 99.8, axis=axis).astype(np.float16).astype(np.float32)
         n = _save_reference(model, x, mdir)
-        if klass is StarDist2D:
+        if which == "keras3":
+            # export_TF needs Keras 2. Keras 3's own formats (which ij-bridge refuses), from a
+            # tiny untrained model of the same kind to keep the files small
+            tiny = StarDist2D(Config2D(n_rays=4, grid=(1, 1), unet_n_depth=1, unet_n_filter_base=2,
+                                       net_conv_after_unet=0), name=None, basedir=None)
+            tiny.keras_model.save_weights(str(mdir / "keras3_native.weights.h5"))
+            tiny.keras_model.save(str(mdir / "keras3_model.keras"))
+        elif klass is StarDist2D:
             model.export_TF(fname=str(mdir / "TF_SavedModel.zip"))
         for junk in mdir.glob("weights_now.h5"):
             junk.unlink()
         (mdir / "weights_last.h5").unlink()  # size; the tests make their own second weights file
         (mdir / "made_by.json").write_text(json.dumps({
-            "script": "scripts/reference_models/make_stardist.py", "packages": REQUIREMENTS,
+            "script": "scripts/reference_models/make_stardist.py", "packages": SETS[which][0],
             "train_steps": epochs * 50, "objects_in_reference": n,
             "reference_objects_true": int(ref[1].max())}, indent=1))
         print(f"{name}: {n} objects (true {int(ref[1].max())}); files: "
@@ -200,7 +222,8 @@ def build_models(out: Path, only: list[str] | None, steps: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--venv", type=Path, default=Path("/work/venvs/stardist-tf"))
+    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS),
+                    help="environments to use: tf2 (TF 2.15, Keras 2) and keras3 (TF 2.21)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--only", nargs="*", help="model names to (re)make")
     ap.add_argument("--steps", type=int, default=400,
@@ -208,14 +231,20 @@ def main(argv=None) -> int:
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.inside:
-        py = ensure_venv(args.venv)
-        cmd = [str(py), __file__, "--inside", "--out", str(args.out), "--steps", str(args.steps)]
-        if args.only:
-            cmd += ["--only", *args.only]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-        return subprocess.run(cmd, env=env).returncode
+        for which in args.sets:
+            reqs, venv = SETS[which]
+            py = ensure_venv(venv, reqs)
+            cmd = [str(py), __file__, "--inside", "--sets", which, "--out", str(args.out),
+                   "--steps", str(args.steps)]
+            if args.only:
+                cmd += ["--only", *args.only]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+            rc = subprocess.run(cmd, env=env).returncode
+            if rc:
+                return rc
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    build_models(args.out, args.only, args.steps)
+    build_models(args.out, args.only, args.steps, args.sets[0])
     return 0
 
 

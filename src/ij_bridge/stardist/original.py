@@ -601,6 +601,8 @@ def is_original_model(path: str | Path) -> bool:
     except OriginalModelError:
         return False
     try:
+        if src.has("metadata.json") and any(n.endswith(".weights.h5") for n in src.names):
+            return True  # a Keras 3 .keras archive (renamed): refused with the fix by load_original
         if _rdf_name(src) is not None and not src.has("config.json"):
             return True
         if src.has("config.json"):

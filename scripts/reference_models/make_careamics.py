@@ -7,7 +7,9 @@ CAREamics' own prediction of a small image (made by CAREamics from the saved
 file; the optimizer's state is dropped from the checkpoint to keep it small).
 Output, under
 ``tests/fixtures/reference/careamics/<name>/``: ``<name>_last.ckpt`` and
-``reference.npz`` (``input``, ``axes``, ``output``).
+``reference.npz`` (``input``, ``axes``, ``output``); for ``cam_n2v_2d`` also
+CAREamics' bioimage.io export ``cam_n2v_2d.bioimage.io.zip`` (its
+bioimage.io serialiser needs pydantic 2.11; 2.14 breaks it).
 
 Models: ``cam_n2v_2d`` (1 channel, depth 2) and ``cam_n2v2_2ch`` (N2V2:
 blur-pool and no top skip; 2 independent channels, i.e. grouped convolutions).
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "reference" / "careamics"
 VENV = Path(os.environ.get("IJ_BRIDGE_CAREAMICS_VENV", "/work/venvs/careamics"))
 DEPS = ["bioimageio.core>=0.9,<=0.11", "lightning", "matplotlib", "microssim<=0.0.5", "numpy", "psutil",
-        "pydantic>=2.11,<=2.14.1", "pyyaml", "scikit-image", "tifffile", "torchmetrics<1.9", "typer",
+        "pydantic==2.11.*", "pyyaml", "scikit-image", "tifffile", "torchmetrics<1.9", "typer",
         "zarr", "pillow<=13"]
 _STUB = '''def __getattr__(name):
     if name.startswith("__"):
@@ -77,7 +79,7 @@ def ensure_venv(venv: Path) -> Path:
 
 
 MODELS = {
-    "cam_n2v_2d": dict(channels=1, n2v2=False),
+    "cam_n2v_2d": dict(channels=1, n2v2=False, bmz=True),
     "cam_n2v2_2ch": dict(channels=2, n2v2=True),
 }
 
@@ -126,6 +128,10 @@ def make_all(out: Path) -> None:
             shutil.rmtree(dst, ignore_errors=True)
             dst.mkdir(parents=True)
             shutil.copy2(ckpts[0], dst / f"{name}_last.ckpt")
+            if spec.get("bmz"):
+                cam.export_to_bmz(dst / f"{name}.bioimage.io.zip", name, test,
+                                  authors=[{"name": "ij-bridge"}], general_description="ij-bridge fixture",
+                                  data_description="synthetic noisy blobs")
         np.savez_compressed(dst / "reference.npz", input=test, axes=np.array(axes), output=pred.astype(np.float32))
         print(f"{name}: output range {float(pred.min()):.3f}..{float(pred.max()):.3f}")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

@@ -463,11 +463,11 @@ def _reject(kind: str, p: Path, src: _Source | None = None) -> None:
     if kind == "stardist":
         raise OriginalModelError(f"{p} is a StarDist model, not N2V: load it with StarDist2D.load / "
                                  "StarDist3D.load or `ij-bridge stardist import`")
-    if kind == "careamics" and p.suffix.lower() == ".ckpt":
+    if kind == "careamics" and (p.suffix.lower() == ".ckpt" or (src is not None and src.has("careamics.yaml"))):
         return
     if kind == "careamics":
         raise OriginalModelError(
-            f"{p}: CAREamics bioimage.io packages are not read yet; import the CAREamics "
+            f"{p}: a CAREamics package without careamics.yaml cannot be read; import the CAREamics "
             "checkpoint instead (checkpoints/<experiment>_last.ckpt of its training folder), "
             "e.g. `ij-bridge n2v import last.ckpt --model n2v.zip`")
     if kind == "bioimageio":
@@ -476,7 +476,7 @@ def _reject(kind: str, p: Path, src: _Source | None = None) -> None:
             name = "rdf.yaml" if src.has("rdf.yaml") else "rdf.yml"
             text = src.read(name).decode("utf-8", "replace").lower()
         if "careamics" in text:
-            _reject("careamics", p, src)
+            return _reject("careamics", p, src)
         if "stardist" in text:
             raise OriginalModelError(f"{p}: this bioimage.io package is a StarDist model, not N2V: "
                                      "load it with StarDist2D.load / StarDist3D.load or "
@@ -520,7 +520,7 @@ def load_original(cls: type, path: str | Path, device: Any = None) -> Any:
     if kind == "bioimageio" and src is not None and _n2v_config_or_none(src) is not None:
         kind = "n2v"  # n2v's own bioimage.io export carries its config.json
     _reject(kind or "", p, src)
-    if kind == "careamics":
+    if kind == "careamics" or (kind == "bioimageio" and src is not None and src.has("careamics.yaml")):
         return _load_careamics(cls, p, device)
     config_src: _Source
     weights_name: str
@@ -619,18 +619,120 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+def _yaml_scalar(text: str) -> Any:
+    t = text.strip()
+    if t in ("null", "~", ""):
+        return None
+    if t in ("true", "True"):
+        return True
+    if t in ("false", "False"):
+        return False
+    if t == "{}":
+        return {}
+    if t == "[]":
+        return []
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    for conv in (int, float):
+        try:
+            return conv(t)
+        except ValueError:
+            pass
+    return t
+
+
+def _simple_yaml(text: str, where: str) -> Any:
+    """Parse the block-style YAML that CAREamics writes (``careamics.yaml``).
+
+    Only what that file uses: nested mappings by indentation, ``- `` lists of
+    scalars or of mappings, plain scalars, ``{}``/``[]``/``null``. Anything
+    else is an error naming the line.
+    """
+    lines = [(len(ln) - len(ln.lstrip(" ")), ln.strip()) for ln in text.splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#") and ln.strip() not in ("---", "%YAML 1.2")]
+    pos = 0
+
+    def block(indent: int) -> Any:
+        nonlocal pos
+        if pos < len(lines) and lines[pos][1].startswith("- ") or (pos < len(lines) and lines[pos][1] == "-"):
+            out_list: list[Any] = []
+            while pos < len(lines) and lines[pos][0] == indent and lines[pos][1].startswith("-"):
+                item = lines[pos][1][1:].strip()
+                if ":" in item and not item.startswith(("'", '"')):
+                    # a mapping inside the list: re-read this line as its first key
+                    lines[pos] = (indent + 2, item)
+                    out_list.append(block(indent + 2))
+                else:
+                    pos += 1
+                    out_list.append(_yaml_scalar(item))
+            return out_list
+        out: dict[str, Any] = {}
+        while pos < len(lines) and lines[pos][0] == indent:
+            ind, ln = lines[pos]
+            if ln.startswith("- ") or ":" not in ln:
+                raise OriginalModelError(f"{where}: cannot read line {ln!r} of its YAML; export the "
+                                         "model again with CAREamics")
+            key, _, rest = ln.partition(":")
+            pos += 1
+            if rest.strip():
+                out[key.strip()] = _yaml_scalar(rest)
+            elif pos < len(lines) and (lines[pos][0] > ind or (lines[pos][0] == ind and lines[pos][1].startswith("-"))):
+                out[key.strip()] = block(lines[pos][0])
+            else:
+                out[key.strip()] = None
+        return out
+
+    result = block(lines[0][0] if lines else 0)
+    if pos != len(lines):
+        raise OriginalModelError(f"{where}: cannot read line {lines[pos][1]!r} of its YAML; export the "
+                                 "model again with CAREamics")
+    return result
+
+
+def _careamics_bmz(p: Path) -> tuple[dict, dict, bytes]:
+    """(hyper-parameter-like dict, state dict, weights bytes) of a CAREamics bioimage.io zip."""
+    import torch
+
+    src = _Source(p)
+    if not src.has("careamics.yaml"):
+        raise OriginalModelError(f"{p}: a CAREamics bioimage.io package without careamics.yaml; "
+                                 "import the CAREamics checkpoint (.ckpt) instead")
+    cfg = _simple_yaml(src.read("careamics.yaml").decode("utf-8", "replace"), src.where("careamics.yaml"))
+    names = [m for m in src.members() if m.endswith((".pth", ".pt"))]
+    if not names:
+        raise OriginalModelError(f"{p}: no weights (.pth) in the package; export it again with CAREamics")
+    wdata = src.read(names[0])
+    try:
+        state = torch.load(io.BytesIO(wdata), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types
+        raise OriginalModelError(f"{src.where(names[0])}: cannot read the weights ({type(exc).__name__}); "
+                                 "the package is damaged: export it again") from None
+    ckpt = {"hyper_parameters": {"algorithm_config": cfg.get("algorithm_config")},
+            "datamodule_hyper_parameters": {"data_config": cfg.get("data_config")},
+            "careamics_info": {"version": cfg.get("version"), "experiment_name": cfg.get("experiment_name")},
+            "state_dict": {"model." + k: v for k, v in state.items()}}
+    return ckpt, {"file": names[0]}, wdata
+
+
 def _load_careamics(cls: type, p: Path, device: Any) -> Any:
-    """An N2V model from a CAREamics (PyTorch Lightning) checkpoint, network and all."""
+    """An N2V model from a CAREamics checkpoint (PyTorch Lightning) or bioimage.io zip."""
     import torch
 
     data = p.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for broken or unsafe pickles
-        raise OriginalModelError(f"{p}: cannot read the checkpoint safely ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}); it is truncated, not a CAREamics "
-                                 "checkpoint, or holds objects other than tensors and plain data: "
-                                 "save it again with CAREamics") from None
+    fmt = "careamics-ckpt"
+    weights = {"file": p.name, "sha256": sha256_bytes(data)}
+    if zipfile.is_zipfile(p) and p.suffix.lower() != ".ckpt":
+        fmt = "careamics-bioimageio"
+        ckpt, weights, wdata = _careamics_bmz(p)
+        weights["sha256"] = sha256_bytes(wdata)
+    else:
+        try:
+            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for broken or unsafe pickles
+            raise OriginalModelError(f"{p}: cannot read the checkpoint safely ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200]}); it is truncated, not a CAREamics "
+                                     "checkpoint, or holds objects other than tensors and plain data: "
+                                     "save it again with CAREamics") from None
     try:
         algo = ckpt["hyper_parameters"]["algorithm_config"]
         model_desc = dict(algo["model"])
@@ -694,8 +796,7 @@ def _load_careamics(cls: type, p: Path, device: Any) -> Any:
     model.mean = np.asarray([float(v) for v in means], dtype=np.float64)
     model.std = np.asarray([float(v) for v in stds], dtype=np.float64)
     model.provenance = {
-        "source": str(p.resolve()), "sha256": sha256_bytes(data), "format": "careamics-ckpt",
-        "weights": {"file": p.name, "sha256": sha256_bytes(data)},
+        "source": str(p.resolve()), "sha256": sha256_bytes(data), "format": fmt, "weights": weights,
         "original_config": _plain({k: ckpt.get(k) for k in ("hyper_parameters", "datamodule_hyper_parameters",
                                                            "careamics_info", "pytorch-lightning_version")}),
     }

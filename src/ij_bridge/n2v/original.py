@@ -11,9 +11,10 @@ Accepted (see :func:`load_original`):
   :mod:`ij_bridge.tfsaved`; a SavedModel holds no normalisation, so the
   model's ``config.json`` must lie beside it (or both in a folder or zip, as
   in n2v's bioimage.io package);
-* a CAREamics checkpoint (``*.ckpt``, PyTorch Lightning) of an N2V/N2V2 UNet:
+* a CAREamics checkpoint (``*.ckpt``, PyTorch Lightning) of an N2V/N2V2 UNet,
+  or CAREamics' bioimage.io export (``careamics.yaml`` and ``weights.pth``):
   the network is :class:`ij_bridge.nets.careamics_unet.CAREamicsUNet`, its
-  state dict loads as it is, the normalisation is the checkpoint's
+  state dict loads as it is, the normalisation is the config's
   ``input_means``/``input_stds``.
 
 The network is rebuilt from ``config.json`` as
@@ -24,9 +25,9 @@ whose ``provenance`` records the source, its sha256 and the original config.
 
 Refused with one clear message naming the file and what to do: Keras 3
 ``.keras`` / ``.weights.h5`` files, weights that do not fit their config,
-truncated zips and checkpoints, CAREamics bioimage.io packages (import the
-checkpoint), SavedModels of other graphs, bioimage.io packages of other
-model families.
+truncated zips and checkpoints, CAREamics packages without their config,
+SavedModels of other graphs, bioimage.io packages of other model families
+(a StarDist package or folder says to use StarDist).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -654,7 +655,7 @@ def _simple_yaml(text: str, where: str) -> Any:
 
     def block(indent: int) -> Any:
         nonlocal pos
-        if pos < len(lines) and lines[pos][1].startswith("- ") or (pos < len(lines) and lines[pos][1] == "-"):
+        if pos < len(lines) and (lines[pos][1].startswith("- ") or lines[pos][1] == "-"):
             out_list: list[Any] = []
             while pos < len(lines) and lines[pos][0] == indent and lines[pos][1].startswith("-"):
                 item = lines[pos][1][1:].strip()

@@ -11,6 +11,9 @@ Modules
 models
     The minimal model protocol (:class:`~ij_bridge.workflows.models.InstanceModel`)
     and the one-model cache.
+n2v
+    Noise2Void: :func:`~ij_bridge.workflows.n2v.denoise`,
+    :func:`~ij_bridge.workflows.n2v.train`, :func:`~ij_bridge.workflows.n2v.load_model`.
 stardist
     StarDist: :func:`~ij_bridge.workflows.stardist.segment`,
     :func:`~ij_bridge.workflows.stardist.train_from_pairs`,
@@ -19,5 +22,6 @@ stardist
 
 __all__ = [
     "models",
+    "n2v",
     "stardist",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # names re-exported from the bridge layer, imported on first access
 _BRIDGE = {

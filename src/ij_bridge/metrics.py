@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,8 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from .progress import Progress
 
 __all__ = [
     "Matching",
@@ -69,7 +71,7 @@ __all__ = [
 
 CRITERIA = ("iou", "iot", "iop")
 
-ProgressCallback = Callable[[int, int, str], None]
+ProgressCallback = Progress  # the shared type (ij_bridge.progress); this name is kept
 
 
 # --------------------------------------------------------------------------- records
@@ -160,20 +162,35 @@ class DatasetMatching(Matching):
 def check_label_image(y: Any, name: str = "labels") -> np.ndarray:
     """Validate a label image and return it as a non-negative integer array.
 
-    Integer arrays are returned unchanged; boolean masks become 0/1 ``uint8``;
+    The one check of label images in ij-bridge (metrics, measurements and
+    StarDist training all use it). Integer arrays are returned unchanged;
     floating-point arrays (ImageJ often stores labels as 32-bit float) are
-    accepted when every value is a whole number.
+    accepted when every value is a whole number and become ``int64``.
+    A boolean array is refused: it is a mask, and touching objects in it
+    cannot be told apart, so counting it as one object would give silently
+    wrong scores, measurements or training targets.
 
     Raises
     ------
     ValueError
-        For non-integer values, negative values, NaN/inf, or a 0-d array.
+        For a boolean mask, non-integer values, negative values, NaN/inf, or
+        a 0-d array; the message names the fix.
+
+    Examples
+    --------
+    >>> check_label_image(np.array([[0, 1], [2, 2]], np.uint16)).dtype
+    dtype('uint16')
+    >>> check_label_image(np.array([[True, False]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: labels is boolean (a mask); label each object with its own integer (e.g. skimage.measure.label) before using it
     """
     a = np.asarray(y)
     if a.ndim == 0:
         raise ValueError(f"{name} must be an image (an array with at least 1 dimension), got a scalar")
     if a.dtype == bool:
-        return a.view(np.uint8)
+        raise ValueError(f"{name} is boolean (a mask); label each object with its own integer "
+                         "(e.g. skimage.measure.label) before using it")
     if np.issubdtype(a.dtype, np.integer):
         if np.issubdtype(a.dtype, np.signedinteger) and a.size and a.min() < 0:
             raise ValueError(

@@ -12,8 +12,16 @@ Every model write in ij-bridge goes through this module (no Java here):
 * :func:`write_members` writes a model's named members as a folder, or as a
   zip (with fixed entry times, so the bytes are reproducible) when the path
   ends in ``.zip``.
+* :func:`read_members` reads them back from a folder or a zip, with one
+  clear error for a damaged zip or an unreadable member.
 * :func:`sha256_bytes` / :func:`sha256_file` / :func:`verify_sha256` checksum
   the weights, :func:`check_format_version` refuses models of a newer format.
+* :func:`export_bioimageio` writes a model (StarDist or N2V) as a BioImage
+  Model Zoo package; the package format is :mod:`ij_bridge.bioimageio`,
+  whose writes go through :func:`write_members` too.
+
+The model formats built on it: :mod:`ij_bridge.stardist.model_io`,
+:mod:`ij_bridge.n2v.model_io`.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -40,6 +48,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -47,7 +56,8 @@ __all__ = [
     "DestinationError", "DestinationExistsError", "ModelFormatError", "ChecksumError",
     "check_destination", "check_output_folder", "staged", "staged_group", "write_members", "replace_path",
     "sha256_bytes", "sha256_file", "verify_sha256", "check_format_version",
-    "is_staging_name", "ZIP_DATE_TIME",
+    "is_staging_name", "ZIP_DATE_TIME", "read_members", "require_member",
+    "write_bioimageio_package", "export_bioimageio",
 ]
 
 #: entry time of every zip member we write (the zip epoch), for byte-reproducible files
@@ -513,3 +523,88 @@ def write_members(path: str | os.PathLike, members: Mapping[str, bytes | str] | 
                 with open(target, "wb") as f:
                     f.write(data.encode() if isinstance(data, str) else data)
     return dest
+
+
+# ------------------------------------------------------------------------------ reading
+
+def read_members(path: str | os.PathLike, names: Iterable[str], *, what: str = "model") -> dict[str, bytes]:
+    """Read the named members of a model folder or zip; those absent are left out.
+
+    Parameters
+    ----------
+    path : path
+        A folder, or a zip archive (any other file is refused).
+    names : iterable of str
+        Member names (paths inside the folder / zip).
+    what : str
+        What the file is, for the messages (``"StarDist model"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        ``path`` is a file but not a valid zip, or a member cannot be read
+        (a truncated or corrupt archive); the message says so and how to fix it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    out: dict[str, bytes] = {}
+    if p.is_dir():
+        for name in names:
+            if (p / name).is_file():
+                out[name] = (p / name).read_bytes()
+        return out
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{p} is not a {what} folder or a valid .zip ({exc}); the file is corrupt "
+                         "or of another kind") from None
+    with zf:
+        present = set(zf.namelist())
+        for name in names:
+            if name in present:
+                try:
+                    out[name] = zf.read(name)
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                    raise ValueError(f"{p}: cannot read {name} from the zip ({exc}); the file is "
+                                     "corrupt - restore it or save the model again") from None
+    return out
+
+
+def require_member(files: Mapping[str, bytes], name: str, *, where: str | os.PathLike,
+                   what: str = "model") -> bytes:
+    """``files[name]``, or a :class:`FileNotFoundError` saying the model is incomplete."""
+    if name not in files:
+        raise FileNotFoundError(f"{what} {where} is incomplete: {name} is missing")
+    return files[name]
+
+
+# ---------------------------------------------------------------------------- bioimage.io
+
+def write_bioimageio_package(path: str | os.PathLike, files: Mapping[str, bytes], *,
+                             overwrite: bool = False) -> Path:
+    """Write a bioimage.io package's files (see :func:`ij_bridge.bioimageio.write_package`)."""
+    from .bioimageio import write_package
+
+    return write_package(path, files, overwrite=overwrite)
+
+
+def export_bioimageio(model: Any, path: str | os.PathLike, test_input: Any, **kwargs: Any) -> Path:
+    """Write ``model`` (a StarDist or an N2V model) as a BioImage Model Zoo package.
+
+    Dispatches to :func:`ij_bridge.stardist.bioimageio.export_bioimageio` or
+    :func:`ij_bridge.n2v.bioimageio.export_bioimageio`; ``kwargs`` are theirs.
+    """
+    from .n2v.model import N2V
+    from .stardist.model import StarDistBase
+
+    if isinstance(model, StarDistBase):
+        from .stardist.bioimageio import export_bioimageio as export
+    elif isinstance(model, N2V):
+        from .n2v.bioimageio import export_bioimageio as export
+    else:
+        raise TypeError(f"cannot export a {type(model).__name__} to bioimage.io; "
+                        "a StarDist2D/StarDist3D or N2V model is needed")
+    return export(model, path, test_input, **kwargs)

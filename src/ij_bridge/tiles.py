@@ -104,6 +104,9 @@ def auto_n_tiles(
     shape: Sequence[int],
     bytes_per_pixel: float,
     budget_bytes: float,
+    *,
+    halo: Sequence[int] | int = 0,
+    min_tile: Sequence[int] | int = 16,
 ) -> tuple[int, ...]:
     """Fewest tiles (splitting the largest axis first) whose working set fits a budget.
 
@@ -114,13 +117,37 @@ def auto_n_tiles(
     bytes_per_pixel : float
         Estimated peak memory per input pixel for one forward pass (activations).
     budget_bytes : float
-        Memory available for one tile.
+        Memory available for one tile (see :func:`ij_bridge.device.memory_budget`).
+    halo : int or sequence of int
+        Context read on each side of a tile; a tile's working set is its core
+        plus the halo on both sides (never more than the whole axis).
+    min_tile : int or sequence of int
+        An axis whose tile core is this small is not split further.
+
+    Returns
+    -------
+    tuple of int
+        Tiles per axis; all ones when the whole image fits.
+
+    Examples
+    --------
+    >>> auto_n_tiles((100, 100), 4.0, 1e9)
+    (1, 1)
+    >>> auto_n_tiles((100, 100), 4.0, 4.0 * 50 * 100)
+    (2, 1)
     """
-    n_tiles = [1] * len(shape)
-    while math.prod(math.ceil(s / k) for s, k in zip(shape, n_tiles)) * bytes_per_pixel > budget_bytes:
-        sizes = [math.ceil(s / k) for s, k in zip(shape, n_tiles)]
-        axis = int(np.argmax(sizes))
-        if sizes[axis] <= 16:
+    d = len(shape)
+    halo = _as_tuple(halo, d, "halo")
+    min_tile = _as_tuple(min_tile, d, "min_tile")
+    n_tiles = [1] * d
+
+    def need(n: list[int]) -> float:
+        return math.prod(min(s, math.ceil(s / k) + 2 * h) for s, k, h in zip(shape, n, halo)) * bytes_per_pixel
+
+    while need(n_tiles) > budget_bytes:
+        cores = [math.ceil(s / k) for s, k in zip(shape, n_tiles)]
+        axis = int(np.argmax([c if c > m else 0 for c, m in zip(cores, min_tile)]))
+        if cores[axis] <= min_tile[axis]:
             break
         n_tiles[axis] += 1
     return tuple(n_tiles)

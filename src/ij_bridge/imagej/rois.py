@@ -64,7 +64,7 @@ _DEFAULT_DIMS = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x")}
 # PyImageJ's names for the same axes
 _DIM_ALIASES = {"row": "y", "col": "x", "pln": "z", "time": "t"}
 
-Progress = Callable[[int, int, str], None]
+from ..progress import Progress  # noqa: E402  (the shared type; this name is kept)
 
 
 # --------------------------------------------------------------------------- Java access

@@ -108,7 +108,7 @@ def export_bioimageio(
     RuntimeError
         The model is not trained.
     """
-    from .. import __version__
+    from .._version import __version__
     from .data import to_samples
 
     check_name(name)

@@ -8,13 +8,15 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .. import cancel
+from ..device import choose_device, memory_budget
 from ..nets.unet import UNet
+from ..progress import Progress
 from ..tiles import auto_n_tiles, iter_tiles
 from .config import N2VConfig
 from .data import PatchSampler, augment_batch, check_values, grid_patches, to_samples
@@ -22,25 +24,9 @@ from .masking import Masked, mask_batch, masked_mse
 
 __all__ = ["N2V", "Progress"]
 
-Progress = Callable[[int, int, str], None]
-
-
-def _default_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _memory_budget(device: torch.device) -> float:
-    """Bytes one prediction batch may use."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.4 * free
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        avail = 4 * 2**30
-    return float(min(0.25 * avail, 2 * 2**30))
+# the shared progress type and device helpers; the old private names stay for callers and tests
+_default_device = choose_device
+_memory_budget = memory_budget
 
 
 class N2V:

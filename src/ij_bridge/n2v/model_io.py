@@ -4,6 +4,9 @@ Layout::
 
     n2v_model.json   format, versions, config, normalisation, history, checksum
     weights.pt       torch state dict (loaded with ``weights_only=True``)
+
+The rules (atomic writes, overwrite, checksums, format versions, reading a
+folder or a zip) are those of :mod:`ij_bridge.model_files`, shared with StarDist.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import io
 import json
 import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..model_files import check_format_version, sha256_bytes, verify_sha256, write_members
+from .._version import __version__
+from ..model_files import (check_format_version, read_members, require_member, sha256_bytes,
+                           verify_sha256, write_members)
 from .config import N2VConfig
 
 __all__ = ["save_model", "load_model", "MODEL_JSON", "WEIGHTS", "FORMAT", "FORMAT_VERSION"]
@@ -30,8 +34,6 @@ FORMAT_VERSION = 1
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__
 
 
@@ -83,29 +85,14 @@ def save_model(model: Any, path: Path, overwrite: bool = False) -> Path:
 
 
 def _read(path: Path) -> tuple[bytes, callable]:
-    if not path.exists():
-        raise FileNotFoundError(f"N2V model not found: {path}")
-    if path.is_dir():
-        def get(name: str) -> bytes:
-            f = path / name
-            if not f.is_file():
-                raise FileNotFoundError(f"N2V model {path} is incomplete: {name} is missing")
-            return f.read_bytes()
-        return get(MODEL_JSON), get
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path} is not a valid zip file (corrupt or not an N2V model): {exc}") from None
-    names = set(zf.namelist())
+    """``n2v_model.json`` and a reader of further members (:func:`ij_bridge.model_files.read_members`)."""
+    path = Path(path)
 
-    def get_zip(name: str) -> bytes:
-        if name not in names:
-            raise FileNotFoundError(f"N2V model {path} is incomplete: {name} is missing in the zip")
-        try:
-            return zf.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ValueError(f"{path}: cannot read {name} ({exc}); the file is corrupt") from None
-    return get_zip(MODEL_JSON), get_zip
+    def get(name: str) -> bytes:
+        files = read_members(path, (name,), what="N2V model")
+        return require_member(files, name, where=path, what="N2V model")
+
+    return get(MODEL_JSON), get
 
 
 def load_model(cls: type, path: Path, device: Any = None) -> Any:

@@ -177,7 +177,7 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
     ValueError
         ``test_input`` does not fit the model.
     """
-    from .. import __version__
+    from .._version import __version__
 
     check_name(name)
     authors_list(authors)

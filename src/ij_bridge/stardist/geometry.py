@@ -141,25 +141,20 @@ def rays_golden_spiral(n_rays: int = 96, anisotropy: Sequence[float] | None = No
 # ------------------------------------------------------------------- label checks
 
 def check_label_image(lbl: np.ndarray, name: str = "label image") -> np.ndarray:
-    """Validate a label image: integer-valued, non-negative. Returns it as int32/int64.
+    """Validate a label image (:func:`ij_bridge.metrics.check_label_image`) as int32/int64.
+
+    The checks are the shared ones (a boolean mask, non-integer or negative
+    values are refused, with the fix in the message); the result is int32,
+    or int64 when a label does not fit in int32, as the geometry code needs.
 
     Raises
     ------
     ValueError
-        For non-integer or negative values, with the fix in the message.
+        For non-integer or negative values, or a boolean mask.
     """
-    lbl = np.asarray(lbl)
-    if lbl.dtype == bool:
-        raise ValueError(f"{name} is boolean (a mask); label each object with its own integer "
-                         "(e.g. scipy.ndimage.label) before using it")
-    if not np.issubdtype(lbl.dtype, np.integer):
-        if not np.issubdtype(lbl.dtype, np.floating) or not np.all(np.isfinite(lbl)) \
-                or np.any(lbl != np.round(lbl)):
-            raise ValueError(f"{name} has non-integer values (dtype {lbl.dtype}); a label image "
-                             "must hold one integer id per object and 0 for background")
-    if lbl.size and lbl.min() < 0:
-        raise ValueError(f"{name} has negative values (min {lbl.min()}); labels must be >= 0 "
-                         "with 0 for background")
+    from ..metrics import check_label_image as _check
+
+    lbl = _check(lbl, name)
     if lbl.size and lbl.max() > np.iinfo(np.int32).max:
         return lbl.astype(np.int64)
     return lbl.astype(np.int32, copy=False)

@@ -1,4 +1,9 @@
-"""StarDist models in PyTorch: network, training, prediction, model files.
+"""StarDist models in PyTorch: the network and prediction.
+
+Training (targets, patch sampling, augmentation, loss, the loop) is in
+:mod:`ij_bridge.stardist.training`, the model files in
+:mod:`ij_bridge.stardist.model_io` (on the shared rules of
+:mod:`ij_bridge.model_files`); the methods here call them.
 
 >>> from ij_bridge.stardist import StarDist2D, StarDistConfig
 >>> model = StarDist2D(StarDistConfig(epochs=1, steps_per_epoch=2))   # doctest: +SKIP
@@ -8,37 +13,31 @@
 
 from __future__ import annotations
 
-import copy
-import io
-import json
 import math
-import time
-import warnings
-import zipfile
-import zlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from .. import cancel
+from ..device import choose_device, memory_budget
+from ..progress import Progress
+from ..tiles import auto_n_tiles
+from . import model_io as _model_io
+from . import training as _training
 from .config import StarDistConfig
 from .geometry import (
-    Rays, check_label_image, dist_to_coord, edt_prob, fill_label_holes, polygons_to_label,
-    polyhedra_to_label, rays_golden_spiral, star_dist_2d, star_dist_3d,
+    dist_to_coord, polygons_to_label, polyhedra_to_label, rays_golden_spiral, star_dist_2d, star_dist_3d,
 )
+from .model_io import FORMAT, FORMAT_VERSION, bundled_models
 from .nms import non_maximum_suppression, non_maximum_suppression_3d, polygon_candidates
 
 __all__ = ["StarDist2D", "StarDist3D", "StarDistBase", "StarDistNet", "normalize_percentiles",
-           "bundled_models", "FORMAT"]
+           "bundled_models", "FORMAT", "Progress"]
 
-Progress = Callable[[int, int, str], None]
-FORMAT = "ij-bridge-stardist"
-FORMAT_VERSION = 1
-_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+_MODELS_DIR = _model_io.MODELS_DIR
+_memory_budget = memory_budget  # looked up here at each prediction (tests replace it)
 
 
 # ----------------------------------------------------------------------------- network
@@ -147,45 +146,6 @@ def normalize_percentiles(x: np.ndarray, low: float = 1.0, high: float = 99.8,
     return ((x - lo) / np.maximum(hi - lo, eps)).astype(np.float32)
 
 
-def _memory_budget(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 0.5 * free
-    avail = 8 * 2**30
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return min(0.25 * avail, 4 * 2**30)
-
-
-def _auto_tiles(shape, halo, div, bytes_per_pixel, budget) -> tuple[int, ...]:
-    """Fewest tiles whose read region (core + halo on both sides) fits ``budget``."""
-    n = [1] * len(shape)
-
-    def need(n):
-        return math.prod(min(s, math.ceil(s / k) + 2 * h) for s, k, h in zip(shape, n, halo)) * bytes_per_pixel
-
-    while need(n) > budget:
-        cores = [math.ceil(s / k) for s, k in zip(shape, n)]
-        axis = int(np.argmax([c if c > q else 0 for c, q in zip(cores, div)]))
-        if cores[axis] <= div[axis]:
-            break
-        n[axis] += 1
-    return tuple(n)
-
-
-def bundled_models() -> list[str]:
-    """Names of the models that ship with the package (usable in ``from_pretrained``)."""
-    if not _MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in _MODELS_DIR.iterdir() if (p / "config.json").is_file()
-                  and p.name.startswith("stardist"))
-
-
 # --------------------------------------------------------------------------------- base
 
 class StarDistBase:
@@ -206,8 +166,7 @@ class StarDistBase:
             raise ValueError(f"{type(self).__name__} needs a config with ndim={self.ndim}, "
                              f"got ndim={config.ndim}")
         self.config = config
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.net = _make_net(config)
@@ -319,7 +278,7 @@ class StarDistBase:
         halo = self._halo()
         if n_tiles is None:
             bpp = 4.0 * self.config.unet_n_filters * 8 + 4 * self.config.n_rays
-            n_tiles = _auto_tiles(padded, halo, div, bpp, _memory_budget(self.device))
+            n_tiles = auto_n_tiles(padded, bpp, _memory_budget(self.device), halo=halo, min_tile=div)
         n_tiles = (int(n_tiles),) * self.ndim if np.isscalar(n_tiles) else tuple(int(v) for v in n_tiles)
         if len(n_tiles) != self.ndim or any(v < 1 for v in n_tiles):
             raise ValueError(f"n_tiles needs {self.ndim} positive values, got {n_tiles}")
@@ -402,35 +361,12 @@ class StarDistBase:
     def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
         raise NotImplementedError
 
-    # -- training -----------------------------------------------------------------------
+    # -- training (ij_bridge.stardist.training) ------------------------------------------
     def _prepare_training(self, X, Y, name):
-        if isinstance(X, np.ndarray) and X.ndim == self.ndim:
-            X = [X]
-        if isinstance(Y, np.ndarray) and Y.ndim == self.ndim:
-            Y = [Y]
-        X, Y = list(X), list(Y)
-        if len(X) != len(Y):
-            raise ValueError(f"{name}: {len(X)} images but {len(Y)} label images; they must pair up")
-        if not X:
-            raise ValueError(f"{name}: no images given")
-        imgs, lbls = [], []
-        for i, (x, y) in enumerate(zip(X, Y)):
-            xi = self._to_channels_first(x, f"{name} image {i}")
-            yi = np.asarray(y.values if hasattr(y, "dims") else y)
-            yi = check_label_image(yi, f"{name} label image {i}")
-            if yi.shape != xi.shape[1:]:
-                raise ValueError(f"{name} pair {i}: image shape {xi.shape[1:]} (spatial) and label "
-                                 f"shape {yi.shape} differ")
-            yi = fill_label_holes(yi, name=f"{name} label image {i}")
-            imgs.append(self._normalize(xi))
-            lbls.append(yi)
-        return imgs, lbls
+        return _training.prepare_training(self, X, Y, name)
 
     def _targets(self, lbl, grid):
-        prob = edt_prob(lbl, self.config.anisotropy)
-        dist = self._star_dist(lbl, grid)
-        sl = tuple(slice(None, None, g) for g in grid)
-        return prob[sl], np.moveaxis(dist, -1, 0)
+        return _training.targets(self, lbl, grid)
 
     def _augment(self, img, prob, dist, rng):
         """Geometric augmentation: returns ``(img, prob, dist, ray_order)`` as views.
@@ -442,87 +378,16 @@ class StarDistBase:
         return img, prob, dist, None
 
     def _sample_batch(self, data, rng):
-        cfg = self.config
-        ps = cfg.patch_size
-        xs, ps_, ds = [], [], []
-        for _ in range(cfg.batch_size):
-            i = int(rng.integers(len(data)))
-            img, prob, dist, fg = data[i]
-            shape = img.shape[1:]
-            if len(fg) and rng.random() < cfg.foreground_prob:
-                c = np.unravel_index(fg[rng.integers(len(fg))], shape)
-                lo = [max(0, min(ci - int(rng.integers(p)), s - p)) for ci, p, s in zip(c, ps, shape)]
-            else:
-                lo = [int(rng.integers(s - p + 1)) for p, s in zip(ps, shape)]
-            sl = tuple(slice(a, a + p) for a, p in zip(lo, ps))
-            x, pr, di = img[(slice(None),) + sl], prob[sl], dist[(slice(None),) + sl]
-            order = None
-            if cfg.augment:
-                x, pr, di, order = self._augment(x, pr, di, rng)
-                scale = rng.uniform(0.6, 1.6)
-                shift = rng.uniform(-0.2, 0.2)
-                x = x * np.float32(scale) + np.float32(shift)
-            g = tuple(slice(None, None, q) for q in cfg.grid)
-            di = di[(slice(None),) + g]
-            xs.append(np.ascontiguousarray(x))
-            ps_.append(np.ascontiguousarray(pr[g]))
-            ds.append(np.ascontiguousarray(di if order is None else di[order]))
-        return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ps_))[:, None],
-                torch.from_numpy(np.stack(ds)))
+        return _training.sample_batch(self, data, rng)
 
     def _loss(self, prob_logit, dist_pred, prob_true, dist_true):
-        cfg = self.config
-        l_prob = F.binary_cross_entropy_with_logits(prob_logit, prob_true)
-        mask = prob_true
-        l_dist = (mask * (dist_pred - dist_true).abs()).mean() / (mask.mean() + 1e-6)
-        bg = (prob_true == 0).float()
-        l_reg = (bg * dist_pred.abs()).mean()
-        total = l_prob + cfg.dist_loss_weight * (l_dist + cfg.background_reg * l_reg)
-        return total, l_prob, l_dist
+        return _training.stardist_loss(self, prob_logit, dist_pred, prob_true, dist_true)
 
     def _val_loss(self, val):
-        cfg = self.config
-        losses = []
-        self.net.eval()
-        with torch.no_grad():
-            for x, _, prob, dist in val:
-                spatial = x.shape[1:]
-                padded = tuple(int(math.ceil(s / q) * q) for s, q in zip(spatial, cfg.divisor))
-                pad = [(0, 0)] + [(0, p - s) for s, p in zip(spatial, padded)]
-                xp = np.pad(x, pad, mode="reflect")
-                pl, dl = self.net(self._tensor(xp[None]))
-                crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in prob.shape)
-                pl, dl = pl[crop], dl[crop]
-                loss, _, _ = self._loss(pl, dl, torch.from_numpy(prob)[None, None].to(self.device),
-                                        torch.from_numpy(dist)[None].to(self.device))
-                losses.append(float(loss))
-        return float(np.mean(losses))
+        return _training.val_loss(self, val)
 
     def _init_output_biases(self, data) -> None:
-        """Start the output layers at the training data's priors (a fresh network only).
-
-        The probability bias becomes the log-odds of the mean object probability and
-        each distance bias the probability-weighted mean distance along its ray, so the
-        first steps do not have to learn these constants (with zero-mean outputs the
-        distance loss starts near the mean object radius). Measured on the benchmark
-        data: lower training loss at equal steps and clearly better shapes (F1 at IoU
-        0.7); see docs/stardist.md.
-        """
-        sl = tuple(slice(None, None, g) for g in self.config.grid)
-        p_sum, n_px = 0.0, 0
-        d_sum = np.zeros(self.config.n_rays)
-        for _, prob, dist, _ in data:
-            p = prob[sl].astype(np.float64)
-            d = dist[(slice(None),) + sl].astype(np.float64)
-            p_sum += p.sum()
-            n_px += p.size
-            d_sum += (d * p[None]).reshape(len(d), -1).sum(axis=1)
-        if p_sum <= 0:
-            return
-        p_mean = min(max(p_sum / n_px, 1e-3), 1 - 1e-3)
-        with torch.no_grad():
-            self.net.out_prob.bias.fill_(float(np.log(p_mean / (1 - p_mean))))
-            self.net.out_dist.bias.copy_(torch.as_tensor(d_sum / p_sum, dtype=self.net.out_dist.bias.dtype))
+        _training.init_output_biases(self, data)
 
     def train(self, X: Sequence[Any], Y: Sequence[Any],
               validation_data: tuple[Sequence[Any], Sequence[Any]] | None = None,
@@ -565,121 +430,10 @@ class StarDistBase:
         training data's priors (mean object probability, mean distance per
         ray); later calls continue from the current weights.
         """
-        from ..metrics import matching_dataset
-
-        if checkpoint is not None:  # a bad place fails now, not after the first epoch
-            from ..model_files import check_destination
-
-            check_destination(checkpoint, overwrite=True, kind="checkpoint", markers=("config.json",),
-                              folder=Path(checkpoint).suffix.lower() != ".zip")
-        cfg = self.config
-        epochs = int(epochs or cfg.epochs)
-        steps = int(steps_per_epoch or cfg.steps_per_epoch)
-        imgs, lbls = self._prepare_training(X, Y, "training data")
-        for i, x in enumerate(imgs):
-            if any(s < p for s, p in zip(x.shape[1:], cfg.patch_size)):
-                raise ValueError(f"training image {i} has spatial shape {x.shape[1:]}, smaller than "
-                                 f"patch_size {cfg.patch_size}; use a smaller patch_size "
-                                 f"(multiple of {cfg.divisor})")
-        val = None
-        if validation_data is not None:
-            Xv, Yv = validation_data
-            vimgs, vlbls = self._prepare_training(Xv, Yv, "validation data")
-            val = []
-            for x, y in zip(vimgs, vlbls):
-                p, d = self._targets(y, cfg.grid)
-                val.append((x, y, p.astype(np.float32), d.astype(np.float32)))
-        data = []
-        full = (1,) * self.ndim
-        for x, y in zip(imgs, lbls):
-            p, d = self._targets(y, full)
-            data.append((x, p.astype(np.float32), d.astype(np.float32), np.flatnonzero(y > 0)))
-
-        if self._fresh_weights:
-            self._init_output_biases(data)
-            self._fresh_weights = False
-        rng = np.random.default_rng(cfg.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold
-            torch.set_flush_denormal(True)
-            # the fused kernel (CPU and CUDA) updates all parameters in one pass
-            opt = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate, fused=True)
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
-            hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
-                                                     "seconds")}
-            if val is not None:
-                for k in ("val_loss", "val_f1", "val_accuracy"):
-                    hist[k] = []
-            total = epochs * steps
-            bar = None
-            if show_progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=total, desc="StarDist training", unit="step")
-            best_key, best_state, best_epoch = None, None, 0
-            done = 0
-            for epoch in range(1, epochs + 1):
-                t0 = time.perf_counter()
-                self.net.train()
-                acc = np.zeros(3)
-                for _ in range(steps):
-                    cancel.check()  # a time limit, a signal or Esc stops training here
-                    xb, pb, db = self._sample_batch(data, rng)
-                    xb, pb, db = self._tensor(xb), pb.to(self.device), db.to(self.device)
-                    pl, dl = self.net(xb)
-                    loss, lp, ld = self._loss(pl, dl, pb, db)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    acc += [loss.item(), lp.item(), ld.item()]
-                    done += 1
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-                    if progress is not None:
-                        progress(done, total, f"epoch {epoch}/{epochs}")
-                acc /= steps
-                hist["epoch"].append(epoch)
-                hist["loss"].append(float(acc[0]))
-                hist["prob_loss"].append(float(acc[1]))
-                hist["dist_loss"].append(float(acc[2]))
-                hist["lr"].append(float(opt.param_groups[0]["lr"]))
-                if val is not None:
-                    vloss = self._val_loss(val)
-                    preds = [self._instances(*self._predict_prepared(x), x.shape[1:],
-                                             self.thresholds["prob"], self.thresholds["nms"])[0]
-                             for x, _, _, _ in val]
-                    m = matching_dataset([v[1] for v in val], preds, thresh=0.5)
-                    hist["val_loss"].append(vloss)
-                    hist["val_f1"].append(float(m.f1))
-                    hist["val_accuracy"].append(float(m.accuracy))
-                    sched.step(vloss)
-                    key = (float(m.accuracy), -vloss)
-                else:
-                    sched.step(acc[0])
-                    key = (0.0, -float(acc[0]))
-                hist["seconds"].append(time.perf_counter() - t0)
-                if bar is not None and val is not None:
-                    bar.set_postfix(epoch=epoch, loss=f"{acc[0]:.4f}", val_f1=f"{hist['val_f1'][-1]:.3f}")
-                if best_key is None or key > best_key:
-                    best_key, best_epoch = key, epoch
-                    best_state = copy.deepcopy(self.net.state_dict())
-                    if checkpoint is not None:
-                        self.history = hist
-                        self.save(checkpoint, overwrite=True)
-            if bar is not None:
-                bar.close()
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        hist["best_epoch"] = [best_epoch]
-        self.history = hist
-        if val is not None and optimize_thresholds:
-            from .thresholds import optimize_thresholds as _opt
-            _opt(self, [v[0] for v in val], [v[1] for v in val], normalize=False, progress=progress,
-                 _channels_first=True)
-            if checkpoint is not None:
-                self.save(checkpoint, overwrite=True)
-        return hist
+        return _training.train(self, X, Y, validation_data=validation_data, epochs=epochs,
+                               steps_per_epoch=steps_per_epoch, progress=progress,
+                               show_progress=show_progress, optimize_thresholds=optimize_thresholds,
+                               checkpoint=checkpoint)
 
     def plot_history(self, path: str | Path) -> Path:
         """Write a PNG of the losses and validation scores against epochs."""
@@ -721,37 +475,17 @@ class StarDistBase:
             plt.close(fig)
         return path
 
-    # -- model files ----------------------------------------------------------------------
+    # -- model files (ij_bridge.stardist.model_io) -----------------------------------------
     def _meta(self, weights_dtype: str, weights_sha256: str | None = None) -> dict[str, Any]:
-        from .. import __version__
-
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_class": type(self).__name__,
-            "config": self.config.to_dict(),
-            "thresholds": dict(self.thresholds),
-            "normalization": {"method": "percentile", "percentiles": list(self.config.percentiles),
-                              "per_channel": True},
-            "weights": "weights.pt",
-            "weights_dtype": weights_dtype,
-            "weights_sha256": weights_sha256,
-            "ij_bridge_version": __version__,
-            "torch_version": torch.__version__,
-            "input_layout": "YXC" if self.ndim == 2 else "ZYXC",
-        }
-        if self.rays is not None:
-            meta["rays"] = self.rays.to_dict()
-        if getattr(self, "provenance", None):  # imported from another tool (stardist/original.py)
-            meta["provenance"] = self.provenance
-        return meta
+        return _model_io.model_meta(self, weights_dtype, weights_sha256)
 
     def save(self, path: str | Path, half: bool = False, overwrite: bool = False) -> Path:
         """Save as a folder, or as a zip when ``path`` ends in ``.zip``.
 
         Contents: ``config.json`` (config, thresholds, normalisation, versions,
         the SHA-256 of the weights), ``weights.pt`` (state dict; float16 when
-        ``half``), ``history.json``.
+        ``half``), ``history.json``; the format is
+        :mod:`ij_bridge.stardist.model_io`.
 
         The model is written to a hidden temporary sibling and renamed into
         place, so a failed save (a full disk, an interrupt) leaves an existing
@@ -763,21 +497,7 @@ class StarDistBase:
             ``path`` exists and not ``overwrite``; or it is an existing folder
             without ``config.json`` (never replaced); or it is not writable.
         """
-        from ..model_files import sha256_bytes, write_members
-
-        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
-                 for k, v in self.net.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        weights = buf.getvalue()
-        meta = json.dumps(self._meta("float16" if half else "float32", sha256_bytes(weights)), indent=2)
-        hist = json.dumps(self.history)
-        members = [("config.json", meta), ("weights.pt", weights), ("history.json", hist)]
-        if getattr(self, "provenance", None):
-            from .original import provenance_readme
-
-            members.append(("README.md", provenance_readme(self)))
-        return write_members(path, members, overwrite=overwrite, markers=("config.json",))
+        return _model_io.save_model(self, path, half=half, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
@@ -786,94 +506,9 @@ class StarDistBase:
 
         Models of the original StarDist are read too (their folder, its zip, a
         bioimage.io package; ``weights`` picks the ``.h5`` file): see
-        :mod:`ij_bridge.stardist.original`.
+        :mod:`ij_bridge.stardist.original`; and the Fiji plugin's models.
         """
-        from .original import is_original_model, load_original
-
-        if is_original_model(path) or weights is not None:
-            return load_original(cls, path, device=device, weights=weights)
-        from .savedmodel import is_savedmodel, load_stardist_savedmodel
-
-        if "!/" in str(path) or is_savedmodel(path):  # the Fiji plugin's TF SavedModel zip (2D)
-            if cls is StarDist3D:
-                raise ValueError(f"{path} is a TF SavedModel of a StarDist 2D model (the Fiji "
-                                 "format); load it with StarDist2D.load")
-            return load_stardist_savedmodel(path, device=device)
-        p = Path(path)
-        if not p.exists() and (_MODELS_DIR / str(path)).is_dir():
-            p = _MODELS_DIR / str(path)
-        from .fiji_models import is_fiji_model_name, load_fiji_model
-
-        if not p.exists() and is_fiji_model_name(str(path)):  # from $IJ_BRIDGE_FIJI / _MODELS
-            if cls is StarDist3D:
-                raise ValueError(f"{path} is a 2D model of the StarDist Fiji plugin; load it "
-                                 "with StarDist2D.load")
-            return load_fiji_model(str(path), device=device)
-        if not p.exists():
-            hint = f" Bundled models: {', '.join(bundled_models())}." if bundled_models() else ""
-            raise FileNotFoundError(f"StarDist model not found: {path}.{hint}")
-        files: dict[str, bytes] = {}
-        if p.is_dir():
-            for name in ("config.json", "weights.pt", "history.json"):
-                if (p / name).is_file():
-                    files[name] = (p / name).read_bytes()
-        else:
-            try:
-                zf = zipfile.ZipFile(p)
-            except zipfile.BadZipFile as exc:
-                raise ValueError(f"{p} is not a StarDist model folder or a valid .zip ({exc})") from None
-            with zf:
-                names = set(zf.namelist())
-                for name in ("config.json", "weights.pt", "history.json"):
-                    if name in names:
-                        try:
-                            files[name] = zf.read(name)
-                        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                            raise ValueError(f"{p}: cannot read {name} from the zip ({exc}); the file is "
-                                             "corrupt - restore it or save the model again") from None
-        if "config.json" not in files:
-            raise FileNotFoundError(f"{p} has no config.json; is it a StarDist model saved by ij-bridge?")
-        try:
-            meta = json.loads(files["config.json"])
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{p}: config.json is corrupt ({exc})") from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{p}: not an ij-bridge StarDist model (format={meta.get('format')!r})")
-        from ..model_files import check_format_version, verify_sha256
-
-        check_format_version(meta, FORMAT_VERSION, where=p, what="StarDist model")
-        klass = {"StarDist2D": StarDist2D, "StarDist3D": StarDist3D}.get(meta.get("model_class"))
-        if klass is None:
-            raise ValueError(f"{p}: unknown model class {meta.get('model_class')!r}")
-        if cls is not StarDistBase and klass is not cls:
-            raise ValueError(f"{p} holds a {klass.__name__}; load it with {klass.__name__}.load")
-        if "weights.pt" not in files:
-            raise FileNotFoundError(f"{p} has no weights.pt; the model folder is incomplete")
-        # models saved before checksums were recorded have none; those load unverified
-        verify_sha256(files["weights.pt"], meta.get("weights_sha256"), where=p, name="weights.pt")
-        cfg = StarDistConfig.from_dict(meta["config"])
-        model = klass(cfg, device=device)
-        try:
-            state = torch.load(io.BytesIO(files["weights.pt"]), map_location="cpu", weights_only=True)
-            state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-            model.net.load_state_dict(state)
-        except Exception as exc:  # corrupt or mismatched weights
-            raise ValueError(f"{p}: weights.pt is corrupt or does not fit the config ({exc})") from None
-        model.net.to(model.device, memory_format=model._memory_format)
-        model._fresh_weights = False
-        th = meta.get("thresholds", {})
-        model.thresholds = {"prob": float(th.get("prob", cfg.prob_thresh)),
-                            "nms": float(th.get("nms", cfg.nms_thresh))}
-        if "rays" in meta:
-            model.rays = Rays.from_dict(meta["rays"])
-        if "history.json" in files:
-            try:
-                model.history = json.loads(files["history.json"])
-            except json.JSONDecodeError:
-                warnings.warn(f"{p}: history.json is corrupt; ignored")
-        model.source = str(p)
-        model.provenance = meta.get("provenance")
-        return model
+        return _model_io.load_model(cls, path, device=device, weights=weights)
 
     @classmethod
     def from_pretrained(cls, name: str = "stardist_nuclei2d", device=None) -> "StarDistBase":
@@ -915,22 +550,8 @@ class StarDist2D(StarDistBase):
         return star_dist_2d(lbl, self.config.n_rays, grid)
 
     def _augment(self, img, prob, dist, rng):
-        # the 8 symmetries of the square (for square patches); ray k of the result is ray
-        # order[k] of the input: new[k] = old[p[k]] composes as order = order[p]
-        n = self.config.n_rays
-        k = np.arange(n)
-        order = k
-        if n % 4 == 0 and img.shape[1] == img.shape[2] and rng.random() < 0.5:
-            # transpose: angle phi -> pi/2 - phi
-            img, prob, dist = img.transpose(0, 2, 1), prob.T, dist.transpose(0, 2, 1)
-            order = order[(n // 4 - k) % n]
-        if rng.random() < 0.5:  # flip rows: phi -> -phi
-            img, prob, dist = img[:, ::-1], prob[::-1], dist[:, ::-1]
-            order = order[(-k) % n]
-        if n % 2 == 0 and rng.random() < 0.5:  # flip cols: phi -> pi - phi
-            img, prob, dist = img[:, :, ::-1], prob[:, ::-1], dist[:, :, ::-1]
-            order = order[(n // 2 - k) % n]
-        return img, prob, dist, order
+        # the 8 symmetries of the square (square patches only): ij_bridge.stardist.training.augment_2d
+        return _training.augment_2d(img, prob, dist, rng, self.config.n_rays)
 
     def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
         points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)

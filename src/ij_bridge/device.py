@@ -1,0 +1,64 @@
+"""Device choice and the memory budget of one prediction, for both models.
+
+>>> from ij_bridge.device import choose_device
+>>> choose_device("cpu")
+device(type='cpu')
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["choose_device", "memory_budget", "available_memory", "CUDA_FRACTION", "CPU_FRACTION",
+           "CPU_CAP"]
+
+CUDA_FRACTION = 0.4
+"""Share of the GPU's free memory one prediction (one tile) may use."""
+CPU_FRACTION = 0.25
+"""Share of the available main memory one prediction may use on the CPU ..."""
+CPU_CAP = 4 * 2**30
+"""... but never more than this many bytes (a larger tile is hardly faster)."""
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, or CUDA when available, else the CPU.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; None picks one.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def available_memory(default: int = 8 * 2**30) -> int:
+    """Bytes of main memory available to new work (``MemAvailable``; page cache counts as free)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # other POSIX systems: free pages only (an underestimate)
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return default
+
+
+def memory_budget(device: torch.device) -> float:
+    """Bytes one forward pass (one tile) may use on ``device``.
+
+    CUDA: :data:`CUDA_FRACTION` of the free GPU memory. CPU:
+    :data:`CPU_FRACTION` of the available memory, at most :data:`CPU_CAP`.
+    The models turn this into a number of tiles with
+    :func:`ij_bridge.tiles.auto_n_tiles`.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return CUDA_FRACTION * free
+    return float(min(CPU_FRACTION * available_memory(), CPU_CAP))

@@ -459,9 +459,9 @@ def load_model(spec: str | Path | None = None, ndim: int | None = None, *,
         else:
             names = bundled_models()
             hint = f", or a bundled model ({', '.join(names)})" if names else ""
-            raise FileNotFoundError(f"{what} does not exist: give the folder or .zip of a StarDist "
-                                    f"model (ij-bridge's, the original StarDist's or a bioimage.io "
-                                    f"package){hint}")
+            raise FileNotFoundError(f"StarDist model not found: {spec} ({what} does not exist); give "
+                                    "the folder or .zip of a StarDist model (ij-bridge's, the original "
+                                    f"StarDist's or a bioimage.io package){hint}")
         model = _CACHE.get(key, lambda: _read_model(str(p) if p.exists() else spec, device, what))
     if ndim is not None and model.ndim != ndim:
         other = "z-stacks with a 3D model" if model.ndim == 3 else "2D images (or each slice) with it"
@@ -546,7 +546,7 @@ def pair_files(images: str | Path, masks: str | Path, *, log: Log | None = None
     msks = _tiffs(Path(masks), "masks")
     missing = sorted(set(imgs) - set(msks))
     if missing:
-        raise ValueError(f"{len(missing)} image(s) have no mask of the same file name in {masks}: "
+        raise ValueError(f"{len(missing)} image(s) have no mask of the same name in {masks}: "
                          f"{', '.join(missing[:5])}")
     extra = sorted(set(msks) - set(imgs))
     if extra and log is not None:
@@ -645,6 +645,7 @@ def _spacing(da, ndim: int) -> list[float]:
 def train_from_pairs(images: Any, masks: Any, *, ndim: int | None = None,
                      val_images: Any = None, val_masks: Any = None, val_fraction: float = 0.15,
                      seed: int = 0, patch_size: Sequence[int] | int | None = None,
+                     fit_patch: bool = True,
                      device: Any = None, log: Log | None = None, progress: Progress | None = None,
                      show_progress: bool = False, **config: Any):
     """Train a StarDist model on images and their label images.
@@ -661,7 +662,10 @@ def train_from_pairs(images: Any, masks: Any, *, ndim: int | None = None,
     seed : int
         Seeds the validation split and the training (sampling, augmentation).
     patch_size : int or tuple of int, optional
-        Training patch (default the config's); reduced to fit the smallest image.
+        Training patch (default the config's).
+    fit_patch : bool
+        Reduce the patch to fit the smallest image (to multiples of the grid);
+        False makes a patch larger than an image an error.
     device : str, optional
         cpu, cuda, ...
     log : callable, optional
@@ -724,6 +728,10 @@ def train_from_pairs(images: Any, masks: Any, *, ndim: int | None = None,
     if any(s < q for s, q in zip(size, div)):
         raise ValueError(f"images of {dict(zip(spatial, smallest))} are too small for a {nd}D model: "
                          f"each of {spatial} needs at least {list(div)} pixels")
+    if size != want and not fit_patch:
+        raise ValueError(f"the patch size {want} does not fit the smallest image "
+                         f"({dict(zip(spatial, smallest))}); give a patch size of at most the "
+                         "smallest image's size")
     if size != want and log is not None:
         log(f"patch size reduced to {size} to fit the smallest image")
     if nd == 3 and config.get("anisotropy") is None:

@@ -100,35 +100,22 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
     return vals
 
 
-def _imread(path: Path, as_2d: bool = False):
-    """TIFF → calibrated xarray.DataArray (:func:`ij_bridge.io.imread`).
-
-    With ``as_2d`` a ``z`` dim becomes ``t``: the slices are denoised as
-    independent 2D images.
-    """
+def _imread(path: Path):
+    """TIFF -> calibrated xarray.DataArray (:func:`ij_bridge.io.imread`)."""
     from .. import io as ijio
 
     try:
-        img = ijio.imread(path)
+        return ijio.imread(path)
     except FileNotFoundError:
         raise CLIError(f"input not found: {path}") from None
     except (OSError, ValueError) as exc:
         raise CLIError(f"cannot read {path}: {exc}") from None
-    if as_2d and "z" in img.dims:
-        if "t" in img.dims:
-            raise CLIError(f"{path} has both z and t; --2d needs one of them only")
-        img = img.rename({"z": "t"})
-    return img
 
 
-def _imwrite(path: Path, img, as_2d: bool = False) -> None:
-    """Denoised xarray.DataArray → 32-bit ImageJ TIFF with the input's calibration."""
+def _imwrite(path: Path, img) -> None:
+    """Denoised xarray.DataArray -> 32-bit ImageJ TIFF with the input's calibration."""
     from .. import io as ijio
 
-    if as_2d and "t" in img.dims and "z" not in img.dims:
-        img = img.rename({"t": "z"})
-    if "s" in img.dims:  # denoised RGB is no longer 8-bit colour: write 3 float channels
-        img = img.rename({"s": "c"})
     ijio.imwrite(path, img, overwrite=True)
 
 
@@ -147,41 +134,33 @@ def _train(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     files = collect_tiffs(args.images)
     val_files = collect_tiffs(args.val) if args.val else None
-    from ..n2v import N2V, N2VConfig, StructMask
-
-    images = [_imread(f, args.as_2d) for f in files]
-    ndim = 3 if "z" in images[0].dims else 2
-    for f, im in zip(files, images):
-        if ("z" in im.dims) != (ndim == 3):
-            raise CLIError(f"{f} has dims {im.dims}; all training images must be "
-                           f"{'3D (with z)' if ndim == 3 else '2D (no z)'} like {files[0].name}")
     if args.variant == "structN2V" and not args.struct:
         raise CLIError("--variant structN2V needs --struct horizontal|vertical")
     if args.struct and args.variant != "structN2V":
         raise CLIError("--struct is only used with --variant structN2V")
+    from ..n2v import StructMask
+    from ..workflows import n2v as wf
+
+    images = [_imread(f) for f in files]
+    val = [_imread(f) for f in val_files] if val_files else None
+    ndim = 3 if "z" in images[0].dims and not args.as_2d else 2
     patch = _ints(args.patch_size, "--patch-size")
     if patch is not None and len(patch) == 1:
         patch = patch * ndim
     try:
-        cfg = N2VConfig(
-            axes="ZYX" if ndim == 3 else "YX", patch_size=patch, batch_size=args.batch_size,
-            epochs=args.epochs, steps_per_epoch=args.steps, variant=args.variant,
-            masked_fraction=args.masked_fraction, neighborhood_radius=args.radius,
+        model, history = wf.train(
+            images, validation=val, model_path=args.model, overwrite=args.overwrite,
+            slices_as_samples=args.as_2d, names=[str(f) for f in files], seed=args.seed,
+            device=args.device, show_progress=not _progress_quiet(args),
+            patch_size=patch, batch_size=args.batch_size, epochs=args.epochs,
+            steps_per_epoch=args.steps, variant=args.variant, masked_fraction=args.masked_fraction,
+            neighborhood_radius=args.radius,
             struct_mask=StructMask(args.struct, args.struct_span) if args.struct else None,
-            seed=args.seed, learning_rate=args.lr, lr_schedule=args.lr_schedule,
-            validation_fraction=args.val_fraction, augment=not args.no_augment,
-        )
-        model = N2V(cfg, device=args.device)
-        val = [_imread(f, args.as_2d) for f in val_files] if val_files else None
-        history = model.train(images, validation=val, show_progress=not _progress_quiet(args))
-    except ValueError as exc:
+            learning_rate=args.lr, lr_schedule=args.lr_schedule,
+            validation_fraction=args.val_fraction, augment=not args.no_augment)
+    except (ValueError, OSError) as exc:  # bad settings or images; a full disk at the save
         raise CLIError(str(exc)) from None
-    try:
-        model.save(args.model, overwrite=args.overwrite)
-    except (OSError, ValueError) as exc:  # a full disk; DestinationError is a ValueError
-        raise CLIError(str(exc) if not isinstance(exc, OSError) or isinstance(exc, DestinationError) else
-                       f"{exc.strerror or exc}; nothing half-written was left (free space or choose "
-                       "another place, then run again)") from None
+    cfg = model.config
     last = history.iloc[-1]
     best = history[history["best"]] if history["best"].any() else history.iloc[[-1]]
     print(f"trained {cfg.epochs} epochs on {len(files)} image(s): train loss {last.train_loss:.4g}, "
@@ -198,14 +177,14 @@ def _import(args: argparse.Namespace) -> int:
                           folder=args.model.suffix.lower() != ".zip", markers=("n2v_model.json",))
     except DestinationError as exc:
         raise CLIError(str(exc)) from None
-    from ..n2v import N2V
     from ..n2v.original import detect
+    from ..workflows import n2v as wf
 
     if detect(args.source) is None and args.source.exists():
         raise CLIError(f"{args.source} is not a model of the original n2v (no config.json with "
                        "means/stds); if it is an ij-bridge model it needs no import")
     try:
-        model = N2V.load(args.source, device="cpu")
+        model = wf.load_model(args.source, device="cpu")
         model.save(args.model, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
@@ -231,10 +210,11 @@ def _predict(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise CLIError(f"{existing[0]} exists (pass --overwrite to replace)")
     tile = _ints(args.tile, "--tile")
-    from ..n2v import N2V
+    tile_shape: Any = tile[0] if tile is not None and len(tile) == 1 else tile
+    from ..workflows import n2v as wf
 
     try:
-        model = N2V.load(args.model, device=args.device)
+        model = wf.load_model(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     try:
@@ -242,20 +222,16 @@ def _predict(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"cannot create --output {out_dir}: {exc.strerror or exc}") from None
     for f, target in zip(files, targets):
-        img = _imread(f, args.as_2d)
-        if tile is not None and len(tile) == 1:
-            tile_shape: Any = tile[0]
-        else:
-            tile_shape = tile
+        img = _imread(f)
         try:
-            res = model.predict(img, tile_shape=tile_shape, tta=args.tta,
-                                show_progress=not _progress_quiet(args))
+            res = wf.denoise(img, model, tile_shape=tile_shape, tta=args.tta,
+                             slices_as_samples=args.as_2d, show_progress=not _progress_quiet(args))
         except ValueError as exc:
             hint = (" (pass --2d to denoise its slices one by one)"
                     if "z" in img.dims and model.config.ndim == 2 else "")
             raise CLIError(f"{f}: {exc}{hint}") from None
         try:
-            _imwrite(target, res, args.as_2d)
+            _imwrite(target, res)
         except OSError as exc:  # atomic writes: a full disk leaves nothing half-written
             raise CLIError(f"cannot write {target}: {exc.strerror or exc}; nothing half-written was "
                            "left (free space or choose another folder, then run again)") from None

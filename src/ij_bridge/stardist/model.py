@@ -24,6 +24,7 @@ from torch import nn
 from ..device import choose_device, memory_budget
 from ..progress import Progress
 from ..tiles import auto_n_tiles
+from .. import layout as _layout
 from . import model_io as _model_io
 from . import training as _training
 from .config import StarDistConfig
@@ -37,6 +38,10 @@ __all__ = ["StarDist2D", "StarDist3D", "StarDistBase", "StarDistNet", "normalize
            "bundled_models", "FORMAT", "Progress"]
 
 _MODELS_DIR = _model_io.MODELS_DIR
+
+
+def _is_xarray(obj: Any) -> bool:
+    return hasattr(obj, "dims") and hasattr(obj, "transpose")
 _memory_budget = memory_budget  # looked up here at each prediction (tests replace it)
 
 
@@ -185,36 +190,26 @@ class StarDistBase:
         raise NotImplementedError
 
     # -- input handling -------------------------------------------------------------
-    def _to_channels_first(self, image: Any, name: str = "image") -> np.ndarray:
-        """(spatial..., [C]) numpy / xarray -> (C, *spatial) float32."""
+    def _spatial_dims(self) -> tuple[str, ...]:
+        return ("y", "x") if self.ndim == 2 else ("z", "y", "x")
+
+    def _to_channels_first(self, image: Any, name: str = "image", axes: str | None = None) -> np.ndarray:
+        """(spatial..., [C]) numpy, numpy with ``axes``, or xarray -> (C, *spatial) float32.
+
+        Dims are read by :mod:`ij_bridge.layout` (its one alias table; RGB
+        samples ``s`` are channels to the model).
+        """
         d = self.ndim
-        if hasattr(image, "dims") and hasattr(image, "transpose"):
-            dims = [str(x).lower() for x in image.dims]
-            spatial = ["y", "x"] if d == 2 else ["z", "y", "x"]
-            missing = [s for s in spatial if s not in dims]
-            if missing:
-                raise ValueError(f"{name} has dims {tuple(image.dims)}; a {d}D model needs "
-                                 f"{spatial} (and optionally 'c')")
-            extra = [x for x in dims if x not in spatial + ["c"]]
-            bad = [x for x, n in zip(dims, image.shape) if x in extra and n > 1]
-            if bad:
-                raise ValueError(f"{name} has extra dims {bad}; select one plane/time point "
-                                 f"(e.g. image.isel({bad[0]}=0)) or use the {3 if d == 2 else 2}D model")
-            orig = list(image.dims)
-            order = [orig[dims.index(s)] for s in spatial]
-            if "c" in dims:
-                order.append(orig[dims.index("c")])
-            arr = np.asarray(image.squeeze([orig[dims.index(x)] for x in extra]).transpose(*order).values) \
-                if extra else np.asarray(image.transpose(*order).values)
-            if "c" not in dims:
-                arr = arr[..., None]
+        if _is_xarray(image) or axes is not None:
+            arr = self._from_named_dims(image, name, axes, channels=True)
         else:
             arr = np.asarray(image)
             if arr.ndim == d:
                 arr = arr[..., None]
             elif arr.ndim != d + 1:
                 raise ValueError(f"{name} has shape {arr.shape}; a {d}D model takes "
-                                 f"{'(Y, X) or (Y, X, C)' if d == 2 else '(Z, Y, X) or (Z, Y, X, C)'}")
+                                 f"{'(Y, X) or (Y, X, C)' if d == 2 else '(Z, Y, X) or (Z, Y, X, C)'}"
+                                 f", or pass axes= (e.g. {'CYX' if d == 2 else 'CZYX'})")
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.number)):
             raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
         if np.iscomplexobj(arr):
@@ -225,6 +220,26 @@ class StarDistBase:
         if any(s < 1 for s in arr.shape):
             raise ValueError(f"{name} is empty: shape {arr.shape}")
         return np.moveaxis(arr, -1, 0).astype(np.float32, copy=False)
+
+    def _from_named_dims(self, image: Any, name: str, axes: str | None, channels: bool) -> np.ndarray:
+        """An xarray (by its dims) or a numpy array with ``axes`` in the order (spatial..., [c])."""
+        d = self.ndim
+        spatial = self._spatial_dims()
+        if not channels and axes is not None:  # a label image: the image's axes without C / S
+            axes = _training.label_axes(axes)
+        dims = _layout.image_dims(image, axes, what=name)
+        missing = [s for s in spatial if s not in dims]
+        if missing:
+            shown = tuple(image.dims) if _is_xarray(image) else axes
+            raise ValueError(f"{name} has dims {shown}; a {d}D model needs {list(spatial)} "
+                             "(and optionally 'c')")
+        keep = spatial + (("c", "s") if channels else ())
+        shape = np.shape(image)
+        bad = [x for x, n in zip(dims, shape) if x not in keep and n > 1]
+        if bad:
+            raise ValueError(f"{name} has extra dims {bad}; select one plane/time point "
+                             f"(e.g. image.isel({bad[0]}=0)) or use the {3 if d == 2 else 2}D model")
+        return _layout.to_model_layout(image, dims, spatial + (("c",) if channels else ()), what=name)
 
     def _normalize(self, x: np.ndarray, percentiles=None) -> np.ndarray:
         lo, hi = percentiles if percentiles is not None else self.config.percentiles
@@ -251,8 +266,10 @@ class StarDistBase:
 
     def predict(self, image: Any, normalize: bool = True, n_tiles: Sequence[int] | int | None = None,
                 percentiles: Sequence[float] | None = None, progress: Progress | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
+                axes: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Probability and distance maps at grid resolution.
+
+        Parameters as :meth:`predict_instances`.
 
         Returns
         -------
@@ -261,7 +278,7 @@ class StarDistBase:
         dist : ndarray
             ``ceil(spatial / grid) + (n_rays,)`` float32.
         """
-        x = self._to_channels_first(image)
+        x = self._to_channels_first(image, axes=axes)
         if normalize:
             x = self._normalize(x, percentiles)
         return self._predict_prepared(x, n_tiles, progress)
@@ -302,15 +319,17 @@ class StarDistBase:
                           nms_thresh: float | None = None, n_tiles: Sequence[int] | int | None = None,
                           normalize: bool = True, percentiles: Sequence[float] | None = None,
                           progress: Progress | None = None, show_progress: bool = False,
-                          ) -> tuple[np.ndarray, dict[str, Any]]:
+                          axes: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Segment star-convex objects.
 
         Parameters
         ----------
         image : ndarray or xarray.DataArray
             2D model: ``(Y, X)`` or ``(Y, X, C)``; 3D: ``(Z, Y, X)`` or
-            ``(Z, Y, X, C)``. An ``xarray.DataArray`` is read by its dim names
-            (``z``, ``y``, ``x``, ``c``).
+            ``(Z, Y, X, C)``; any other order or extra size-1 axes with
+            ``axes``. An ``xarray.DataArray`` is read by its dim names
+            (``z``, ``y``, ``x``, ``c``; RGB samples ``s`` are channels; the
+            names and aliases of :mod:`ij_bridge.layout`).
         prob_thresh, nms_thresh : float, optional
             Default: the model's (optimised) thresholds, ``self.thresholds``.
         n_tiles : int or tuple of int, optional
@@ -321,6 +340,11 @@ class StarDistBase:
             Default ``config.percentiles``, (1, 99.8).
         progress : callable, optional
             ``progress(done, total, message)``.
+        axes : str, optional
+            For a numpy ``image``: one letter per axis, in its order, as
+            N2V's ``axes=`` (:func:`ij_bridge.layout.parse_axes`): e.g.
+            ``"CYX"``, ``"XY"``, ``"YXS"`` (RGB), ``"TYX"`` with one time
+            point; ``Z`` for a 3D model. Default: the shapes above.
 
         Returns
         -------
@@ -336,7 +360,7 @@ class StarDistBase:
         nms_thresh = self.thresholds["nms"] if nms_thresh is None else float(nms_thresh)
         if not 0 <= prob_thresh <= 1 or not 0 <= nms_thresh <= 1:
             raise ValueError(f"thresholds must lie in [0, 1], got prob={prob_thresh}, nms={nms_thresh}")
-        x = self._to_channels_first(image)
+        x = self._to_channels_first(image, axes=axes)
         if normalize:
             x = self._normalize(x, percentiles)
         bar = None
@@ -362,8 +386,8 @@ class StarDistBase:
         raise NotImplementedError
 
     # -- training (ij_bridge.stardist.training) ------------------------------------------
-    def _prepare_training(self, X, Y, name):
-        return _training.prepare_training(self, X, Y, name)
+    def _prepare_training(self, X, Y, name, axes=None):
+        return _training.prepare_training(self, X, Y, name, axes=axes)
 
     def _targets(self, lbl, grid):
         return _training.targets(self, lbl, grid)
@@ -394,7 +418,7 @@ class StarDistBase:
               epochs: int | None = None, steps_per_epoch: int | None = None,
               progress: Progress | None = None, show_progress: bool = True,
               optimize_thresholds: bool = True, checkpoint: str | Path | None = None,
-              ) -> dict[str, list]:
+              axes: str | None = None) -> dict[str, list]:
         """Train on lists of images and label images.
 
         Parameters
@@ -416,6 +440,10 @@ class StarDistBase:
             Save the best model there whenever it improves (replacing the
             earlier checkpoint; a folder without ``config.json`` is never
             replaced). The place is checked before training starts.
+        axes : str, optional
+            The axes of numpy images in ``X`` (and the validation images), as
+            in :meth:`predict_instances`; their label images have the same
+            axes without ``C``/``S``.
 
         Returns
         -------
@@ -433,7 +461,7 @@ class StarDistBase:
         return _training.train(self, X, Y, validation_data=validation_data, epochs=epochs,
                                steps_per_epoch=steps_per_epoch, progress=progress,
                                show_progress=show_progress, optimize_thresholds=optimize_thresholds,
-                               checkpoint=checkpoint)
+                               checkpoint=checkpoint, axes=axes)
 
     def plot_history(self, path: str | Path) -> Path:
         """Write a PNG of the losses and validation scores against epochs."""

@@ -23,15 +23,22 @@ from .. import cancel
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
-__all__ = ["train", "prepare_training", "targets", "augment_2d", "sample_batch", "stardist_loss",
-           "val_loss", "init_output_biases"]
+__all__ = ["train", "prepare_training", "label_axes", "targets", "augment_2d", "sample_batch",
+           "stardist_loss", "val_loss", "init_output_biases"]
 
 
-def prepare_training(model: Any, X: Any, Y: Any, name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Check and pair images and label images: normalised ``(C, *spatial)`` images, hole-filled labels."""
-    if isinstance(X, np.ndarray) and X.ndim == model.ndim:
+def prepare_training(model: Any, X: Any, Y: Any, name: str, axes: str | None = None,
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Check and pair images and label images: normalised ``(C, *spatial)`` images, hole-filled labels.
+
+    ``axes`` names the axes of numpy images (their label images: the same
+    without ``C``/``S``); xarray images and labels are read by their dims.
+    """
+    n_img = model.ndim if axes is None else len(str(axes).strip())
+    n_lbl = model.ndim if axes is None else len(label_axes(axes))
+    if isinstance(X, np.ndarray) and X.ndim == n_img:
         X = [X]
-    if isinstance(Y, np.ndarray) and Y.ndim == model.ndim:
+    if isinstance(Y, np.ndarray) and Y.ndim == n_lbl:
         Y = [Y]
     X, Y = list(X), list(Y)
     if len(X) != len(Y):
@@ -40,8 +47,11 @@ def prepare_training(model: Any, X: Any, Y: Any, name: str) -> tuple[list[np.nda
         raise ValueError(f"{name}: no images given")
     imgs, lbls = [], []
     for i, (x, y) in enumerate(zip(X, Y)):
-        xi = model._to_channels_first(x, f"{name} image {i}")
-        yi = np.asarray(y.values if hasattr(y, "dims") else y)
+        xi = model._to_channels_first(x, f"{name} image {i}", axes=axes)
+        if axes is not None or (hasattr(y, "dims") and hasattr(y, "transpose")):
+            yi = model._from_named_dims(y, f"{name} label image {i}", axes, channels=False)
+        else:
+            yi = np.asarray(y)
         yi = check_label_image(yi, f"{name} label image {i}")
         if yi.shape != xi.shape[1:]:
             raise ValueError(f"{name} pair {i}: image shape {xi.shape[1:]} (spatial) and label "
@@ -50,6 +60,17 @@ def prepare_training(model: Any, X: Any, Y: Any, name: str) -> tuple[list[np.nda
         imgs.append(model._normalize(xi))
         lbls.append(yi)
     return imgs, lbls
+
+
+def label_axes(axes: str) -> str:
+    """The axes of the label images that belong to images with ``axes`` (no ``C``, no ``S``).
+
+    >>> label_axes("CZYX")
+    'ZYX'
+    """
+    from ..layout import dim_name
+
+    return "".join(a for a in str(axes).strip() if dim_name(a) not in ("c", "s"))
 
 
 def targets(model: Any, lbl: np.ndarray, grid: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +210,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
           epochs: int | None = None, steps_per_epoch: int | None = None,
           progress: Progress | None = None, show_progress: bool = True,
           optimize_thresholds: bool = True, checkpoint: str | Path | None = None,
-          ) -> dict[str, list]:
+          axes: str | None = None) -> dict[str, list]:
     """Train on lists of images and label images.
 
     Parameters
@@ -211,6 +232,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         Save the best model there whenever it improves (replacing the
         earlier checkpoint; a folder without ``config.json`` is never
         replaced). The place is checked before training starts.
+    axes : str, optional
+        The axes of numpy images (see ``StarDistBase.predict_instances``);
+        label images have the same axes without ``C``/``S``.
 
     Returns
     -------
@@ -235,7 +259,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
     cfg = model.config
     epochs = int(epochs or cfg.epochs)
     steps = int(steps_per_epoch or cfg.steps_per_epoch)
-    imgs, lbls = prepare_training(model, X, Y, "training data")
+    imgs, lbls = prepare_training(model, X, Y, "training data", axes=axes)
     for i, x in enumerate(imgs):
         if any(s < p for s, p in zip(x.shape[1:], cfg.patch_size)):
             raise ValueError(f"training image {i} has spatial shape {x.shape[1:]}, smaller than "
@@ -244,7 +268,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
     val = None
     if validation_data is not None:
         Xv, Yv = validation_data
-        vimgs, vlbls = prepare_training(model, Xv, Yv, "validation data")
+        vimgs, vlbls = prepare_training(model, Xv, Yv, "validation data", axes=axes)
         val = []
         for x, y in zip(vimgs, vlbls):
             p, d = targets(model, y, cfg.grid)

@@ -21,11 +21,10 @@ layer on the surface).
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from .. import cancel
+from ..progress import Progress
 from .geometry import Rays, dist_to_coord, inside_polyhedron, polyhedron_mask
 
 __all__ = ["non_maximum_suppression", "non_maximum_suppression_3d", "polygon_candidates", "nms_from_maps",
@@ -103,7 +102,7 @@ def _grid(boxes: np.ndarray):
 
 
 def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: float = 0.4,
-                            progress: Callable[[int, int, str], None] | None = None,
+                            progress: Progress | None = None,
                             centres: np.ndarray | None = None) -> np.ndarray:
     """Greedy NMS of 2D polygons with exact intersection areas.
 
@@ -220,7 +219,7 @@ def nms_from_maps(prob: np.ndarray, dist: np.ndarray, prob_thresh: float, nms_th
 
 def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.ndarray, rays: Rays,
                                nms_thresh: float = 0.4,
-                               progress: Callable[[int, int, str], None] | None = None,
+                               progress: Progress | None = None,
                                ) -> np.ndarray:
     """Greedy NMS of star-convex polyhedra (rasterised intersections).
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from ..progress import Progress
 
 __all__ = ["optimize_thresholds"]
 
@@ -14,7 +16,7 @@ def optimize_thresholds(model, X_val: Sequence[Any], Y_val: Sequence[Any],
                         iou_threshs: Sequence[float] = (0.3, 0.5, 0.7),
                         prob_range: tuple[float, float] = (0.1, 0.95),
                         normalize: bool = True, n_tiles=None,
-                        progress: Callable[[int, int, str], None] | None = None,
+                        progress: Progress | None = None,
                         _channels_first: bool = False) -> dict[str, float]:
     """Choose ``prob`` and ``nms`` thresholds that maximise validation accuracy.
 

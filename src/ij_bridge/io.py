@@ -1,9 +1,11 @@
 """ImageJ-compatible files without Java: hyperstack TIFF, ROI sets, CSV tables.
 
-This module never starts a JVM. It also holds the Python side of the image model
-(dim names, dtypes, calibration) that :mod:`ij_bridge.imagej.images` shares, so that a
-TIFF read here and an ``ImagePlus`` converted by the bridge give the same
-:class:`xarray.DataArray`.
+This module never starts a JVM. The image model it shares with
+:mod:`ij_bridge.imagej.images` (dim names, dtypes, calibration) is
+:mod:`ij_bridge.layout`, so that a TIFF read here and an ``ImagePlus`` converted by the
+bridge give the same :class:`xarray.DataArray`; the rules are stated once, in
+``docs/bridge.md``. Its names (``normalise_dims``, ``LossyConversionWarning``,
+``DIM_ORDER``, ...) stay importable from here.
 
 Images
 ------
@@ -21,9 +23,9 @@ As > Tiff* writes and ``IJ.openImage`` reads) through tifffile:
   has none) goes in a ``torigin`` entry that ImageJ ignores and :func:`imread` reads.
 * Pixel types: uint8, uint16, float32 and RGB as they are; int16 is written as
   signed 16-bit (ImageJ opens it with its signed-16-bit calibration; :func:`imread`
-  returns int16); every other dtype is converted as documented in
-  :mod:`ij_bridge.imagej.images` (bool → 0/255, int8 → int16, wider ints and floats →
-  float32, warning where a value changes).
+  returns int16); every other dtype is converted by
+  :func:`ij_bridge.layout.to_imagej_dtype` (bool → 0/255, int8 → int16, wider ints and
+  floats → float32, warning where a value changes).
 * ``overlay=`` (a sequence of :class:`roifile.ImagejRoi`) and ``roi=`` (the image's
   selection) are stored in ImageJ's own TIFF metadata; :func:`imread` returns them in
   ``attrs["overlay"]`` and ``attrs["roi"]``.
@@ -39,11 +41,10 @@ import math
 import os
 import re
 import tempfile
-import warnings
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Hashable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import xarray as xr
@@ -53,373 +54,12 @@ __all__ = [
     "normalise_dims", "LossyConversionWarning", "DIM_ORDER",
 ]
 
-#: The dims used for images, in order (``s`` only for RGB).
-DIM_ORDER = ("t", "c", "z", "y", "x", "s")
-
-_ALIASES = {
-    "t": "t", "time": "t", "frame": "t", "frames": "t",
-    "c": "c", "ch": "c", "channel": "c", "channels": "c",
-    "z": "z", "pln": "z", "plane": "z", "slice": "z", "slices": "z",
-    "y": "y", "row": "y",
-    "x": "x", "col": "x",
-    "s": "s", "rgb": "s", "sample": "s",
-}
-
-UNCALIBRATED_TIME = "frame"
-
-
-class LossyConversionWarning(UserWarning):
-    """A pixel value changed on the way to ImageJ or to a file (the message says how)."""
-
-
-# =========================================================================== image model
-def normalise_dims(dims: Sequence[Hashable] | str) -> tuple[str, ...]:
-    """Map dim names (ours, PyImageJ's, any case) to ``t, c, z, y, x, s``.
-
-    A string such as ``"zyx"`` names one axis per character.
-
-    Raises
-    ------
-    ValueError
-        For unknown or repeated names, or when ``y`` or ``x`` is missing.
-    """
-    out = []
-    for d in dims:
-        key = str(d).strip().lower()
-        if key not in _ALIASES:
-            raise ValueError(
-                f"unknown dim {d!r}; use t, c, z, y, x (or PyImageJ's time, ch, pln, row, col) "
-                "and s (or rgb) of size 3 for RGB colour samples")
-        out.append(_ALIASES[key])
-    if len(set(out)) != len(out):
-        raise ValueError(f"dims {tuple(dims)!r} name the same axis twice (as {tuple(out)!r})")
-    if "y" not in out or "x" not in out:
-        raise ValueError(f"dims {tuple(dims)!r} need both a y (row) and an x (col) dim")
-    return tuple(out)
-
-
-def as_dataarray(data: Any, dims: Sequence[Hashable] | str | None) -> tuple[xr.DataArray, tuple[str, ...]]:
-    """Validate an image; return it as a DataArray and its normalised dim names."""
-    if isinstance(data, xr.DataArray):
-        if dims is not None:
-            raise ValueError("dims= is for numpy arrays; an xarray.DataArray names its own dims "
-                             "(rename them with data.rename(...))")
-        da = data
-    else:
-        arr = np.asarray(data)
-        if dims is None:
-            if arr.ndim != 2:
-                raise ValueError(
-                    f"a {arr.ndim}-D numpy array needs dims=, e.g. dims=('z', 'y', 'x') for a "
-                    "z-stack, ('c', 'y', 'x') for channels or ('y', 'x', 's') for RGB; or pass an "
-                    "xarray.DataArray with named dims. Only 2-D arrays are taken as (y, x)")
-            dims = ("y", "x")
-        if len(dims) != arr.ndim:
-            raise ValueError(f"dims {tuple(dims)!r} name {len(dims)} axes but the array has "
-                             f"{arr.ndim} (shape {arr.shape})")
-        da = xr.DataArray(arr, dims=tuple(str(d) for d in dims))
-    if da.ndim < 2:
-        raise ValueError(f"an image needs at least 2 dims (y, x); got shape {da.shape}")
-    norm = normalise_dims(da.dims)
-    if da.size == 0:
-        raise ValueError(f"cannot convert an empty array (shape {da.shape}) to an image")
-    if "s" in norm and da.sizes[da.dims[norm.index("s")]] != 3:
-        raise ValueError("dim 's' (RGB samples) must have size 3 (R, G, B); name it 'c' "
-                         "for a multi-channel image instead")
-    return da, norm
-
-
-def to_imagej_dtype(arr: np.ndarray, is_rgb: bool, stacklevel: int = 3) -> tuple[np.ndarray, bool]:
-    """Pixels as uint8/uint16/float32 (uint8 for RGB), and whether they are signed 16-bit.
-
-    Signed data (int8, int16) come back as raw uint16 = value + 32768, ImageJ's
-    signed-16-bit convention; the flag says so.
-    """
-    dt = arr.dtype
-    if is_rgb:
-        if dt != np.uint8:
-            raise TypeError(f"RGB images (dim 's') must be uint8, got {dt}; scale to 0..255 and "
-                            "use .astype('uint8'), or rename dim 's' to 'c' for a multi-channel image")
-        return arr, False
-    if dt.kind == "b":
-        return arr.astype(np.uint8) * np.uint8(255), False
-    if dt.kind not in "uif":
-        raise TypeError(f"cannot convert dtype {dt} to an ImageJ image; ImageJ holds 8-, 16-bit "
-                        "integers, 32-bit floats and RGB")
-    if dt.byteorder not in ("=", "|") and dt.itemsize > 1:
-        arr = arr.astype(dt.newbyteorder("="))
-        dt = arr.dtype
-    if dt == np.uint8 or dt == np.uint16 or dt == np.float32:
-        return arr, False
-    if dt == np.int16 or dt == np.int8:
-        raw = arr.astype(np.int16, copy=dt == np.int8).view(np.uint16) ^ np.uint16(0x8000)
-        return raw, True
-    if dt == np.float16:
-        return arr.astype(np.float32), False
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = arr.astype(np.float32)
-    if dt == np.float64:
-        overflow = int(np.count_nonzero(np.isfinite(arr) & ~np.isfinite(out)))
-        underflow = int(np.count_nonzero((arr != 0) & (out == 0)))
-        if overflow or underflow:
-            warnings.warn(
-                f"float64 → 32-bit float: {overflow} value(s) overflow to ±inf and {underflow} "
-                "non-zero value(s) become 0 (float32 range is about 1.2e-38..3.4e38); rescale "
-                "the data first to keep them", LossyConversionWarning, stacklevel=stacklevel)
-        return out, False
-    # wider integers
-    exact = np.isfinite(out).all() and np.array_equal(out.astype(dt), arr)
-    if not exact:
-        diff = np.abs(out.astype(np.float64) - arr.astype(np.float64))
-        changed = int(np.count_nonzero(diff))
-        warnings.warn(
-            f"{dt} → 32-bit float: {changed} value(s) are not exactly representable "
-            f"(largest change {float(diff.max()):g}); float32 holds integers exactly only up "
-            "to 2**24 = 16777216", LossyConversionWarning, stacklevel=stacklevel)
-    return out, False
-
-
-def _uniform_step(name: str, coord: np.ndarray) -> tuple[float, float, float]:
-    """(step, origin in pixels, first value) of an evenly spaced increasing coordinate.
-
-    Step candidates are the first difference and the mean step, and both rounded to
-    4..15 significant digits; the origin is ``-coord[0] / step``. Among the steps that
-    reproduce the coordinate with ImageJ's formula ``(i - origin) * step`` to rounding
-    error, the shortest decimal wins (0.3 rather than 0.299999999988 from coordinates far
-    from zero). For a single
-    sample the step and origin are NaN.
-    """
-    c = np.asarray(coord)
-    if c.dtype.kind not in "uif":
-        raise ValueError(f"coordinate {name!r} is not numeric ({c.dtype}); ImageJ calibration "
-                         f"needs numbers. Drop it with data.drop_vars({name!r}) to go uncalibrated")
-    c = c.astype(np.float64)
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"coordinate {name!r} has NaN or inf values")
-    n = c.size
-    if n == 1:
-        return math.nan, math.nan, float(c[0])
-    candidates = {c[1] - c[0], (c[-1] - c[0]) / (n - 1)}
-    candidates |= {float(f"{s:.{digits}g}") for s in list(candidates) for digits in range(4, 16)}
-    idx = np.arange(n, dtype=np.float64)
-    scored = []
-    for s in candidates:
-        if not s > 0:
-            continue
-        o = -c[0] / s + 0.0  # no negative zero
-        err = float(np.max(np.abs((idx - o) * s - c)))
-        scored.append((err, len(repr(s)), s, o))
-    best, best_err = None, math.inf
-    if scored:
-        best_err = min(t[0] for t in scored)
-        # among pairs that reproduce the coordinate to rounding error, the shortest
-        # numbers (0.1625 rather than 0.16249999999999998) are what the user meant
-        tol = max(best_err, 16 * np.finfo(np.float64).eps * float(np.max(np.abs(c))))
-        err, _, s_, o_ = min((t for t in scored if t[0] <= tol), key=lambda t: (t[1], t[0]))
-        best, best_err = (s_, o_), err
-    if best is None:
-        raise ValueError(f"coordinate {name!r} must increase (ImageJ pixel sizes are positive)")
-    s, o = best
-    if best_err > 1e-6 * s:
-        d = np.diff(c)
-        raise ValueError(
-            f"coordinate {name!r} is not evenly spaced (steps from {d.min():g} to {d.max():g}); "
-            "ImageJ calibration needs one constant step. Resample, or drop the coordinate "
-            f"with data.drop_vars({name!r}) to go uncalibrated")
-    return float(s), float(o), float(c[0])
-
-
-def default_calibration() -> dict[str, Any]:
-    """An uncalibrated image's calibration (ImageJ's defaults)."""
-    return {
-        "pixel_width": 1.0, "pixel_height": 1.0, "pixel_depth": 1.0,
-        "x_origin": 0.0, "y_origin": 0.0, "z_origin": 0.0,
-        "frame_interval": 0.0, "t_origin": 0.0,
-        "x_unit": "pixel", "y_unit": None, "z_unit": None, "time_unit": "sec",
-    }
-
-
-_CAL_SPEC = {"x": ("pixel_width", "x_origin", "x_unit"), "y": ("pixel_height", "y_origin", "y_unit"),
-             "z": ("pixel_depth", "z_origin", "z_unit"), "t": ("frame_interval", "t_origin", "time_unit")}
-
-
-def calibration_from_dataarray(da: xr.DataArray, norm: tuple[str, ...]) -> dict[str, Any]:
-    """ImageJ calibration (as a dict, see :func:`default_calibration`) of an image.
-
-    Coordinates with a constant step give sizes and origins (origins in pixels);
-    ``attrs["units"]`` gives units; ``attrs["calibration"]`` (written by
-    :func:`ij_bridge.from_imageplus` and :func:`imread`) supplies the exact numbers
-    while the coordinates still agree with them, and the calibration of dims that the
-    array does not have.
-    """
-    orig = dict(zip(norm, da.dims))
-    attrs = da.attrs or {}
-    units: dict[str, str] = {}
-    for d, u in _checked_units(attrs.get("units")).items():
-        key = _ALIASES.get(str(d).lower())
-        if key is not None and u is not None:
-            units[key] = str(u)
-    prev = _checked_calibration(attrs.get("calibration"))
-    cal = default_calibration()
-    for d, (size_key, origin_key, unit_key) in _CAL_SPEC.items():
-        if d not in norm:  # absent dim: keep what an earlier reader recorded
-            for k in (size_key, origin_key, unit_key):
-                if prev.get(k) is not None:
-                    cal[k] = prev[k]
-            continue
-        name = orig[d]
-        n = da.sizes[name]
-        if d == "t" and units.get("t") == UNCALIBRATED_TIME:
-            continue  # frame numbers: uncalibrated time
-        if name not in da.coords:
-            if d in units:
-                cal[unit_key] = units[d]
-            continue
-        coord = np.asarray(da.coords[name].values)
-        step, origin, first = _uniform_step(str(name), coord)
-        ps, po = prev.get(size_key), prev.get(origin_key)
-        if ps is not None and po is not None and ps > 0:
-            if d == "t":
-                expected = po + np.arange(n) * ps
-            else:
-                expected = (np.arange(n) - po) * ps
-            if np.array_equal(expected, coord.astype(np.float64)):
-                step, origin, first = float(ps), float(po), float(po)
-        if math.isnan(step):  # one sample: the step cannot be seen in the coordinate
-            step = float(ps) if ps else 1.0
-            origin = -first / step + 0.0
-        cal[size_key] = step
-        cal[origin_key] = first if d == "t" else origin
-        cal[unit_key] = units.get(d, prev.get(unit_key) or cal[unit_key])
-    for k in ("value_calibration", "value_unit", "info", "invert_y"):
-        if attrs.get(k) is not None:
-            cal[k] = attrs[k]
-    if "c" in norm and orig["c"] in da.coords:
-        cc = np.asarray(da.coords[orig["c"]].values)
-        if not (cc.dtype.kind in "iu" and np.array_equal(cc, np.arange(cc.size))):
-            warnings.warn("channel coordinates are not kept by ImageJ (channels come back as "
-                          "0..C-1)", UserWarning, stacklevel=3)
-    return cal
-
-
-def _checked_units(units: Any) -> Mapping[Any, Any]:
-    """``attrs["units"]``: a mapping of dim names to unit strings (or absent)."""
-    if units is None:
-        return {}
-    if not isinstance(units, Mapping):
-        example = f"{{'x': {units!r}, 'y': {units!r}}}" if isinstance(units, str) else "{'x': 'um', 'y': 'um'}"
-        raise ValueError(f"attrs['units'] must map dims to units, e.g. {example}; got "
-                         f"{type(units).__name__} {units!r}")
-    for d, u in units.items():
-        if _ALIASES.get(str(d).strip().lower()) is None:
-            raise ValueError(f"attrs['units'] names the dim {d!r}; use x, y, z, t (e.g. {{'x': 'um'}})")
-        if u is not None and not isinstance(u, str):
-            raise ValueError(f"attrs['units'][{d!r}] must be a unit string such as 'um', got {u!r}")
-    return units
-
-
-_CAL_NUMBERS = ("pixel_width", "pixel_height", "pixel_depth", "x_origin", "y_origin", "z_origin",
-                "frame_interval", "t_origin")
-
-
-def _checked_calibration(cal: Any) -> dict[str, Any]:
-    """``attrs["calibration"]`` (as :func:`ij_bridge.from_imageplus` writes it), checked key by key."""
-    if cal is None:
-        return {}
-    if not isinstance(cal, Mapping):
-        raise ValueError(f"attrs['calibration'] must be a dict such as from_imageplus writes "
-                         f"({', '.join(default_calibration())}), got {type(cal).__name__} {cal!r}; "
-                         "or leave it out and give coordinates and attrs['units']")
-    valid = default_calibration()
-    out = dict(cal)
-    for k, v in out.items():
-        if k not in valid:
-            raise ValueError(f"attrs['calibration'] has the unknown key {k!r}; its keys are "
-                             f"{', '.join(valid)}")
-        if v is None:
-            continue
-        if k in _CAL_NUMBERS:
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(float(v)):
-                raise ValueError(f"attrs['calibration'][{k!r}] must be a finite number, got {v!r}")
-            if k.startswith("pixel_") and not float(v) > 0:
-                raise ValueError(f"attrs['calibration'][{k!r}] (a pixel size) must be positive, got {v!r}")
-            if k == "frame_interval" and float(v) < 0:
-                raise ValueError(f"attrs['calibration']['frame_interval'] must be >= 0, got {v!r}")
-        elif not isinstance(v, str):
-            raise ValueError(f"attrs['calibration'][{k!r}] must be a unit string such as 'um', got {v!r}")
-    return out
-
-
-#: ImageJ holds one plane in one Java array: at most 2**31 - 1 pixels.
-MAX_PLANE_PIXELS = 2**31 - 1
-
-
-def check_plane_size(height: int, width: int) -> None:
-    """Refuse planes larger than ImageJ can hold (a Java array of 2**31 - 1 pixels).
-
-    Raises
-    ------
-    ValueError
-        Naming the size and the fix (crop, tile or downsample).
-    """
-    n = int(height) * int(width)
-    if n > MAX_PLANE_PIXELS:
-        raise ValueError(f"a plane of {int(height)} x {int(width)} = {n} pixels is more than ImageJ holds "
-                         f"in one image plane (2**31 - 1 = {MAX_PLANE_PIXELS} pixels): crop, tile or "
-                         "downsample it first")
-
-
-def stack_order(da: xr.DataArray, norm: tuple[str, ...], pixels: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """``pixels`` (laid out as ``da``) as a (T, Z, C, Y, X[, S]) array, and dim sizes."""
-    sizes = {d: (da.sizes[da.dims[norm.index(d)]] if d in norm else 1) for d in DIM_ORDER}
-    order = [norm.index(d) for d in ("t", "z", "c", "y", "x", "s") if d in norm]
-    arr = np.transpose(pixels, order)
-    shape = tuple(sizes[d] for d in ("t", "z", "c", "y", "x")) + ((3,) if "s" in norm else ())
-    return arr.reshape(shape), sizes
-
-
-def assemble(stack: np.ndarray, nc: int, nz: int, nt: int, cal: Mapping[str, Any],
-             attrs: dict[str, Any]) -> xr.DataArray:
-    """A DataArray from pixels in ImageJ stack order (N, Y, X[, 3]) and a calibration."""
-    rgb = stack.ndim == 4
-    n, h, w = stack.shape[:3]
-    arr = stack.reshape((nt, nz, nc, h, w) + ((3,) if rgb else ()))
-    keep = [d for d, size in zip(("t", "c", "z"), (nt, nc, nz)) if size > 1]
-    arr = arr.transpose((0, 2, 1) + tuple(range(3, arr.ndim)))  # t, c, z, ...
-    index = tuple(slice(None) if d in keep else 0 for d in ("t", "c", "z"))
-    arr = np.ascontiguousarray(arr[index])
-    dims = keep + ["y", "x"] + (["s"] if rgb else [])
-    coords: dict[str, Any] = {
-        "x": (np.arange(w) - cal["x_origin"]) * cal["pixel_width"],
-        "y": (np.arange(h) - cal["y_origin"]) * cal["pixel_height"],
-    }
-    units = {"x": cal["x_unit"], "y": cal["y_unit"] or cal["x_unit"]}
-    if "z" in keep:
-        coords["z"] = (np.arange(nz) - cal["z_origin"]) * cal["pixel_depth"]
-        units["z"] = cal["z_unit"] or cal["x_unit"]
-    if "t" in keep:
-        if cal["frame_interval"] > 0:
-            coords["t"] = cal["t_origin"] + np.arange(nt) * cal["frame_interval"]
-            units["t"] = cal["time_unit"]
-        else:
-            coords["t"] = np.arange(nt)
-            units["t"] = UNCALIBRATED_TIME
-    if "c" in keep:
-        coords["c"] = np.arange(nc)
-    if rgb:
-        coords["s"] = ["R", "G", "B"]
-    attrs = dict(attrs)
-    attrs["units"] = units
-    attrs["calibration"] = {k: cal[k] for k in default_calibration()}
-    return xr.DataArray(arr, dims=dims, coords=coords, attrs=attrs, name=attrs.get("title"))
-
-
-def sanitize_unit(unit: str | None) -> str:
-    """ImageJ's own unit clean-up (``Calibration.setUnit``): '' → pixel, um → µm, A → Å."""
-    if unit is None or unit == "":
-        return "pixel"
-    return {"um": "µm", "A": "Å"}.get(unit, unit)
+# The image model (dims, aliases, dtypes, calibration) lives in ij_bridge.layout; these
+# names stay importable from here.
+from .layout import (DIM_ORDER, IMAGEJ_ORDER, MAX_PLANE_PIXELS, UNCALIBRATED_TIME,  # noqa: F401
+                     LossyConversionWarning, as_dataarray, assemble, calibration_from_dataarray,
+                     check_plane_size, default_calibration, dim_name, normalise_dims, sanitize_unit,
+                     stack_order, to_imagej_dtype)
 
 
 # =========================================================================== atomic files
@@ -643,9 +283,6 @@ def _roi_bytes(roi: Any) -> bytes:
     return tobytes()
 
 
-_AXES = {"T": "t", "C": "c", "Z": "z", "Y": "y", "X": "x", "S": "s"}
-
-
 def imread(path: str | os.PathLike) -> xr.DataArray:
     """Read a TIFF (ImageJ hyperstack or plain) as a calibrated DataArray.
 
@@ -741,8 +378,8 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
     # axes -> ImageJ stack order
     letters = []
     for a in axes:
-        if a in _AXES:
-            letters.append(_AXES[a])
+        if dim_name(a) is not None:  # tifffile's T, C, Z, Y, X, S are ours (ij_bridge.layout)
+            letters.append(dim_name(a))
         elif a in "IQ" and "z" not in letters and "Z" not in axes:
             letters.append("z")
         else:
@@ -768,7 +405,7 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
         if signed:
             data = (data ^ np.uint16(0x8000)).view(np.int16)
     present = {d: data.shape[i] for i, d in enumerate(letters)}
-    order = [letters.index(d) for d in ("t", "z", "c", "y", "x", "s") if d in letters]
+    order = [letters.index(d) for d in IMAGEJ_ORDER if d in letters]
     arr = np.transpose(data, order)
     nt, nz, nc = present.get("t", 1), present.get("z", 1), present.get("c", 1)
     h, w = present["y"], present["x"]

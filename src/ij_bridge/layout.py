@@ -34,8 +34,8 @@ s     RGB colour samples, size 3 (R, G, B): ImageJ's and          rgb, sample
 
 ``s`` means RGB colour samples and nothing else. N2V used to read the letter ``S`` in
 a numpy ``axes=`` string as "independent images" (CSBDeep's *sample* axis); that
-still works, with a :class:`DeprecationWarning` (see :func:`parse_axes`): use ``T``
-for a stack of independent images.
+still works in N2V, with a :class:`DeprecationWarning` (:func:`legacy_sample_axis`):
+write ``T`` for a stack of independent images.
 
 Models (N2V, StarDist) read the RGB sample dim ``s`` as their channel axis: a colour
 image is a three-channel image to a network (:func:`to_model_layout`).
@@ -63,7 +63,7 @@ import xarray as xr
 __all__ = [
     # dims
     "DIM_ORDER", "IMAGEJ_ORDER", "SPATIAL_DIMS", "ALIASES", "dim_name", "normalise_dims",
-    "parse_axes", "image_dims", "as_dataarray", "to_model_layout",
+    "parse_axes", "legacy_sample_axis", "image_dims", "as_dataarray", "to_model_layout",
     # dtypes
     "LossyConversionWarning", "IMAGEJ_DTYPES", "imagej_dtype", "to_imagej_dtype",
     # calibration
@@ -141,8 +141,8 @@ def normalise_dims(dims: Sequence[Hashable] | str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *, what: str = "image",
-               legacy_sample_s: bool = False, stacklevel: int = 2) -> tuple[str, ...]:
+def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *,
+               what: str = "image") -> tuple[str, ...]:
     """The dims named by an ``axes=`` string (or sequence) for a numpy array.
 
     One letter per axis, in the array's order, any case: ``"YX"``, ``"ZYX"``,
@@ -156,12 +156,9 @@ def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *, what:
         The array's number of dimensions; checked against ``axes``.
     what : str
         How error messages name the array.
-    legacy_sample_s : bool
-        For N2V's old meaning: an ``S`` is read as independent images, i.e. as ``t``,
-        with a :class:`DeprecationWarning` (an axes string with both ``S`` and ``T``
-        is then refused: reshape them into one ``T`` axis).
-    stacklevel : int
-        Of the deprecation warning.
+
+    ``S`` is always RGB samples here; N2V's old ``S`` (independent images) is split off
+    first by :func:`legacy_sample_axis`.
 
     Raises
     ------
@@ -186,13 +183,6 @@ def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *, what:
     if ndim is not None and len(items) != ndim:
         raise ValueError(f"{what}: axes {shown!r} name {len(items)} axes but the array has {ndim}; "
                          "pass axes= with one letter per axis (T, C, Z, Y, X, S)")
-    if legacy_sample_s and any(str(a).strip().lower() == "s" for a in items):
-        if any(dim_name(a) == "t" for a in items):
-            raise ValueError(f"{what}: axes {shown!r} name both S (independent images) and T; "
-                             "reshape them into one T axis, e.g. x.reshape(-1, *x.shape[2:]) with T first")
-        warnings.warn(f"{what}: axes {shown!r}: {_S_DEPRECATION}", DeprecationWarning,
-                      stacklevel=stacklevel + 1)
-        items = ["t" if str(a).strip().lower() == "s" else a for a in items]
     out = []
     for a in items:
         key = dim_name(a)
@@ -207,12 +197,39 @@ def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *, what:
     return tuple(out)
 
 
+def legacy_sample_axis(axes: str, *, what: str = "image", stacklevel: int = 2) -> tuple[str, int | None]:
+    """Split N2V's deprecated sample letter ``S`` off an ``axes=`` string.
+
+    N2V (after CSBDeep) read ``S`` as "independent images"; in ij-bridge ``S`` is
+    ImageJ's RGB sample axis. Where a model keeps the old meaning working, it calls
+    this first: it warns (:class:`DeprecationWarning`, pointing to ``T``) and returns
+    the axes without the ``S`` and the position the ``S`` had (``None`` if absent).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     legacy_sample_axis("SYX")
+    ('YX', 0)
+    >>> legacy_sample_axis("TYX")
+    ('TYX', None)
+    """
+    up = str(axes).strip().upper()
+    if "S" not in up:
+        return str(axes).strip(), None
+    if up.count("S") > 1:
+        raise ValueError(f"{what}: axes {axes!r} name S more than once")
+    warnings.warn(f"{what}: axes {axes!r}: {_S_DEPRECATION}", DeprecationWarning, stacklevel=stacklevel + 1)
+    i = up.index("S")
+    rest = str(axes).strip()
+    return rest[:i] + rest[i + 1:], i
+
+
 def _is_dataarray(obj: Any) -> bool:
     return isinstance(obj, xr.DataArray)
 
 
-def image_dims(image: Any, axes: str | Sequence[Hashable] | None = None, *, what: str = "image",
-               legacy_sample_s: bool = False) -> tuple[str, ...]:
+def image_dims(image: Any, axes: str | Sequence[Hashable] | None = None, *,
+               what: str = "image") -> tuple[str, ...]:
     """The dims of an image: an xarray's dim names, or a numpy array's ``axes=``.
 
     A DataArray names its own dims (``axes`` must then be ``None`` or agree with
@@ -237,8 +254,7 @@ def image_dims(image: Any, axes: str | Sequence[Hashable] | None = None, *, what
             raise ValueError(f"{what}: xarray dims {[str(d) for d in unknown]} are not understood; "
                              f"{_DIMS_HELP} (rename others, e.g. .rename({{{str(unknown[0])!r}: 't'}}))")
         dims = normalise_dims(image.dims)
-        if axes is not None and parse_axes(axes, image.ndim, what=what,
-                                           legacy_sample_s=legacy_sample_s, stacklevel=3) != dims:
+        if axes is not None and parse_axes(axes, image.ndim, what=what) != dims:
             raise ValueError(f"{what}: axes={axes!r} contradict the xarray dims {tuple(image.dims)}; "
                              "leave axes= out for an xarray (its dims decide)")
         return dims
@@ -248,7 +264,7 @@ def image_dims(image: Any, axes: str | Sequence[Hashable] | None = None, *, what
             raise ValueError(f"{what}: a {ndim}-D numpy array needs axes=, e.g. 'ZYX' for a z-stack, "
                              "'CYX' for channels, 'YXS' for RGB; only 2-D arrays are taken as 'YX'")
         return ("y", "x")
-    return parse_axes(axes, ndim, what=what, legacy_sample_s=legacy_sample_s, stacklevel=3)
+    return parse_axes(axes, ndim, what=what)
 
 
 def as_dataarray(data: Any, dims: Sequence[Hashable] | str | None) -> tuple[xr.DataArray, tuple[str, ...]]:

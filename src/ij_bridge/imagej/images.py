@@ -2,83 +2,17 @@
 
 Conventions
 -----------
-Python side: an :class:`xarray.DataArray` with dims named ``t, c, z, y, x`` in that
-(OME) order, a subset as present; RGB images carry a trailing sample dim ``s`` of
-size 3 (ImageJ's and tifffile's "S" axis), values R, G, B. Coordinates of ``x, y,
-z, t`` are in physical units; ``attrs["units"]`` maps each of those dims to its unit.
-A plain numpy array is accepted and treated as uncalibrated: a 2-D array is
-``(y, x)``; any other number of dims needs ``dims=`` (no guessing, so ``(Y, X, 3)``
-is never silently taken for RGB or for three channels).
-
-Dim names on input are case-insensitive and may use PyImageJ's names: ``row`` (y),
-``col`` (x), ``ch``/``channel`` (c), ``pln``/``plane`` (z), ``time``/``frame`` (t),
-``rgb``/``sample`` (s).
+The dims, the dim aliases, the dtype table and the calibration rules are those of
+:mod:`ij_bridge.layout` (Java-free, shared with :mod:`ij_bridge.io`), stated once in
+``docs/bridge.md`` (*Dimensions*, *Pixel types*, *Calibration*). In short: an
+:class:`xarray.DataArray` with dims ``t, c, z, y, x`` (and ``s``, size 3, for RGB) and
+physical coordinates; a numpy array is uncalibrated and needs ``dims=`` unless 2-D.
 
 ImageJ side: 8-bit, 16-bit, 32-bit or RGB ``ImagePlus``, a stack or hyperstack in
 ImageJ's order (channel fastest, then slice, then frame). With more than one of
 C, Z, T the image is marked as a hyperstack; with C > 1 it is a ``CompositeImage``.
-
-Pixel types (``to_imageplus``)
-------------------------------
-=====================  =====================================  ==========================
-numpy dtype            ImageJ image                           ``from_imageplus`` gives
-=====================  =====================================  ==========================
-uint8                  8-bit                                  uint8 (lossless)
-uint16                 16-bit                                 uint16 (lossless)
-int16                  16-bit, signed-16-bit calibration      int16 (lossless)
-                       (raw = value + 32768, ImageJ's value
-                       function; ImageJ shows true values)
-int8                   as int16                               int16, same values
-bool                   8-bit, False → 0, True → 255           uint8 0/255
-                       (ImageJ's binary-mask convention)
-float32                32-bit                                 float32 (lossless)
-float16                32-bit                                 float32, same values
-float64                32-bit, rounded to nearest float32     float32
-                       (warns on overflow to ±inf or on
-                       non-zero values that become 0)
-int32, uint32, int64,  32-bit                                 float32
-uint64                 (lossless for |v| ≤ 2**24; otherwise
-                       a :class:`LossyConversionWarning`
-                       says how many values changed and by
-                       how much)
-uint8 with dim ``s``   RGB (``ColorProcessor``)               uint8, dim ``s`` of size 3
-of size 3
-other (complex, str,   ``TypeError``
-object, datetime)
-=====================  =====================================  ==========================
-
-Calibration
------------
-ImageJ keeps origins in pixels: physical ``x = (i - xOrigin) * pixelWidth``. Here
-coordinates are physical; conversion both ways uses that formula, so an xarray coming
-out of :func:`from_imageplus` goes back with exactly the same ``Calibration``.
-
-* numpy input → uncalibrated (pixel size 1, unit ``"pixel"``).
-* An xarray coordinate on ``x``/``y``/``z`` with a constant step gives
-  ``pixelWidth``/``pixelHeight``/``pixelDepth`` = step and origin = ``-coord[0] /
-  step`` (pixels). A coordinate whose step is not constant (relative deviation >
-  1e-6), decreases, or is not numeric raises ``ValueError``: ImageJ cannot represent
-  it. A dim without a coordinate is uncalibrated.
-* ``t``: ``frameInterval`` = step, time unit from ``attrs["units"]["t"]`` (default
-  ``"sec"``). ImageJ has no time origin: a non-zero first time is kept in the
-  ImagePlus property ``ij_bridge.t_origin`` (read back by :func:`from_imageplus`).
-  An uncalibrated time axis comes back with unit ``"frame"`` and coordinates
-  ``0, 1, ...``.
-* Units: ``attrs["units"]`` per dim (``Calibration.setXUnit/setYUnit/setZUnit/
-  setTimeUnit``). ImageJ itself rewrites ``"um"`` to ``"µm"`` and ``"A"`` to ``"Å"``;
-  :func:`from_imageplus` reports ImageJ's spelling. Other units are kept as given.
-* :func:`from_imageplus` also stores every ``Calibration`` number in
-  ``attrs["calibration"]`` (pixel sizes, origins, units, frame interval), so that dims
-  absent from the array (the z spacing of a single plane, say) survive a round trip.
-  When the array's coordinates still agree exactly with ``attrs["calibration"]``
-  those exact numbers are used; otherwise the coordinates win.
-* Value calibration: signed 16-bit as above; other 8/16-bit value functions come back
-  in ``attrs["value_calibration"]`` (``function``, ``coefficients``, ``unit``) with the
-  raw pixels, and are set again by :func:`to_imageplus`; a 32-bit value unit is
-  ``attrs["value_unit"]``.
-* Also kept: ``attrs["title"]``, ``attrs["info"]`` (ImageJ's "Info" property),
-  ``attrs["slice_labels"]`` (in ImageJ stack order) and ``attrs["display_range"]``.
-  Channel coordinates are not kept (ImageJ has none): channels come back as 0..C-1.
+A time origin (ImageJ has none) is kept in the ImagePlus property
+``ij_bridge.t_origin``.
 
 Speed: whole stacks move through one ``java.nio`` direct buffer that views the numpy
 memory; Java copies each plane in bulk. No per-pixel or per-row Python loops.
@@ -92,9 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 import xarray as xr
 
-from ..io import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
-                  calibration_from_dataarray, check_plane_size, normalise_dims, stack_order,
-                  to_imagej_dtype)
+from ..layout import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
+                      calibration_from_dataarray, check_plane_size, normalise_dims, stack_order,
+                      to_imagej_dtype)
 
 __all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims", "DIM_ORDER"]
 

@@ -40,6 +40,7 @@ import numpy as np
 import roifile
 from tqdm import tqdm
 
+from ..layout import IMAGEJ_ORDER, dim_name
 from . import runtime
 
 __all__ = [
@@ -59,10 +60,9 @@ JAVA_ROI_TYPES = {
     6: "polyline", 7: "freeline", 8: "angle", 9: "composite", 10: "point",
 }
 
-_AXES = ("t", "z", "y", "x")
+# a label image's dims, in ImageJ's order (ij_bridge.layout.IMAGEJ_ORDER without c and s)
+_AXES = tuple(d for d in IMAGEJ_ORDER if d not in ("c", "s"))
 _DEFAULT_DIMS = {2: ("y", "x"), 3: ("z", "y", "x"), 4: ("t", "z", "y", "x")}
-# PyImageJ's names for the same axes
-_DIM_ALIASES = {"row": "y", "col": "x", "pln": "z", "time": "t"}
 
 from ..progress import Progress  # noqa: E402  (the shared type; this name is kept)
 
@@ -206,7 +206,8 @@ def _to_java_list(rois: Iterable[Any]) -> list:
 
 # --------------------------------------------------------------------------- labels -> ROIs
 def _normalise_dims(dims: Sequence[str], ndim: int, what: str) -> tuple[str, ...]:
-    dims = tuple(_DIM_ALIASES.get(str(d), str(d)) for d in dims)
+    # any name of the one alias table (ij_bridge.layout.ALIASES, any case); unknown names stay
+    dims = tuple(dim_name(d) or str(d) for d in dims)
     if len(dims) != ndim:
         raise ValueError(f"{what} has {ndim} dimensions but dims={dims} names {len(dims)}")
     if dims[-2:] != ("y", "x"):

@@ -2,7 +2,9 @@
 
 Internally every image is a stack of samples ``(S, C, *spatial)``;
 :func:`to_samples` builds it from numpy (axes string) or xarray (dim names)
-and returns the inverse for the model's output.
+and returns the inverse for the model's output. Dim names and axes letters are
+those of :mod:`ij_bridge.layout` (one table for the whole package): ``T`` (and
+the deprecated ``S``) are independent samples, ``C`` and RGB samples are channels.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..layout import ALIASES, image_dims, legacy_sample_axis, parse_axes
+
 __all__ = ["to_samples", "check_values", "PatchSampler", "augment_batch", "grid_patches",
            "XARRAY_DIMS"]
 
-#: xarray dim names understood by N2V, and their meaning (the names of
-#: :mod:`ij_bridge.io` and PyImageJ): time points are independent samples, RGB
-#: colour samples (``s``) are channels.
-XARRAY_DIMS = {"t": "T", "time": "T", "frame": "T",
-               "c": "C", "ch": "C", "channel": "C", "s": "C", "rgb": "C",
-               "z": "Z", "pln": "Z", "plane": "Z",
-               "y": "Y", "row": "Y", "x": "X", "col": "X"}
+#: N2V's letter for each dim of :mod:`ij_bridge.layout`: time points are independent
+#: samples, RGB colour samples (``s``) are channels.
+_LETTER = {"t": "T", "c": "C", "s": "C", "z": "Z", "y": "Y", "x": "X"}
+
+#: xarray dim names understood by N2V and their meaning: every name of the one alias
+#: table :data:`ij_bridge.layout.ALIASES` (the names of :mod:`ij_bridge.io` and PyImageJ).
+XARRAY_DIMS = {name: _LETTER[dim] for name, dim in ALIASES.items()}
 
 
 def _is_xarray(obj: Any) -> bool:
@@ -30,36 +34,33 @@ def _is_xarray(obj: Any) -> bool:
 
 def _axes_of(image: Any, axes: str | None, ndim: int, what: str) -> tuple[np.ndarray, str]:
     if _is_xarray(image):
-        names = [str(d).lower() for d in image.dims]
-        unknown = [d for d in image.dims if str(d).lower() not in XARRAY_DIMS]
-        if unknown:
-            raise ValueError(
-                f"{what}: xarray dims {unknown} are not understood; N2V reads dims named "
-                f"t, c, z, y, x (and aliases) (rename others, e.g. .rename({{'{unknown[0]}': 't'}}))")
-        ax = "".join(XARRAY_DIMS[n] for n in names)
-        if len(set(ax)) != len(ax):
-            raise ValueError(f"{what}: xarray dims {tuple(image.dims)} name the same axis twice "
-                             f"(read as {ax!r}); e.g. channels and RGB samples together")
+        dims = image_dims(image, None, what=what)  # the dims decide; config.axes is for numpy
+        if "c" in dims and "s" in dims:
+            raise ValueError(f"{what}: xarray dims {tuple(image.dims)} name the same axis twice for N2V: "
+                             "channels (c) and RGB samples (s), which N2V reads as channels; merge them "
+                             "into one 'c' dim")
         data = np.asarray(image.values)
+        ax = "".join(_LETTER[d] for d in dims)
     else:
         data = np.asarray(image)
         if axes is None:
             raise ValueError(f"{what}: numpy input needs an axes string such as 'YX' or 'ZYX'")
-        ax = axes.upper()
-    if len(ax) != data.ndim:
-        raise ValueError(
-            f"{what}: array has {data.ndim} dimensions {data.shape} but axes {ax!r} name "
-            f"{len(ax)}; pass axes= matching the array (letters S,T,C,Z,Y,X)")
-    if len(set(ax)) != len(ax) or any(a not in "STCZYX" for a in ax):
-        raise ValueError(f"{what}: axes {ax!r} must use each of S,T,C,Z,Y,X at most once")
-    if "Y" not in ax or "X" not in ax:
-        raise ValueError(f"{what}: axes {ax!r} must contain Y and X")
+        if len(axes) != data.ndim:
+            raise ValueError(
+                f"{what}: array has {data.ndim} dimensions {data.shape} but axes {axes.upper()!r} name "
+                f"{len(axes)}; pass axes= matching the array (letters T,C,Z,Y,X)")
+        # N2V's old S (independent images, like T) keeps working with a DeprecationWarning
+        # (in ij_bridge.layout S is ImageJ's RGB sample axis); the other letters are layout's
+        rest, s_at = legacy_sample_axis(axes, what=what, stacklevel=4)
+        ax = "".join(_LETTER[d] for d in parse_axes(rest, what=what))
+        if s_at is not None:
+            ax = ax[:s_at] + "S" + ax[s_at:]
     if ("Z" in ax) != (ndim == 3):
         model = "3D (ZYX)" if ndim == 3 else "2D (YX)"
         raise ValueError(
             f"{what}: image axes {ax!r} do not fit a {model} model; "
             + ("a 3D model needs a Z axis" if ndim == 3 else
-               "a 2D model takes no Z axis (name it T or S to denoise slice by slice, "
+               "a 2D model takes no Z axis (name it T to denoise slice by slice, "
                "or train a 3D model with axes 'ZYX')"))
     return data, ax
 

@@ -447,6 +447,12 @@ def test_labels_time_and_4d(R):
     np.testing.assert_array_equal(R.rois_to_labels(rois_t, L3.shape, dims=("t", "y", "x")), L3)
     da = xr.DataArray(L3, dims=("t", "row", "col"))               # PyImageJ names accepted
     assert [str(r.getName()) for r in R.labels_to_rois(da)] == [str(r.getName()) for r in rois_t]
+    # the one alias table of ij_bridge.layout, any case, for arrays and shapes alike
+    assert [str(r.getName()) for r in R.labels_to_rois(L3, dims=("Frames", "ROW", "Col"))] \
+        == [str(r.getName()) for r in rois_t]
+    np.testing.assert_array_equal(R.rois_to_labels(rois_t, L3.shape, dims=("time", "y", "x")), L3)
+    with pytest.raises(ValueError, match="no channel axis"):
+        R.labels_to_rois(L3, dims=("ch", "y", "x"))
 
     L4 = np.stack([L3, L3[::-1]])                                  # t, z, y, x
     rois = R.labels_to_rois(L4)

@@ -229,7 +229,7 @@ def _check_channels(da, n_channels: int, what: str) -> None:
     if has == n_channels:
         return
     if n_channels == 1:
-        raise ValueError(f"{what} has {has} channels (RGB counts 3) but the model takes one: "
+        raise ValueError(f"{what} has {has} channels but the model takes one (RGB counts as 3): "
                          "select the channel to segment (or a grey version of an RGB image) first, "
                          "or use a model trained on as many channels")
     raise ValueError(f"the model takes {n_channels} channels but {what} has {has}")
@@ -662,7 +662,9 @@ def train_from_pairs(images: Any, masks: Any, *, ndim: int | None = None,
     seed : int
         Seeds the validation split and the training (sampling, augmentation).
     patch_size : int or tuple of int, optional
-        Training patch (default the config's).
+        Training patch per spatial axis (default the config's); an int is the
+        size in y and x (a z-stack's patch then has a quarter of it in z, at
+        least the grid's divisor).
     fit_patch : bool
         Reduce the patch to fit the smallest image (to multiples of the grid);
         False makes a patch larger than an image an error.
@@ -721,8 +723,14 @@ def train_from_pairs(images: Any, masks: Any, *, ndim: int | None = None,
     spatial = list(SPATIAL[nd])
     probe = StarDistConfig(ndim=nd, **({"grid": config["grid"]} if config.get("grid") else {}))
     div = probe.divisor
-    want = list(StarDistConfig(ndim=nd, patch_size=patch_size).patch_size if patch_size is not None
-                else probe.patch_size)
+    if patch_size is None:
+        want = list(probe.patch_size)
+    elif isinstance(patch_size, (int, np.integer)):  # y and x; a z-stack's patch is a quarter as deep
+        want = [int(patch_size)] * 2 if nd == 2 else [max(div[0], int(patch_size) // 4)] + [int(patch_size)] * 2
+    else:
+        want = [int(v) for v in patch_size]
+        if len(want) != nd:
+            raise ValueError(f"the patch size {want} needs {nd} values for a {nd}D model")
     smallest = [min(int(x.sizes[d]) for x in X + [v for v, _ in vdata]) for d in spatial]
     size = [min((w // q) * q, (s // q) * q) for w, s, q in zip(want, smallest, div)]
     if any(s < q for s, q in zip(size, div)):

@@ -35,7 +35,7 @@ from .model_io import FORMAT, FORMAT_VERSION, bundled_models
 from .nms import non_maximum_suppression, non_maximum_suppression_3d, polygon_candidates
 
 __all__ = ["StarDist2D", "StarDist3D", "StarDistBase", "StarDistNet", "normalize_percentiles",
-           "bundled_models", "FORMAT", "Progress"]
+           "bundled_models", "FORMAT", "FORMAT_VERSION", "Progress"]
 
 _MODELS_DIR = _model_io.MODELS_DIR
 

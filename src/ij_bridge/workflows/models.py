@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["InstanceModel", "ModelCache", "channels_of", "file_stamp"]
 
-Progress = Callable[[int, int, str], None]
+from ..progress import Progress  # noqa: E402  (the one shared type)
 
 
 @runtime_checkable

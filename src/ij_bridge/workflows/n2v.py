@@ -31,7 +31,7 @@ import numpy as np
 __all__ = ["denoise", "train", "load_model", "fit_patch_size", "Progress", "MODEL_MARKERS"]
 
 #: ``progress(done, total, message)``, called after every step or batch of tiles.
-Progress = Callable[[int, int, str], None]
+from ..progress import Progress  # noqa: E402  (the one shared type)
 
 #: A folder holding one of these is an ij-bridge N2V model (and may be replaced).
 MODEL_MARKERS = ("n2v_model.json",)

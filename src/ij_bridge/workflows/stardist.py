@@ -53,7 +53,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 SPATIAL = {2: ("y", "x"), 3: ("z", "y", "x")}
 _PER_OBJECT = ("coord", "dist", "points", "prob")
 
-Progress = Callable[[int, int, str], None]
+from ..progress import Progress  # noqa: E402  (the one shared type)
 Log = Callable[[str], None]
 
 _CACHE = ModelCache()

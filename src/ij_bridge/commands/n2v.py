@@ -15,24 +15,10 @@ VARIANTS = ("N2V", "N2V2", "structN2V")
 STRUCTS = ("horizontal", "vertical")
 
 
-def _axes(da, mode: str, title: str) -> tuple[np.ndarray, str]:
-    """The image as numpy with an N2V axes string (2D: slices are samples; 3D: z is space)."""
-    if "s" in da.dims:
-        raise CommandError(f"{title!r} is RGB; convert it to a stack of channels or to 8-bit first")
-    letters = {"t": "T", "c": "C", "y": "Y", "x": "X"}
-    if mode == "2D":
-        letters["z"] = "S"
-    else:
-        if "z" not in da.dims:
-            raise CommandError(f"mode=3D needs a z-stack, but {title!r} has no slices (use mode=2D)")
-        letters["z"] = "Z"
-    axes = "".join(letters[d] for d in da.dims)
-    return np.asarray(da.values), axes
-
-
 def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, variant, struct, span,
            mode):
-    from ..n2v import N2V, N2VConfig, StructMask
+    from ..n2v import N2VConfig, StructMask
+    from ..workflows import n2v as wf
 
     set_torch_threads()
     if variant == "structN2V" and (span < 3 or span % 2 == 0):
@@ -42,83 +28,71 @@ def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, varia
         out = Path(model_path).expanduser()
         if not out.parent.exists():
             raise CommandError(f"the folder of model=[{model_path}] does not exist")
-        # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not write
-        # never is); a place that cannot take the model fails now, before training
-        from ..model_files import DestinationError, check_destination
-
-        try:
-            check_destination(out, overwrite=True, kind="model", folder=out.suffix.lower() != ".zip",
-                              markers=("n2v_model.json",))
-        except DestinationError as exc:
-            raise CommandError(str(exc)) from None
+    title = str(imp.getTitle())
     da = to_xarray(imp)
-    data, axes = _axes(da, mode, str(imp.getTitle()))
-    ndim = 3 if mode == "3D" else 2
-    div = 2 ** 2  # the default U-Net depth 2 pools by 4 per axis
-    sizes = {a: data.shape[axes.index(a)] for a in "ZYX" if a in axes}
-    size = []
-    for a in ("ZYX" if ndim == 3 else "YX"):
-        want = patch if a != "Z" else max(2 * div, patch // 2)
-        fit = (min(want, sizes[a]) // div) * div
-        if fit < 2 * div:
-            raise CommandError(f"{imp.getTitle()!r} is too small along {a.lower()} ({sizes[a]} pixels) "
-                               f"for N2V: it needs at least {2 * div}")
-        size.append(fit)
-    if size[-1] != patch or size[-2] != patch:
-        ctx.log(f"patch size reduced to {size} to fit the image")
+    if mode == "3D" and "z" not in da.dims:
+        raise CommandError(f"mode=3D needs a z-stack, but {title!r} has no slices (use mode=2D)")
+    # patch= is the size in x and y (a 3D patch is half as deep, at least 8), reduced to fit
+    want = (max(8, patch // 2), patch, patch) if mode == "3D" else (patch, patch)
+    dims = ("z", "y", "x") if mode == "3D" else ("y", "x")
+    divisor = N2VConfig(axes="ZYX" if mode == "3D" else "YX").divisor
     try:
-        cfg = N2VConfig(axes=axes, patch_size=tuple(size), batch_size=batch, epochs=epochs,
-                        steps_per_epoch=steps, variant=variant, neighborhood_radius=radius,
-                        struct_mask=StructMask(struct, span) if variant == "structN2V" else None)
+        size = wf.fit_patch_size(want, [da.sizes[d] for d in dims], divisor, "".join(dims))
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    ctx.log(f"training {variant} ({mode}) on {imp.getTitle()!r}: {epochs} epochs x {steps} steps, "
-            f"batch {batch}, patch {size}, radius {radius}")
-    model = N2V(cfg)
+        raise CommandError(f"{title!r}{str(exc).removeprefix('the image')}") from None
+    if size != want:
+        ctx.log(f"patch size reduced to {list(size)} to fit the image")
+    ctx.log(f"training {variant} ({mode}) on {title!r}: {epochs} epochs x {steps} steps, "
+            f"batch {batch}, patch {list(size)}, radius {radius}")
     try:
-        history = model.train(data, progress=ctx.progress, show_progress=False)
-    except ValueError as exc:
+        # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not
+        # write never is); a place that cannot take the model fails before training
+        model, history = wf.train(
+            da, model_path=out, overwrite=True, slices_as_samples=mode == "2D",
+            names=[repr(title)], progress=ctx.progress, patch_size=size, batch_size=batch,
+            epochs=epochs, steps_per_epoch=steps, variant=variant, neighborhood_radius=radius,
+            struct_mask=StructMask(struct, span) if variant == "structN2V" else None)
+    except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
     last = history.iloc[-1]
     ctx.log(f"trained: loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}")
     if out is not None:
-        saved = model.save(out, overwrite=True)
-        ctx.log(f"model saved to {saved}")
+        ctx.log(f"model saved to {out}")
     return model, mode
 
 
 def _predict(ctx, imp, model, tiles: int, mode: str | None = None):
+    from ..workflows import n2v as wf
+
     set_torch_threads()
-    cfg = model.config
-    model_mode = "3D" if "Z" in cfg.axes else "2D"
+    title = str(imp.getTitle())
     da = to_xarray(imp)
-    data, axes = _axes(da, model_mode, str(imp.getTitle()))
-    channels = data.shape[axes.index("C")] if "C" in axes else 1
-    if cfg.n_channels is not None and channels != cfg.n_channels:
-        raise CommandError(f"the model denoises {cfg.n_channels} channel(s); {imp.getTitle()!r} has {channels}")
+    model_2d = model.config.ndim == 2
     tile_shape: Any = None
-    if tiles > 1:
-        tile_shape = tuple(data.shape[axes.index(a)] if a == "Z" else math.ceil(data.shape[axes.index(a)] / tiles)
-                           for a in "ZYX" if a in axes)
+    if tiles > 1:  # tiles= per axis in x and y; z (3D) in one piece
+        tile_shape = tuple(da.sizes[d] if d == "z" else math.ceil(da.sizes[d] / tiles)
+                           for d in (("y", "x") if model_2d else ("z", "y", "x")))
     try:
-        out = model.predict(data, axes=axes, tile_shape=tile_shape, progress=ctx.progress)
+        # a 2D model denoises the slices of a stack one by one
+        out = wf.denoise(da, model, tile_shape=tile_shape, slices_as_samples=model_2d,
+                         progress=ctx.progress)
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
-    result = show_image(np.asarray(out, dtype=np.float32), da, tuple(da.dims),
+        raise CommandError(f"{title!r}: {exc}") from None
+    result = show_image(np.asarray(out.values, dtype=np.float32), out, tuple(out.dims),
                         base_title(imp) + DENOISED_SUFFIX)
     stats = result.getStatistics()
     result.setDisplayRange(float(stats.min), float(stats.max))
-    ctx.log(f"denoised {imp.getTitle()!r} -> {result.getTitle()!r}")
+    ctx.log(f"denoised {title!r} -> {result.getTitle()!r}")
     return result
 
 
 def _load(model_path: str):
-    from ..n2v import N2V
+    from ..workflows import n2v as wf
 
     if not model_path:
         raise CommandError("model= is required: the folder (or .zip) of a model saved by N2V Train (torch)")
     try:
-        return N2V.load(Path(model_path).expanduser())
+        return wf.load_model(model_path)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from None
 

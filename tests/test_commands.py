@@ -101,7 +101,11 @@ def test_stardist_2d_keeps_calibration_and_names_rois(imagej, crops):
     rois = roi_manager()
     assert [str(r.getName()) for r in rois] == [f"label-{k:04d}" for k in range(1, n + 1)]
     assert all(r.getPosition() == 0 for r in rois)  # a 2D image: unpositioned
-    np.testing.assert_array_equal(rois_to_labels(rois, labels.shape), labels)
+    # the ROIs are the model's polygons (as the Fiji plugin makes them), each carrying its label;
+    # painted back they give the label image but where polygons overlap (docs/rois.md)
+    assert [int(str(r.getProperty("label"))) for r in rois] == list(range(1, n + 1))
+    assert all(int(r.getType()) == 2 for r in rois)  # Roi.POLYGON
+    assert np.mean(rois_to_labels(rois, labels.shape) == labels) > 0.97
     # QC of the result against the annotation, through the command
     show(calibrated(mask, "truth"), "truth")
     ok('run("Segmentation QC", "prediction=nuclei-labels truth=truth threshold=0.5");')

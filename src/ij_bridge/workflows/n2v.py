@@ -9,12 +9,12 @@ format :meth:`ij_bridge.n2v.N2V.load` accepts. Errors in the input raise
 The one rule for 2D stacks
 --------------------------
 A 2D model sees the slices of a z-stack as **independent samples**: with
-``slices_as_samples=True`` the ``z`` dim (numpy: the ``Z`` letter) is read as
-N2V's sample axis ``S``, beside time points (``t``). The dims of the result are
-those of the input (``z`` stays ``z``, with its spacing). Without it a ``z``
-dim is space, for a 3D model. Both front ends use this: the CLI with ``--2d``,
-the ImageJ commands with ``mode=2D`` (training) and always for a 2D model
-(prediction).
+``slices_as_samples=True`` the ``z`` dim (numpy: the ``Z`` letter) is read as a
+sample axis, merged with the time points (``t`` / ``T``) if there are any. The
+result has the input's dims (``z`` stays ``z``, with its spacing). Without it a
+``z`` dim is space, for a 3D model. Both front ends use this: the CLI with
+``--2d``, the ImageJ commands with ``mode=2D`` (training) and always for a 2D
+model (prediction).
 
 This module imports neither Java nor ImageJ.
 """
@@ -78,15 +78,21 @@ def load_model(spec: Any, *, device: Any = None):
 
 
 # ------------------------------------------------------------------------------ layout
-def _numpy_axes(axes: str, slices_as_samples: bool, what: str) -> str:
-    ax = str(axes).upper()
-    if slices_as_samples and "Z" in ax:
-        free = [a for a in "ST" if a not in ax]
-        if not free:
-            raise ValueError(f"{what}: axes {ax!r} have S and T already; the Z slices cannot be "
-                             "independent samples too (merge S and T first)")
-        ax = ax.replace("Z", free[0])
-    return ax
+def _numpy_as_samples(data: np.ndarray, axes: str) -> tuple[np.ndarray, str, Callable[[Any], Any]]:
+    """``data`` with its Z (and T) axes merged into one sample axis T, and the inverse."""
+    if "Z" not in axes:
+        return data, axes, lambda res: res
+    lead = [a for a in "TZ" if a in axes]
+    rest = [a for a in axes if a not in lead]
+    perm = [axes.index(a) for a in lead + rest]
+    moved = np.transpose(data, perm)
+    merged = moved.reshape((-1,) + moved.shape[len(lead):])
+    inv = np.argsort(perm)
+
+    def restore(res: Any) -> Any:
+        return np.transpose(np.asarray(res).reshape(moved.shape), inv)
+
+    return merged, "T" + "".join(rest), restore
 
 
 def _as_samples(image: Any) -> tuple[Any, Callable[[Any], Any]]:
@@ -123,7 +129,10 @@ def _prepared(image: Any, axes: str | None, slices_as_samples: bool, what: str
         return image, None, lambda res: res
     if axes is None:
         raise ValueError(f"{what}: a numpy array needs axes=, e.g. 'YX', 'ZYX', 'CYX' or 'TYX'")
-    return np.asarray(image), _numpy_axes(axes, slices_as_samples, what), lambda res: res
+    data, ax = np.asarray(image), str(axes).upper()
+    if slices_as_samples and len(ax) == data.ndim:  # else the model names the mismatch
+        return _numpy_as_samples(data, ax)
+    return data, ax, lambda res: res
 
 
 def _rgb_as_channels(res: Any) -> Any:

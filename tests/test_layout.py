@@ -132,3 +132,16 @@ def test_origin_is_pixels_in_imagej_and_physical_in_xarray(tmp_path):
     np.testing.assert_array_equal(back.x, layout.physical_coords(4, 2.0, 0.5))
     np.testing.assert_array_equal(back.x, da.x)
     np.testing.assert_allclose(back.y, da.y, rtol=0, atol=1e-12)
+
+
+def test_measure_reads_the_units_of_a_file(tmp_path):
+    from ij_bridge import measure
+
+    lab = np.zeros((20, 20), np.uint16)
+    lab[5:10, 5:10] = 1
+    da = xr.DataArray(lab, dims=("y", "x"), coords={"y": 0.5 * np.arange(20), "x": 0.5 * np.arange(20)},
+                      attrs={"units": {"x": "um", "y": "um"}})
+    io.imwrite(tmp_path / "lab.tif", da)
+    df = measure.regionprops_table(io.imread(tmp_path / "lab.tif"))
+    assert df["area"].iloc[0] == 25 * 0.25
+    assert df.attrs["units"]["area"] == "µm^2"

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .layout import dim_name
 from .metrics import check_label_image
 
 __all__ = ["regionprops_table", "IMAGEJ_COLUMNS", "to_imagej_columns"]
@@ -116,7 +117,10 @@ def _per_axis(v: Any, ndim: int, name: str, default: float) -> np.ndarray:
 def _from_xarray(labels: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Spacing/origin/unit from a calibrated xarray.DataArray (dims named z/y/x)."""
     info: dict[str, Any] = {}
-    dims = [str(d).lower() for d in labels.dims]
+    # dim names and units as everywhere in the package (ij_bridge.layout): any alias, and the
+    # units of attrs["units"] that from_imageplus / io.imread write
+    dims = [dim_name(d) or str(d).lower() for d in labels.dims]
+    attr_units = {dim_name(k): v for k, v in (labels.attrs.get("units") or {}).items() if dim_name(k)}
     spacing, origin, units = [], [], []
     for d, name in zip(labels.dims, dims):
         if name not in ("z", "y", "x"):
@@ -129,7 +133,8 @@ def _from_xarray(labels: Any) -> tuple[np.ndarray, dict[str, Any]]:
             step = float(c[1] - c[0])
             spacing.append(step)
             origin.append(-c[0] / step if step else 0.0)
-            units.append(labels.coords[d].attrs.get("units") or labels.coords[d].attrs.get("unit"))
+            units.append(labels.coords[d].attrs.get("units") or labels.coords[d].attrs.get("unit")
+                         or attr_units.get(name))
         else:
             spacing.append(1.0)
             origin.append(0.0)

@@ -11,8 +11,8 @@ __all__ = ["N2VConfig", "StructMask", "VARIANTS", "AXES_LETTERS"]
 
 VARIANTS = ("N2V", "N2V2", "structN2V")
 
-#: Letters allowed in :attr:`N2VConfig.axes`: ``S``/``T`` independent samples
-#: (stacks of images, time points), ``C`` channels, ``Z``, ``Y``, ``X`` space.
+#: Letters allowed in :attr:`N2VConfig.axes`: ``T`` independent samples (stacks of
+#: images, time points; the old ``S`` too, deprecated), ``C`` channels, ``Z``, ``Y``, ``X`` space.
 AXES_LETTERS = "STCZYX"
 
 
@@ -59,11 +59,15 @@ class N2VConfig:
     ----------
     axes : str
         Meaning of the axes of *numpy* inputs, e.g. ``"YX"``, ``"ZYX"``,
-        ``"CYX"``, ``"YXC"``, ``"TYX"``, ``"SZYXC"``. Letters: ``S`` or ``T``
+        ``"CYX"``, ``"YXC"``, ``"TYX"``, ``"TZYXC"``. Letters: ``T``
         independent samples, ``C`` channels, ``Z``, ``Y``, ``X``. ``Y`` and
-        ``X`` are required; with ``Z`` the model is 3D. xarray inputs are read
-        by their dim names instead (``t``/``s``, ``c``, ``z``, ``y``, ``x``)
-        and must agree with the model's dimensionality (``z`` iff ``Z`` here).
+        ``X`` are required; with ``Z`` the model is 3D. ``S`` still means
+        independent samples, with a :class:`DeprecationWarning` when data are
+        read (``S`` is ImageJ's RGB sample axis, see :mod:`ij_bridge.layout`).
+        xarray inputs are read by their dim names instead (``t``, ``c``, ``z``,
+        ``y``, ``x`` and the aliases of :data:`ij_bridge.layout.ALIASES`; RGB
+        samples ``s`` are channels) and must agree with the model's
+        dimensionality (``z`` iff ``Z`` here).
     patch_size : tuple of int, optional
         Training patch size per spatial axis (``(Y, X)`` or ``(Z, Y, X)``);
         each a multiple of ``2**unet_depth`` along pooled axes. Default

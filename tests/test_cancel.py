@@ -441,3 +441,21 @@ def test_batch_ctrl_c_ends_the_workers_and_keeps_what_is_done(tmp_path):
     assert rows["a.tif"]["status"] == "ok" and rows["c.tif"]["status"] == "pending"
     time.sleep(0.5)
     assert not any(_alive(w) for w in workers)  # no worker left behind
+
+
+def test_cli_training_stops_at_ctrl_c_and_saves_no_model(tmp_path):
+    img = tmp_path / "noisy.tif"
+    tifffile.imwrite(img, np.random.default_rng(0).normal(100, 10, (48, 48)).astype(np.float32))
+    model = tmp_path / "model.zip"
+    p = subprocess.Popen([CLI, "n2v", "train", str(img), "--model", str(model), "--epochs", "1000",
+                          "--steps", "10", "--batch-size", "2", "--patch-size", "16"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env())
+    time.sleep(15)  # start-up and training (a signal during start-up stops it at its first step too)
+    assert p.poll() is None, p.communicate()
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert time.monotonic() - t0 < 10
+    assert "stopped (interrupted)" in err and "Traceback" not in err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["noisy.tif"]

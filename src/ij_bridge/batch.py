@@ -77,6 +77,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import cancel
 from .io import default_file_mode
 
 __all__ = [
@@ -893,6 +894,7 @@ def _run_inline(tasks: list[Task], on_result: Callable[[int, FileResult], None],
         raise BatchError(str(exc)) from None
     stop = ""
     for i, task in enumerate(tasks):
+        cancel.check()
         if stop:
             on_result(i, _not_run(task, stop))
             continue
@@ -1073,7 +1075,11 @@ def _run_pool(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
     received = 0
     try:
         while received < len(tasks):
-            i, res = done.get()
+            try:
+                i, res = done.get(timeout=0.2)
+            except queue.Empty:
+                cancel.check()  # Ctrl-C, SIGTERM (ij_bridge.cancel): stop the batch
+                continue
             received += 1
             on_result(i, res)
     except BaseException:  # Ctrl-C, SIGTERM: the workers end with the coordinator
@@ -1134,6 +1140,7 @@ def _run_dask(tasks: list[Task], on_result: Callable[[int, FileResult], None], i
                 reported.add(i)
                 on_result(i, _failed(task, f"Dask task failed: {type(exc).__name__}: {exc}"))
                 continue
+            cancel.check()
             if rec.get("stop"):  # its macro changed its input: run no further file
                 client.cancel([f for f in futures if index[f.key] not in reported])
                 for j in range(len(tasks)):

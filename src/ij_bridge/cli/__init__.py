@@ -94,15 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     if argv is None:  # the real program (not a test calling main([...]))
-        # SIGINT/SIGTERM stop long work at its next step (ij_bridge.cancel); a second one at once
+        # SIGINT/SIGTERM stop long work at its next step (ij_bridge.cancel); a second one
+        # at once, and work that has not stopped 30 s later is ended
         cancel.install_signal_handlers()
+        cancel.start_watchdog(30.0)
     try:
-        return int(args.func(args) or 0)
+        with cancel.cancel_scope() as scope:
+            status = int(args.func(args) or 0)
+        if scope.reason is not None:  # cancelled, but the command did not notice before its end
+            print(f"ij-bridge: stopped ({scope.reason})", file=sys.stderr)
+            return _leave(cancel.exit_status(scope.reason))
+        return status
     except CLIError as exc:
         print(f"ij-bridge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except cancel.Cancelled as exc:
-        print(f"ij-bridge: stopped: {exc.reason}; nothing was saved", file=sys.stderr)
+        print(f"ij-bridge: stopped ({exc.reason}) before the work was done", file=sys.stderr)
         return _leave(cancel.exit_status(exc.reason))
     except KeyboardInterrupt:
         print("ij-bridge: interrupted", file=sys.stderr)

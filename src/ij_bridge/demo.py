@@ -126,9 +126,9 @@ def run_demo(output: str | Path = "demo_output", *, imagej=None, mode: str = "au
                     'rename("labels");')
     step("measure", 'run("Measure Labels", "labels=[labels] intensity=[input]");')
 
-    import jpype
+    from .imagej._java import jc
 
-    WindowManager = jpype.JClass("ij.WindowManager")
+    WindowManager = jc.WindowManager
     denoised = ij_bridge.from_imageplus(WindowManager.getImage("denoised"))
     labels = ij_bridge.from_imageplus(WindowManager.getImage("labels"))
     rois = ij_bridge.get_roi_manager_rois()

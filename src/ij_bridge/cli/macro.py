@@ -104,7 +104,7 @@ def _exit_now(status: int) -> None:
     """
     import os
 
-    from ..commands.runner import close_all_images
+    from ..imagej.windows import close_all_images
 
     try:
         close_all_images()

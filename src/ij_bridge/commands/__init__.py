@@ -3,8 +3,9 @@
 * :mod:`.registry` - the :func:`command` decorator, dialog parameters,
   :func:`install_commands` (command listener, command table, Plugins > IJ Bridge).
 * :mod:`.runner` - :func:`run_macro` with Log capture and error detection.
-* the bundled commands live in ``n2v``, ``stardist``, ``rois``, ``measure`` and
-  ``qc``; :func:`install_commands` registers them.
+* the bundled commands live in ``n2v``, ``stardist``, ``rois``, ``measure``,
+  ``qc`` and ``fiji_compat``; :func:`load_builtin_commands` registers them
+  (:func:`install_commands` calls it) and :func:`builtin_commands` lists them.
 
 Importing this package starts no JVM.
 """
@@ -12,6 +13,7 @@ Importing this package starts no JVM.
 from __future__ import annotations
 
 from .registry import (
+    BUILTIN_MODULES,
     Checkbox,
     Choice,
     Command,
@@ -25,9 +27,11 @@ from .registry import (
     Number,
     Param,
     String,
+    builtin_commands,
     command,
     get_command,
     install_commands,
+    load_builtin_commands,
     registered_commands,
     run_command,
 )
@@ -37,5 +41,5 @@ __all__ = [
     "Checkbox", "Choice", "Command", "CommandContext", "CommandError", "Directory", "File",
     "ImageTitle", "Integer", "Message", "Number", "Param", "String", "command", "get_command",
     "install_commands", "registered_commands", "run_command", "MacroResult", "run_macro",
-    "close_all_images",
+    "close_all_images", "BUILTIN_MODULES", "load_builtin_commands", "builtin_commands",
 ]

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..imagej.windows import unique_title  # noqa: F401 - kept here for the commands
 from .registry import CommandError
 
 LABEL_SUFFIX = "-labels"
@@ -29,26 +30,6 @@ def base_title(imp) -> str:
         if title.endswith(ext) and len(title) > len(ext):
             return title[: -len(ext)]
     return title
-
-
-def unique_title(title: str) -> str:
-    """``title``, or ``title-2``... if an image of that title is open (ImageJ never dedupes)."""
-    import jpype
-
-    WindowManager = jpype.JClass("ij.WindowManager")
-    ids = WindowManager.getIDList()
-    taken = set()
-    if ids is not None:
-        for i in ids:
-            imp = WindowManager.getImage(int(i))
-            if imp is not None:
-                taken.add(str(imp.getTitle()))
-    if title not in taken:
-        return title
-    k = 2
-    while f"{title}-{k}" in taken:
-        k += 1
-    return f"{title}-{k}"
 
 
 def like(data: np.ndarray, template, dims: Sequence[str], title: str):

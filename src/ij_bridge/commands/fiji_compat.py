@@ -45,7 +45,10 @@ plugin argument          torch StarDist
 As in the plugin, the label image is titled "Label Image" and the ROI Manager
 is emptied before the new ROIs are added. Set ``IJ_BRIDGE_STARDIST_COMPAT=off``
 to leave ``Command From Macro`` alone (e.g. in a Fiji that has the original
-plugin).
+plugin). The switch is read when the commands are installed
+(:func:`ij_bridge.commands.install_commands`, which every macro run and
+``run_command`` calls): :func:`register_compat_command` registers the command,
+or withdraws it when the switch is off.
 """
 
 from __future__ import annotations
@@ -53,9 +56,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from .registry import CommandError, String, command, run_command
+from ..imagej._java import jc
+from .registry import CommandError, String, _withdraw_command, command, run_command
 
-__all__ = ["parse_args", "stardist_options", "COMPAT_COMMAND", "STARDIST_CLASS"]
+__all__ = ["parse_args", "stardist_options", "register_compat_command", "COMPAT_COMMAND",
+           "STARDIST_CLASS", "ENV_COMPAT"]
 
 COMPAT_COMMAND = "Command From Macro"
 STARDIST_CLASS = "de.csbdresden.stardist.StarDist2D"
@@ -281,15 +286,18 @@ def stardist_options(args: dict[str, str]) -> tuple[str, list[str]]:
 
 
 # --------------------------------------------------------------------------- command
+#: The switch: ``off`` (or 0, false, no) leaves ``Command From Macro`` to ImageJ/Fiji.
+ENV_COMPAT = "IJ_BRIDGE_STARDIST_COMPAT"
+
+
 def _enabled() -> bool:
-    return os.environ.get("IJ_BRIDGE_STARDIST_COMPAT", "on").strip().lower() not in ("off", "0", "false", "no")
+    return os.environ.get(ENV_COMPAT, "on").strip().lower() not in ("off", "0", "false", "no")
 
 
 def _image_ids() -> set[int]:
-    import jpype
+    from ..imagej.windows import image_ids
 
-    ids = jpype.JClass("ij.WindowManager").getIDList()
-    return {int(i) for i in ids} if ids is not None else set()
+    return set(image_ids())
 
 
 def _show_prob_and_dist(ctx, imp, args: dict[str, str]) -> None:
@@ -330,65 +338,84 @@ def _show_prob_and_dist(ctx, imp, args: dict[str, str]) -> None:
 
 
 def _original_plugin_present() -> bool:
-    import jpype
-
     try:
-        jpype.JClass("ij.IJ").getClassLoader().loadClass(STARDIST_CLASS)
+        jc.IJ.getClassLoader().loadClass(STARDIST_CLASS)
         return True
     except Exception:  # ClassNotFoundException: the plugin is absent
         return False
 
 
-if _enabled():
-    @command(COMPAT_COMMAND, params=[
-        String("command", STARDIST_CLASS, label="command (class name)"),
-        String("args", "", label="args (the plugin's parameters)"),
-        String("process", "false", label="process (pre/post-processing)"),
-    ], menu=None, help="Runs recorded StarDist Fiji plugin macros on the torch StarDist.")
-    def command_from_macro(ctx, command, args, process):
-        """``run("Command From Macro", "command=[...StarDist2D], args=[...]")`` without the plugin."""
-        import jpype
+_COMPAT_PARAMS = (
+    String("command", STARDIST_CLASS, label="command (class name)"),
+    String("args", "", label="args (the plugin's parameters)"),
+    String("process", "false", label="process (pre/post-processing)"),
+)
 
-        IJ = jpype.JClass("ij.IJ")
-        WindowManager = jpype.JClass("ij.WindowManager")
-        name = command.strip()
-        if name not in (STARDIST_CLASS, "StarDist 2D"):
-            raise CommandError(
-                f"command=[{name}] is not available: IJ Bridge provides only "
-                f"{STARDIST_CLASS} (StarDist 2D) for 'Command From Macro'"
-            )
-        parsed = parse_args(args)
-        options, notes = stardist_options(parsed)
-        if _original_plugin_present():
-            notes.insert(0, "the original StarDist plugin is installed too; IJ Bridge's torch StarDist runs "
-                            "instead (set IJ_BRIDGE_STARDIST_COMPAT=off before starting to use the original)")
-        for note in notes:
-            IJ.log(f"StarDist 2D (IJ Bridge): {note}")
-        imp = None
-        if parsed.get("input"):
-            from .registry import _image_by_title
 
-            imp = _image_by_title(parsed["input"])
-            if imp is None:
-                raise CommandError(f"'input':'{parsed['input']}': there is no open image with this title")
-        else:
-            imp = WindowManager.getCurrentImage()
-            if imp is None:
-                raise CommandError("StarDist needs an image: open one, or give 'input':'title'")
-        verbose = _bool(parsed, "verbose")
-        if verbose:
-            IJ.log(f"StarDist 2D (IJ Bridge): run(\"{TORCH_COMMAND}\", \"{options}\")")
-        before = _image_ids()
-        run_command(TORCH_COMMAND, options, imp)
-        new = [WindowManager.getImage(i) for i in sorted(_image_ids() - before, key=abs)]
-        labels = [x for x in new if x is not None]
-        if labels:  # the plugin's title, so that selectWindow("Label Image") keeps working
-            labels[-1].setTitle(LABEL_TITLE)
-        if _bool(parsed, "showProbAndDist"):
-            _show_prob_and_dist(ctx, imp, parsed)
-        if verbose:
-            rm = jpype.JClass("ij.plugin.frame.RoiManager").getInstance()
-            count = int(rm.getCount()) if rm is not None else 0
-            IJ.log(f"StarDist 2D (IJ Bridge): {count} ROIs in the ROI Manager"
-                   + (f", label image {LABEL_TITLE!r}" if labels else ""))
+def command_from_macro(ctx, command, args, process):
+    """``run("Command From Macro", "command=[...StarDist2D], args=[...]")`` without the plugin."""
+    IJ = jc.IJ
+    WindowManager = jc.WindowManager
+    name = command.strip()
+    if name not in (STARDIST_CLASS, "StarDist 2D"):
+        raise CommandError(
+            f"command=[{name}] is not available: IJ Bridge provides only "
+            f"{STARDIST_CLASS} (StarDist 2D) for 'Command From Macro'"
+        )
+    parsed = parse_args(args)
+    options, notes = stardist_options(parsed)
+    if _original_plugin_present():
+        notes.insert(0, "the original StarDist plugin is installed too; IJ Bridge's torch StarDist runs "
+                        "instead (set IJ_BRIDGE_STARDIST_COMPAT=off before starting to use the original)")
+    for note in notes:
+        IJ.log(f"StarDist 2D (IJ Bridge): {note}")
+    imp = None
+    if parsed.get("input"):
+        from ..imagej.windows import image_by_title
 
+        imp = image_by_title(parsed["input"])
+        if imp is None:
+            raise CommandError(f"'input':'{parsed['input']}': there is no open image with this title")
+    else:
+        imp = WindowManager.getCurrentImage()
+        if imp is None:
+            raise CommandError("StarDist needs an image: open one, or give 'input':'title'")
+    verbose = _bool(parsed, "verbose")
+    if verbose:
+        IJ.log(f"StarDist 2D (IJ Bridge): run(\"{TORCH_COMMAND}\", \"{options}\")")
+    before = _image_ids()
+    run_command(TORCH_COMMAND, options, imp)
+    new = [WindowManager.getImage(i) for i in sorted(_image_ids() - before, key=abs)]
+    labels = [x for x in new if x is not None]
+    if labels:  # the plugin's title, so that selectWindow("Label Image") keeps working
+        labels[-1].setTitle(LABEL_TITLE)
+    if _bool(parsed, "showProbAndDist"):
+        _show_prob_and_dist(ctx, imp, parsed)
+    if verbose:
+        rm = jc.RoiManager.getInstance()
+        count = int(rm.getCount()) if rm is not None else 0
+        IJ.log(f"StarDist 2D (IJ Bridge): {count} ROIs in the ROI Manager"
+               + (f", label image {LABEL_TITLE!r}" if labels else ""))
+
+
+def register_compat_command(enabled: bool | None = None) -> bool:
+    """Register ``Command From Macro``, or withdraw it, as the switch says now.
+
+    Parameters
+    ----------
+    enabled : bool, optional
+        Default: ``$IJ_BRIDGE_STARDIST_COMPAT`` read now (on unless ``off``).
+
+    Returns
+    -------
+    bool
+        Whether the command is registered.
+    """
+    if enabled is None:
+        enabled = _enabled()
+    if enabled:
+        command(COMPAT_COMMAND, params=_COMPAT_PARAMS, menu=None,
+                help="Runs recorded StarDist Fiji plugin macros on the torch StarDist.")(command_from_macro)
+    else:
+        _withdraw_command(COMPAT_COMMAND)
+    return enabled

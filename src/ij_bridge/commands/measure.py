@@ -11,7 +11,7 @@ from .registry import CommandError, ImageTitle, command
 @command("Measure Labels", params=[
     ImageTitle("labels", help="label image (default: the active image)"),
     ImageTitle("intensity", optional=True, help="image for the intensity columns (optional)"),
-], help="One row per object in the Results table, in calibrated units.")
+], help="One row per object in the Results table, in calibrated units.", user_errors=(ValueError,))
 def measure_labels_command(ctx, labels, intensity):
     """Columns as :func:`ij_bridge.measure.regionprops_table`; stacks over time add ``frame``."""
     import pandas as pd
@@ -39,11 +39,9 @@ def measure_labels_command(ctx, labels, intensity):
         lab = values[t] if "t" in da.dims else values
         sub = sub.copy(data=lab)
         inten = None if ivalues is None else (ivalues[t] if "t" in da.dims else ivalues)
-        try:
-            # units from the image's attrs (from_imageplus puts them there, not on the coords)
-            df = regionprops_table(sub, intensity=inten, units=unit)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        # units from the image's attrs (from_imageplus puts them there, not on the coords);
+        # a ValueError (bad labels or units) is the user's (user_errors)
+        df = regionprops_table(sub, intensity=inten, units=unit)
         if "t" in da.dims:
             df.insert(1, "frame", t + 1)
         tables.append(df)

@@ -15,7 +15,11 @@ A function decorated with :func:`command` becomes an ImageJ command once
   ``Plugins > IJ Bridge``.
 
 Errors raised by the function become ImageJ errors: a running macro aborts
-with the message (``Macro Error``), a menu run shows ``IJ.error``. Commands are
+with the message (``Macro Error``), a menu run shows ``IJ.error``. A
+:class:`CommandError`, or an exception of a type named in ``user_errors=``
+(e.g. ``ValueError`` raised by a core with a message written for users), is
+shown as its message alone; anything else also names its type and logs the
+traceback. Commands are
 serialised by one process-wide lock, because ImageJ's state (current image,
 Results, ROI Manager) is global.
 
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from .. import cancel
+from ..imagej._java import jc
 
 log = logging.getLogger("ij_bridge.commands")
 
@@ -45,6 +50,7 @@ __all__ = [
     "File", "Message", "Command", "CommandContext", "CommandError", "command", "install_commands",
     "registered_commands", "get_command", "run_command", "trim_key", "DEFAULT_MENU",
     "command_lock", "last_error", "quote_option", "parse_options", "check_options",
+    "BUILTIN_MODULES", "load_builtin_commands", "builtin_commands",
 ]
 
 DEFAULT_MENU = "Plugins>IJ Bridge"
@@ -395,17 +401,24 @@ class Command:
     params: tuple[Param, ...]
     menu: str | None = DEFAULT_MENU
     help: str = ""
+    #: exception types whose message is shown to the user as is (like :class:`CommandError`)
+    user_errors: tuple[type[BaseException], ...] = ()
 
     @property
     def keys(self) -> list[str]:
         return [p.key for p in self.params if p.kind != "message"]
+
+    def is_user_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is meant for the user: a :class:`CommandError` or one of :attr:`user_errors`."""
+        return isinstance(exc, (CommandError, *self.user_errors))
 
 
 _REGISTRY: dict[str, Command] = {}
 
 
 def command(name: str, params: Iterable[Param] = (), menu: str | None = DEFAULT_MENU,
-            help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            help: str = "", *, user_errors: Iterable[type[BaseException]] = (),
+            ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``func(ctx, **values)`` as the ImageJ command ``name``.
 
     Parameters
@@ -420,13 +433,32 @@ def command(name: str, params: Iterable[Param] = (), menu: str | None = DEFAULT_
         macros call.
     help : str
         One-line description (dialog and documentation).
+    user_errors : iterable of exception types
+        Exceptions the function lets through that are the user's to fix, e.g.
+        ``(ValueError, FileNotFoundError)`` from a core whose messages are
+        written for users. When the command runs, they are reported as a
+        :class:`CommandError` is: the message alone, no traceback in the log.
+        Other exceptions are reported with their type, as bugs.
 
     Returns
     -------
     callable
         A decorator that returns the function unchanged.
+
+    Examples
+    --------
+    A negative value makes ``math.sqrt`` raise ``ValueError("math domain error")``,
+    which the user then sees as ``Square Root: math domain error``::
+
+        @command("Square Root", params=[Number("value", 4.0)], user_errors=(ValueError,))
+        def square_root(ctx, value):
+            ctx.log(str(math.sqrt(value)))
     """
     params = tuple(params)
+    user_errors = tuple(user_errors)
+    for t in user_errors:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(f"command {name!r}: user_errors must be exception classes, got {t!r}")
     keys = [p.key for p in params if p.kind != "message"]
     if len(set(keys)) != len(keys):
         raise ValueError(f"command {name!r}: duplicate parameter keys {keys}")
@@ -436,7 +468,7 @@ def command(name: str, params: Iterable[Param] = (), menu: str | None = DEFAULT_
             old = _REGISTRY[name].func
             if (old.__module__, old.__qualname__) != (func.__module__, func.__qualname__):
                 raise ValueError(f"command {name!r} is already registered by {old.__module__}.{old.__qualname__}")
-        _REGISTRY[name] = Command(name, func, params, menu, help)
+        _REGISTRY[name] = Command(name, func, params, menu, help, user_errors)
         if _installed.listener is not None:  # already installed: add the menu entry now
             _install_menu_item(_REGISTRY[name])
         return func
@@ -485,15 +517,11 @@ class CommandContext:
     # --- feedback ---------------------------------------------------------
     def log(self, message: str) -> None:
         """Write a line to ImageJ's Log window (stdout for ``ij-bridge macro``)."""
-        import jpype
-
-        jpype.JClass("ij.IJ").log(f"{self.name}: {message}")
+        jc.IJ.log(f"{self.name}: {message}")
 
     def status(self, message: str) -> None:
         """Show ``message`` in ImageJ's status line."""
-        import jpype
-
-        jpype.JClass("ij.IJ").showStatus(f"{self.name}: {message}")
+        jc.IJ.showStatus(f"{self.name}: {message}")
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         """A ``progress(done, total, message)`` callback for the Python cores.
@@ -503,9 +531,7 @@ class CommandContext:
         step that logged before), so that long steps show in the Log without
         flooding it.
         """
-        import jpype
-
-        IJ = jpype.JClass("ij.IJ")
+        IJ = jc.IJ
         total = max(int(total), 1)
         done = min(max(int(done), 0), total)
         IJ.showProgress(done / total)
@@ -534,62 +560,39 @@ class CommandContext:
         CommandError
             When there is no such image.
         """
-        import jpype
-
-        WindowManager = jpype.JClass("ij.WindowManager")
         if title:
             imp = _image_by_title(title)
             if imp is None:
                 raise CommandError(f"there is no open image titled {title!r}; open titles: "
                                    f"{_open_titles() or 'none'}")
             return imp
-        imp = WindowManager.getCurrentImage()
+        imp = jc.WindowManager.getCurrentImage()
         if imp is None:
             raise CommandError("this command needs an image: open one first (there are no images open)")
         return imp
 
 
 def _open_titles() -> list[str]:
-    import jpype
+    from ..imagej.windows import open_titles
 
-    WindowManager = jpype.JClass("ij.WindowManager")
-    ids = WindowManager.getIDList()
-    if ids is None:
-        return []
-    titles = []
-    for i in ids:
-        imp = WindowManager.getImage(int(i))
-        if imp is not None:
-            titles.append(str(imp.getTitle()))
-    return titles
+    return open_titles()
 
 
 def _image_by_title(title: str):
-    import jpype
+    from ..imagej.windows import image_by_title
 
-    WindowManager = jpype.JClass("ij.WindowManager")
-    ids = WindowManager.getIDList()
-    if ids is None:
-        return None
-    found = None  # with equal titles, the newest wins
-    for i in ids:
-        imp = WindowManager.getImage(int(i))
-        if imp is not None and str(imp.getTitle()) == title:
-            found = imp
-    return found
+    return image_by_title(title)  # with equal titles, the newest wins
 
 
 # --------------------------------------------------------------------------- dialog
 def _build_dialog(cmd: Command, ctx: CommandContext):
     import jpype
 
-    GenericDialog = jpype.JClass("ij.gui.GenericDialog")
-    WindowManager = jpype.JClass("ij.WindowManager")
-    gd = GenericDialog(cmd.name)
+    gd = jc.GenericDialog(cmd.name)
     if cmd.help and not ctx.from_macro:
         gd.addMessage(cmd.help)
     titles = _open_titles()
-    current = WindowManager.getCurrentImage()
+    current = jc.WindowManager.getCurrentImage()
     current_title = str(current.getTitle()) if current is not None else None
     for p in cmd.params:
         if p.kind == "message":
@@ -685,9 +688,9 @@ last_error = _LastError()
 _dialog_guard = threading.Event()
 
 
-def _format_error(exc: BaseException) -> str:
-    if isinstance(exc, CommandError):
-        return str(exc)
+def _format_error(exc: BaseException, user_error: bool = False) -> str:
+    if user_error or isinstance(exc, CommandError):
+        return str(exc) or type(exc).__name__
     try:
         import jpype
 
@@ -721,7 +724,7 @@ def _signal_error(cmd: Command, message: str, interp) -> None:
 
     from ..imagej import runtime
 
-    IJ = jpype.JClass("ij.IJ")
+    IJ = jc.IJ
     IJ.showProgress(1.0)
     IJ.showStatus("")
     full = f"{cmd.name}: {message}"
@@ -743,12 +746,10 @@ def _signal_error(cmd: Command, message: str, interp) -> None:
 
 def _execute(cmd: Command) -> None:
     """Run ``cmd`` on the current thread: dialog/options, record, call, report."""
-    import jpype
-
-    IJ = jpype.JClass("ij.IJ")
-    Macro = jpype.JClass("ij.Macro")
-    Recorder = jpype.JClass("ij.plugin.frame.Recorder")
-    Interpreter = jpype.JClass("ij.macro.Interpreter")
+    IJ = jc.IJ
+    Macro = jc.Macro
+    Recorder = jc.Recorder
+    Interpreter = jc.Interpreter
     options = Macro.getOptions()
     ctx = CommandContext(cmd.name, None if options is None else str(options))
     interp = Interpreter.getInstance() if ctx.from_macro else None
@@ -778,24 +779,23 @@ def _execute(cmd: Command) -> None:
         except BaseException as exc:  # noqa: BLE001 - every failure must reach ImageJ
             if _is_macro_cancel(exc):  # the macro was aborted already (Esc, error)
                 return
-            message = _format_error(exc)
+            user_error = cmd.is_user_error(exc)
+            message = _format_error(exc, user_error)
             last_error.command, last_error.message = cmd.name, message
             last_error.traceback = traceback.format_exc()
             last_error.when = time.time()
-            if not isinstance(exc, (CommandError, cancel.Cancelled)):
+            if not (user_error or isinstance(exc, cancel.Cancelled)):
                 log.error("%s failed:\n%s", cmd.name, last_error.traceback)
             _signal_error(cmd, message, interp)
 
 
 def _escape_checks() -> list:
     """ImageJ's Esc key as a cancellation check, where a user can press it."""
-    import jpype
-
     from ..imagej import runtime
 
     if runtime.mode() != "interactive":
         return []
-    IJ = jpype.JClass("ij.IJ")
+    IJ = jc.IJ
     IJ.resetEscape()
     return [lambda: cancel.ESCAPE if bool(IJ.escapePressed()) else None]
 
@@ -820,7 +820,7 @@ def run_command(name: str, options: str = "", imp=None) -> None:
 
     install_commands()  # registers the bundled commands too
     get_command(name)
-    IJ = jpype.JClass("ij.IJ")
+    IJ = jc.IJ
     before = last_error.when
     with command_lock:
         IJ.getErrorMessage()  # clear
@@ -864,9 +864,7 @@ def _make_listener():
 
 def _install_menu_item(cmd: Command) -> None:
     """Put ``cmd`` in ImageJ's command table, and in its menu bar when there is one."""
-    import jpype
-
-    Menus = jpype.JClass("ij.Menus")
+    Menus = jc.Menus
     table = Menus.getCommands()
     if table is None:
         return
@@ -887,15 +885,64 @@ def _install_menu_item(cmd: Command) -> None:
     _installed.menus.add(cmd.name)
 
 
-def _import_builtin_commands() -> None:
+def _withdraw_command(name: str) -> None:
+    """Unregister ``name`` and take it out of ImageJ's command table if we put it there."""
+    if _REGISTRY.pop(name, None) is None:
+        return
+    _installed.menus.discard(name)
+    if _installed.listener is None:
+        return
+    table = jc.Menus.getCommands()
+    if table is not None and str(table.get(name)).startswith("ij_bridge.commands["):
+        table.remove(name)  # ImageJ's own command of that name (if any) is no longer hidden
+
+
+#: The modules of ``ij_bridge.commands`` that hold the bundled commands.
+BUILTIN_MODULES = ("n2v", "stardist", "rois", "measure", "qc", "fiji_compat")
+
+
+def load_builtin_commands() -> list[str]:
+    """Register the bundled commands; return their names (sorted).
+
+    Imports the modules :data:`BUILTIN_MODULES` (each registers its commands
+    with :func:`command`) and registers the Fiji StarDist compatibility command
+    ``Command From Macro`` unless ``IJ_BRIDGE_STARDIST_COMPAT`` is ``off`` *now*
+    (:func:`.fiji_compat.register_compat_command`). Needs no JVM; idempotent.
+    :func:`install_commands` calls it, so the switch is read at install time.
+    """
     import importlib
 
-    for module in ("n2v", "stardist", "rois", "measure", "qc", "fiji_compat"):
+    for module in BUILTIN_MODULES:
         try:
             importlib.import_module(f"ij_bridge.commands.{module}")
         except ModuleNotFoundError as exc:
             if exc.name != f"ij_bridge.commands.{module}":
                 raise
+    from .fiji_compat import register_compat_command
+
+    register_compat_command()
+    return sorted(builtin_commands(load=False))
+
+
+def builtin_commands(load: bool = True) -> dict[str, Command]:
+    """The bundled commands by name (loading them first unless ``load=False``).
+
+    Commands that users or other packages registered with :func:`command`
+    are not included; :func:`registered_commands` lists every command.
+    """
+    if load:
+        load_builtin_commands()
+    modules = {f"{__package__}.{m}" for m in BUILTIN_MODULES}
+    return {name: cmd for name, cmd in _REGISTRY.items() if cmd.func.__module__ in modules}
+
+
+def _import_builtin_commands() -> None:
+    """Deprecated: use :func:`load_builtin_commands`."""
+    import warnings
+
+    warnings.warn("ij_bridge.commands.registry._import_builtin_commands is deprecated; use "
+                  "ij_bridge.commands.load_builtin_commands()", DeprecationWarning, stacklevel=2)
+    load_builtin_commands()
 
 
 def install_commands(imagej: str | None = None, mode: str = "auto", builtin: bool = True) -> list[str]:
@@ -910,8 +957,9 @@ def install_commands(imagej: str | None = None, mode: str = "auto", builtin: boo
     imagej, mode
         Passed to :func:`ij_bridge.start` if ImageJ is not running yet.
     builtin : bool
-        Also register the bundled commands (N2V, StarDist, ROIs, measurements, QC, and
-        the Fiji StarDist compatibility command of :mod:`.fiji_compat`).
+        Also register the bundled commands (:func:`load_builtin_commands`: N2V,
+        StarDist, ROIs, measurements, QC, and - unless ``IJ_BRIDGE_STARDIST_COMPAT=off``
+        at this call - the Fiji StarDist compatibility command of :mod:`.fiji_compat`).
 
     Returns
     -------
@@ -921,15 +969,13 @@ def install_commands(imagej: str | None = None, mode: str = "auto", builtin: boo
     from ..imagej import runtime
 
     if builtin:
-        _import_builtin_commands()
+        load_builtin_commands()
     with command_lock:
         if not runtime.is_started():
             runtime.start(imagej, mode=mode)
-        import jpype
-
         if _installed.listener is None:
             listener = _make_listener()
-            jpype.JClass("ij.Executer").addCommandListener(listener)
+            jc.Executer.addCommandListener(listener)
             _installed.listener = listener
         for cmd in _REGISTRY.values():
             _install_menu_item(cmd)

@@ -27,25 +27,22 @@ def labels_to_rois_command(ctx, labels, position, append):
 
 @command("ROIs to Labels", params=[
     ImageTitle("image", help="image that gives the size and calibration (default: the active one)"),
-], help="Paint the ROI Manager's ROIs into a new label image (16-bit) of the image's size.")
+], help="Paint the ROI Manager's ROIs into a new label image (16-bit) of the image's size.",
+   user_errors=(ValueError,))
 def rois_to_labels_command(ctx, image):
     """Label values from the ROIs' ``label`` property when all have one, else 1, 2, ..."""
-    import jpype
-
+    from ..imagej._java import jc
     from ..imagej.rois import rois_to_labels
     from ._common import to_xarray
 
-    rm = jpype.JClass("ij.plugin.frame.RoiManager").getInstance()
+    rm = jc.RoiManager.getInstance()
     rois = list(rm.getRoisAsArray()) if rm is not None else []
     if not rois:
         raise CommandError("the ROI Manager is empty: add ROIs first (e.g. with Labels to ROIs)")
     nc, nz, nt = int(image.getNChannels()), int(image.getNSlices()), int(image.getNFrames())
     dims = tuple(d for d, n in (("t", nt), ("z", nz)) if n > 1) + ("y", "x")
     shape = tuple(n for d, n in (("t", nt), ("z", nz)) if n > 1) + (int(image.getHeight()), int(image.getWidth()))
-    try:
-        labels = rois_to_labels(rois, shape, dims=dims, progress=ctx.progress)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+    labels = rois_to_labels(rois, shape, dims=dims, progress=ctx.progress)  # ValueError: user's
     template = to_xarray(image) if nc == 1 else to_xarray(image).isel(c=0, drop=True)
     out = show_labels(labels, template, dims, base_title(image) + LABEL_SUFFIX)
     ctx.log(f"{len(rois)} ROIs -> {int(np.count_nonzero(np.unique(labels)))} labels in {out.getTitle()!r}")

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .. import cancel
+from ..imagej._java import jc
+from ..imagej.windows import close_all_images
 from . import registry
 
 __all__ = ["MacroResult", "run_macro", "close_all_images", "closing_dialogs"]
@@ -86,12 +88,10 @@ class MacroResult:
 # --------------------------------------------------------------------------- helpers
 def _component_texts(component) -> list[str]:
     """All label/text strings inside an AWT component (dialog text for error messages)."""
-    import jpype
-
-    Label = jpype.JClass("java.awt.Label")
-    TextComponent = jpype.JClass("java.awt.TextComponent")
-    Container = jpype.JClass("java.awt.Container")
-    MultiLineLabel = jpype.JClass("ij.gui.MultiLineLabel")
+    Label = jc.Label
+    TextComponent = jc.TextComponent
+    Container = jc.Container
+    MultiLineLabel = jc.MultiLineLabel
     out: list[str] = []
     if isinstance(component, Label):
         out.append(str(component.getText()))
@@ -119,10 +119,8 @@ def _stop_interpreter(interp) -> None:
     kills threads; setting its ``done`` flag (what ``abortMacro`` does first)
     is enough and immediate.
     """
-    import jpype
-
     try:
-        f = jpype.JClass("ij.macro.Interpreter").class_.getDeclaredField("done")
+        f = jc.Interpreter.class_.getDeclaredField("done")
         f.setAccessible(True)
         f.setBoolean(interp, True)
     except Exception:  # pragma: no cover - fall back to ImageJ's own way
@@ -145,8 +143,8 @@ def _stopper():
     if not _STOPPER:
         import jpype
 
-        RuntimeException = jpype.JClass("java.lang.RuntimeException")
-        Interpreter = jpype.JClass("ij.macro.Interpreter")
+        RuntimeException = jc.RuntimeException
+        Interpreter = jc.Interpreter
 
         @jpype.JImplements("ij.macro.Debugger")
         class _Stopper:
@@ -177,12 +175,8 @@ class _LogReader:
 
     @staticmethod
     def _panel():
-        import jpype
-
-        WindowManager = jpype.JClass("ij.WindowManager")
-        TextWindow = jpype.JClass("ij.text.TextWindow")
-        win = WindowManager.getWindow("Log")
-        if win is not None and isinstance(win, TextWindow):
+        win = jc.WindowManager.getWindow("Log")
+        if win is not None and isinstance(win, jc.TextWindow):
             return win.getTextPanel()
         return None
 
@@ -230,8 +224,6 @@ class _Watcher(threading.Thread):
         self.poll()  # last lines
 
     def run(self) -> None:
-        import jpype
-
         try:
             while not self._stop_event.wait(self.interval):
                 self.poll()
@@ -241,7 +233,7 @@ class _Watcher(threading.Thread):
                         _cancel_interpreter(self.interp)
                     self._interrupt()
         finally:
-            Thread = jpype.JClass("java.lang.Thread")
+            Thread = jc.Thread
             if Thread.isAttached():
                 Thread.detach()
 
@@ -269,14 +261,12 @@ class _Watcher(threading.Thread):
             self.errors.append(f"(watcher) {exc}")
 
     def _close_dialogs(self) -> None:
-        import jpype
-
-        Window = jpype.JClass("java.awt.Window")
-        Dialog = jpype.JClass("java.awt.Dialog")
-        Frame = jpype.JClass("java.awt.Frame")
-        TextWindow = jpype.JClass("ij.text.TextWindow")
-        MessageDialog = jpype.JClass("ij.gui.MessageDialog")
-        WindowEvent = jpype.JClass("java.awt.event.WindowEvent")
+        Window = jc.Window
+        Dialog = jc.Dialog
+        Frame = jc.Frame
+        TextWindow = jc.TextWindow
+        MessageDialog = jc.MessageDialog
+        WindowEvent = jc.WindowEvent
         for w in Window.getWindows():
             if not w.isShowing():
                 continue
@@ -342,9 +332,7 @@ def _macro_code(code_or_path: str | os.PathLike) -> tuple[str, Path | None]:
 
 def _esc_pressed() -> str | None:
     """ImageJ's Esc key, as a cancellation check (interactive mode)."""
-    import jpype
-
-    return cancel.ESCAPE if bool(jpype.JClass("ij.IJ").escapePressed()) else None
+    return cancel.ESCAPE if bool(jc.IJ.escapePressed()) else None
 
 
 def _cancel_message(scope: cancel.CancelScope) -> str:
@@ -416,10 +404,10 @@ def run_macro(
     registry.install_commands(imagej=imagej, mode=mode)
     from ..imagej import runtime
 
-    IJ = jpype.JClass("ij.IJ")
-    Macro = jpype.JClass("ij.Macro")
-    Interpreter = jpype.JClass("ij.macro.Interpreter")
-    Thread = jpype.JClass("java.lang.Thread")
+    IJ = jc.IJ
+    Macro = jc.Macro
+    Interpreter = jc.Interpreter
+    Thread = jc.Thread
     interactive = runtime.mode() == "interactive"
     if interactive:
         IJ.resetEscape()
@@ -503,24 +491,3 @@ def closing_dialogs() -> Iterator[list[str]]:
     finally:
         watcher.stop()
         watcher.errors.extend(m for m in watcher.messages if m not in watcher.errors)
-
-
-def close_all_images() -> int:
-    """Close every image window without "save changes?" questions; return how many.
-
-    Stack windows run a (non-daemon) slice-selector thread each, which keeps
-    the JVM - and so Python - from exiting while the window is open.
-    """
-    import jpype
-
-    WindowManager = jpype.JClass("ij.WindowManager")
-    ids = WindowManager.getIDList()
-    n = 0
-    for i in (ids or []):
-        imp = WindowManager.getImage(int(i))
-        if imp is None:
-            continue
-        imp.changes = False
-        imp.close()
-        n += 1
-    return n

@@ -256,10 +256,9 @@ def _dialog_code(cmd, step: Step) -> tuple[list[str], list[str], list[str]]:
 
 def macro_for(step: Step, executable: str) -> str:
     """The ImageJ macro source of one installed command."""
-    from ..commands import registered_commands
-    from ..commands.registry import _import_builtin_commands
+    from ..commands import load_builtin_commands, registered_commands
 
-    _import_builtin_commands()
+    load_builtin_commands()
     commands = registered_commands()
     if step.command not in commands:
         raise ValueError(f"IJ Bridge has no command {step.command!r}; known: {sorted(commands)}")

@@ -20,12 +20,12 @@ memory; Java copies each plane in bulk. No per-pixel or per-row Python loops.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
 
+from ._java import jc
 from ..layout import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
                       calibration_from_dataarray, check_plane_size, normalise_dims, stack_order,
                       to_imagej_dtype)
@@ -36,13 +36,6 @@ T_ORIGIN_PROPERTY = "ij_bridge.t_origin"
 
 
 # --------------------------------------------------------------------------- Java
-@lru_cache(maxsize=None)
-def _j(name: str):
-    import jpype
-
-    return jpype.JClass(name)
-
-
 def _ensure_started() -> None:
     from . import runtime
 
@@ -63,7 +56,7 @@ def _typed_buffer(arr: np.ndarray):
 
     flat = arr.reshape(-1).view(np.uint8)
     bb = jpype.nio.convertToDirectBuffer(flat)
-    bb = bb.order(_j("java.nio.ByteOrder").nativeOrder())
+    bb = bb.order(jc.ByteOrder.nativeOrder())
     method = _JTYPES[arr.dtype][1]
     return bb if method is None else getattr(bb, method)()
 
@@ -99,37 +92,36 @@ def _java_to_planes(pixels: Sequence, dtype: np.dtype, h: int, w: int) -> np.nda
 
 # --------------------------------------------------------------------------- calibration
 def _apply_calibration(imp, cal: dict, signed16: bool) -> None:
-    Calibration = _j("ij.measure.Calibration")
-    jc = Calibration(imp)
-    jc.pixelWidth = float(cal["pixel_width"])
-    jc.pixelHeight = float(cal["pixel_height"])
-    jc.pixelDepth = float(cal["pixel_depth"])
-    jc.xOrigin = float(cal["x_origin"])
-    jc.yOrigin = float(cal["y_origin"])
-    jc.zOrigin = float(cal["z_origin"])
-    jc.frameInterval = float(cal["frame_interval"])
-    jc.setXUnit(str(cal["x_unit"]))
-    jc.setYUnit(None if cal["y_unit"] is None else str(cal["y_unit"]))
-    jc.setZUnit(None if cal["z_unit"] is None else str(cal["z_unit"]))
-    jc.setTimeUnit(str(cal["time_unit"]))
+    jcal = jc.Calibration(imp)
+    jcal.pixelWidth = float(cal["pixel_width"])
+    jcal.pixelHeight = float(cal["pixel_height"])
+    jcal.pixelDepth = float(cal["pixel_depth"])
+    jcal.xOrigin = float(cal["x_origin"])
+    jcal.yOrigin = float(cal["y_origin"])
+    jcal.zOrigin = float(cal["z_origin"])
+    jcal.frameInterval = float(cal["frame_interval"])
+    jcal.setXUnit(str(cal["x_unit"]))
+    jcal.setYUnit(None if cal["y_unit"] is None else str(cal["y_unit"]))
+    jcal.setZUnit(None if cal["z_unit"] is None else str(cal["z_unit"]))
+    jcal.setTimeUnit(str(cal["time_unit"]))
     if cal.get("invert_y"):
-        jc.setInvertY(True)
+        jcal.setInvertY(True)
     if signed16:
-        jc.setSigned16BitCalibration()
+        jcal.setSigned16BitCalibration()
     elif cal.get("value_calibration") and imp.getBitDepth() in (8, 16):
         vc = cal["value_calibration"]
         import jpype
 
         coeffs = vc.get("coefficients")
         jcoeffs = None if coeffs is None else jpype.JArray(jpype.JDouble)([float(v) for v in coeffs])
-        jc.setFunction(int(vc["function"]), jcoeffs, str(vc.get("unit") or "Gray Value"))
+        jcal.setFunction(int(vc["function"]), jcoeffs, str(vc.get("unit") or "Gray Value"))
     if cal.get("value_unit") and imp.getBitDepth() == 32:
-        jc.setValueUnit(str(cal["value_unit"]))
+        jcal.setValueUnit(str(cal["value_unit"]))
     if cal.get("info") is not None:
         imp.setProperty("Info", str(cal["info"]))
-    imp.setCalibration(jc)
+    imp.setCalibration(jcal)
     if cal.get("t_origin"):
-        imp.setProperty(T_ORIGIN_PROPERTY, _j("java.lang.Double")(float(cal["t_origin"])))
+        imp.setProperty(T_ORIGIN_PROPERTY, jc.Double(float(cal["t_origin"])))
 
 
 # --------------------------------------------------------------------------- to ImageJ
@@ -198,8 +190,8 @@ def to_imageplus(data: Any, title: str | None = None, *,
 
     _ensure_started()
     planes = _planes_to_java(stack_arr)
-    ImageStack = _j("ij.ImageStack")
-    ImagePlus = _j("ij.ImagePlus")
+    ImageStack = jc.ImageStack
+    ImagePlus = jc.ImagePlus
     stack = ImageStack(w, h)
     for i, p in enumerate(planes):
         stack.addSlice(None if labels is None or labels[i] is None else str(labels[i]), p)
@@ -208,7 +200,7 @@ def to_imageplus(data: Any, title: str | None = None, *,
     if sum(v > 1 for v in (sizes["c"], sizes["z"], sizes["t"])) > 1:
         imp.setOpenAsHyperStack(True)
     if sizes["c"] > 1 and not is_rgb:
-        CompositeImage = _j("ij.CompositeImage")
+        CompositeImage = jc.CompositeImage
         imp = CompositeImage(imp, CompositeImage.COMPOSITE)
     _apply_calibration(imp, cal, signed16)
     dr = da.attrs.get("display_range")
@@ -218,18 +210,18 @@ def to_imageplus(data: Any, title: str | None = None, *,
 
 
 # --------------------------------------------------------------------------- from ImageJ
-def _calibration_dict(jc, imp) -> dict:
+def _calibration_dict(jcal, imp) -> dict:
     t0 = imp.getProperty(T_ORIGIN_PROPERTY)
     # ImageJ keeps a blank unit (" ") from TIFFs without a resolution unit: that is "pixel"
-    xunit, yunit, zunit = (str(u).strip() or "pixel" for u in (jc.getXUnit(), jc.getYUnit(), jc.getZUnit()))
+    xunit, yunit, zunit = (str(u).strip() or "pixel" for u in (jcal.getXUnit(), jcal.getYUnit(), jcal.getZUnit()))
     return {
-        "pixel_width": float(jc.pixelWidth), "pixel_height": float(jc.pixelHeight),
-        "pixel_depth": float(jc.pixelDepth),
-        "x_origin": float(jc.xOrigin), "y_origin": float(jc.yOrigin), "z_origin": float(jc.zOrigin),
-        "frame_interval": float(jc.frameInterval),
+        "pixel_width": float(jcal.pixelWidth), "pixel_height": float(jcal.pixelHeight),
+        "pixel_depth": float(jcal.pixelDepth),
+        "x_origin": float(jcal.xOrigin), "y_origin": float(jcal.yOrigin), "z_origin": float(jcal.zOrigin),
+        "frame_interval": float(jcal.frameInterval),
         "t_origin": float(t0.doubleValue()) if t0 is not None else 0.0,
         "x_unit": xunit, "y_unit": None if yunit == xunit else yunit,
-        "z_unit": None if zunit == xunit else zunit, "time_unit": str(jc.getTimeUnit()),
+        "z_unit": None if zunit == xunit else zunit, "time_unit": str(jcal.getTimeUnit()),
     }
 
 
@@ -252,7 +244,7 @@ def from_imageplus(imp) -> xr.DataArray:
     if imp is None:
         raise ValueError("no image (got None); is an image open?")
     _ensure_started()
-    ImagePlus = _j("ij.ImagePlus")
+    ImagePlus = jc.ImagePlus
     itype = int(imp.getType())
     w, h = int(imp.getWidth()), int(imp.getHeight())
     nc, nz, nt = int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getNFrames())
@@ -273,21 +265,21 @@ def from_imageplus(imp) -> xr.DataArray:
     else:  # pragma: no cover - ImageJ has no other types
         raise TypeError(f"unsupported ImagePlus type {itype}")
     del pixels
-    jc = imp.getCalibration()
+    jcal = imp.getCalibration()
     attrs: dict[str, Any] = {"title": str(imp.getTitle())}
-    if itype == ImagePlus.GRAY16 and jc.isSigned16Bit():
+    if itype == ImagePlus.GRAY16 and jcal.isSigned16Bit():
         arr ^= np.uint16(0x8000)
         arr = arr.view(np.int16)
-    elif itype in (ImagePlus.GRAY8, ImagePlus.GRAY16, ImagePlus.COLOR_256) and jc.calibrated():
-        coeffs = jc.getCoefficients()
+    elif itype in (ImagePlus.GRAY8, ImagePlus.GRAY16, ImagePlus.COLOR_256) and jcal.calibrated():
+        coeffs = jcal.getCoefficients()
         attrs["value_calibration"] = {
-            "function": int(jc.getFunction()),
+            "function": int(jcal.getFunction()),
             "coefficients": None if coeffs is None else [float(v) for v in coeffs],
-            "unit": str(jc.getValueUnit()),
+            "unit": str(jcal.getValueUnit()),
         }
-    if itype == ImagePlus.GRAY32 and str(jc.getValueUnit()) != "Gray Value":
-        attrs["value_unit"] = str(jc.getValueUnit())
-    if jc.getInvertY():
+    if itype == ImagePlus.GRAY32 and str(jcal.getValueUnit()) != "Gray Value":
+        attrs["value_unit"] = str(jcal.getValueUnit())
+    if jcal.getInvertY():
         attrs["invert_y"] = True
     info = imp.getProperty("Info")
     if info is not None:
@@ -297,4 +289,4 @@ def from_imageplus(imp) -> xr.DataArray:
         attrs["slice_labels"] = [None if lab is None else str(lab) for lab in labels]
     if nc == 1 and itype != ImagePlus.COLOR_RGB:
         attrs["display_range"] = (float(imp.getDisplayRangeMin()), float(imp.getDisplayRangeMax()))
-    return assemble(arr, nc, nz, nt, _calibration_dict(jc, imp), attrs)
+    return assemble(arr, nc, nz, nt, _calibration_dict(jcal, imp), attrs)

@@ -33,7 +33,6 @@ See ``docs/rois.md`` for more.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -42,6 +41,7 @@ from tqdm import tqdm
 
 from ..layout import IMAGEJ_ORDER, dim_name
 from . import runtime
+from ._java import jc
 
 __all__ = [
     "roi_from_java", "roi_to_java", "labels_to_rois", "rois_to_labels",
@@ -73,17 +73,10 @@ def _ensure_started() -> None:
         runtime.start()
 
 
-@functools.lru_cache(maxsize=None)
-def _J(name: str):
-    import jpype
-
-    return jpype.JClass(name)
-
-
 def _is_java_roi(obj: Any) -> bool:
     if not runtime.is_started():
         return False
-    return isinstance(obj, _J("ij.gui.Roi"))
+    return isinstance(obj, jc.Roi)
 
 
 def _describe(obj: Any) -> str:
@@ -117,7 +110,7 @@ def roi_from_java(roi: Any) -> roifile.ImagejRoi:
         return roi
     if not _is_java_roi(roi):
         raise TypeError(f"roi_from_java expects an ij.gui.Roi, got {_describe(roi)}")
-    data = _J("ij.io.RoiEncoder").saveAsByteArray(roi)
+    data = jc.RoiEncoder.saveAsByteArray(roi)
     if data is None:
         raise ValueError(f"ImageJ's RoiEncoder could not encode {roi}")
     return roifile.ImagejRoi.frombytes(bytes(data))
@@ -159,7 +152,7 @@ def roi_to_java(roi: roifile.ImagejRoi | bytes | Any) -> Any:
     import jpype
 
     jbytes = jpype.JArray(jpype.JByte)(np.frombuffer(data, dtype=np.int8))
-    jroi = _J("ij.io.RoiDecoder")(jbytes, None).getRoi()
+    jroi = jc.RoiDecoder(jbytes, None).getRoi()
     if jroi is None:
         raise ValueError("ImageJ's RoiDecoder could not decode this ROI")
     if data[6] == int(roifile.ROI_TYPE.POINT) and jroi.getStrokeWidth() == 0:
@@ -276,8 +269,8 @@ def _outline(plane: np.ndarray, label: int, sl: tuple[slice, slice], tts: Any) -
 
     crop = np.ascontiguousarray(plane[sl] == label).view(np.int8)
     h, w = crop.shape
-    ip = _J("ij.process.ByteProcessor")(w, h, jpype.JArray(jpype.JByte)(crop.ravel()))
-    ip.setThreshold(1.0, 1.0, _J("ij.process.ImageProcessor").NO_LUT_UPDATE)
+    ip = jc.ByteProcessor(w, h, jpype.JArray(jpype.JByte)(crop.ravel()))
+    ip.setThreshold(1.0, 1.0, jc.ImageProcessor.NO_LUT_UPDATE)
     roi = tts.convert(ip)
     if roi is None:  # cannot happen for a non-empty crop, but never return a wrong ROI
         raise RuntimeError(f"ThresholdToSelection found no outline for label {label}")
@@ -382,7 +375,7 @@ def labels_to_rois(
 
     name_of = _name_function(names, int(arr.max()))
     widths = {d: max(3, len(str(n))) for d, n in zip(stack_dims, stack_shape)}
-    tts = _J("ij.plugin.filter.ThresholdToSelection")()
+    tts = jc.ThresholdToSelection()
     tts.showStatus(False)
     rois: list = []
     planes = list(np.ndindex(*stack_shape))
@@ -548,12 +541,9 @@ def rois_to_labels(
 
 # --------------------------------------------------------------------------- ROI Manager
 def _roi_manager(create: bool) -> Any:
-    runtime.require_display("The ROI Manager")
-    RoiManager = _J("ij.plugin.frame.RoiManager")
-    rm = RoiManager.getInstance()
-    if rm is None and create:
-        rm = RoiManager()
-    return rm
+    from .windows import roi_manager
+
+    return roi_manager(create)
 
 
 def get_roi_manager_rois(*, java: bool = False) -> list:
@@ -618,7 +608,7 @@ def set_roi_manager_rois(rois: Iterable[Any], reset: bool = True) -> Any:
 # --------------------------------------------------------------------------- Overlay
 def _check_imageplus(imp: Any) -> None:
     _ensure_started()
-    if not isinstance(imp, _J("ij.ImagePlus")):
+    if not isinstance(imp, jc.ImagePlus):
         raise TypeError(f"expected an ij.ImagePlus, got {_describe(imp)}")
 
 
@@ -658,7 +648,7 @@ def set_overlay_rois(imp: Any, rois: Iterable[Any], reset: bool = True) -> Any:
     jrois = _to_java_list(rois)
     overlay = None if reset else imp.getOverlay()
     if overlay is None:
-        overlay = _J("ij.gui.Overlay")()
+        overlay = jc.Overlay()
     for r in jrois:
         overlay.add(r)
     imp.setOverlay(overlay)

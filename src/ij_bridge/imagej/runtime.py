@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._java import jc
+
 log = logging.getLogger("ij_bridge")
 
 __all__ = [
@@ -118,7 +120,7 @@ def _running_jvm_has_imagej() -> bool:
     if not jpype.isJVMStarted():
         return False
     try:
-        jpype.JClass("ij.IJ")
+        jc.IJ  # noqa: B018 - the lookup is the test
         return True
     except Exception:
         return False
@@ -208,9 +210,7 @@ def _resolve_mode(requested: str) -> str:
 
 
 def _detect_mode_of_running_jvm() -> str:
-    import jpype
-
-    if bool(jpype.JClass("java.awt.GraphicsEnvironment").isHeadless()):
+    if bool(jc.GraphicsEnvironment.isHeadless()):
         return "headless"
     return "interactive"
 
@@ -358,13 +358,10 @@ def _release_imagej_at_exit() -> None:
 
         if not jpype.isJVMStarted():
             return
-        WindowManager = jpype.JClass("ij.WindowManager")
-        for image_id in list(WindowManager.getIDList() or []):
-            imp = WindowManager.getImage(int(image_id))
-            if imp is not None:
-                imp.changes = False
-                imp.close()
-        pool = jpype.JClass("ij.util.ThreadUtil").threadPoolExecutor
+        from .windows import close_all_images
+
+        close_all_images()
+        pool = jc.ThreadUtil.threadPoolExecutor
         if pool is not None:
             pool.shutdown()
     except Exception:  # pragma: no cover - best effort at exit
@@ -375,10 +372,8 @@ def _install_imagej_instance() -> None:
     """Create ImageJ's (hidden) main instance so that menus and commands exist."""
     if _state.mode == "headless":
         return
-    import jpype
-
-    ImageJ = jpype.JClass("ij.ImageJ")
-    IJ = jpype.JClass("ij.IJ")
+    ImageJ = jc.ImageJ
+    IJ = jc.IJ
     if IJ.getInstance() is None:
         ImageJ(ImageJ.STANDALONE if _state.mode == "interactive" else ImageJ.NO_SHOW)
         if _state.mode == "interactive":
@@ -438,16 +433,12 @@ def require_display(what: str) -> None:
 def ij_version() -> str:
     """ImageJ 1.x version string, e.g. ``'1.53t'``."""
     _ensure_started()
-    import jpype
-
-    return str(jpype.JClass("ij.IJ").getVersion())
+    return str(jc.IJ.getVersion())
 
 
 def java_version() -> str:
     _ensure_started()
-    import jpype
-
-    return str(jpype.JClass("java.lang.System").getProperty("java.version"))
+    return str(jc.System.getProperty("java.version"))
 
 
 def runtime_info() -> dict:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import LossyConversionWarning
+from ._java import jc
 
 __all__ = ["results_to_dataframe", "dataframe_to_results", "LossyConversionWarning"]
 
@@ -58,12 +59,6 @@ def _warn_inexact(name: str, values: list) -> None:
             "text (df[col].astype(str)) to keep every digit", LossyConversionWarning, stacklevel=4)
 
 
-def _j(name: str):
-    import jpype
-
-    return jpype.JClass(name)
-
-
 def _ensure_started() -> None:
     from . import runtime
 
@@ -71,12 +66,12 @@ def _ensure_started() -> None:
 
 
 def _table_titles() -> list[str]:
-    titles = _j("ij.WindowManager").getNonImageTitles()
+    titles = jc.WindowManager.getNonImageTitles()
     return [str(t) for t in titles] if titles is not None else []
 
 
 def _resolve_table(rt: Any):
-    ResultsTable = _j("ij.measure.ResultsTable")
+    ResultsTable = jc.ResultsTable
     if rt is None or (isinstance(rt, str) and rt == "Results"):
         return ResultsTable.getResultsTable()
     if isinstance(rt, str):
@@ -110,7 +105,7 @@ def results_to_dataframe(rt: Any = None) -> pd.DataFrame:
     headings = [str(h) for h in table.getHeadings()]
     index: pd.Index | None = None
     data: dict[str, Any] = {}
-    not_found = int(_j("ij.measure.ResultsTable").COLUMN_NOT_FOUND)
+    not_found = int(jc.ResultsTable.COLUMN_NOT_FOUND)
     for pos, h in enumerate(headings):
         if pos == 0 and int(table.getColumnIndex(h)) == not_found:
             # the row-label column (it is not a data column)
@@ -246,7 +241,7 @@ def dataframe_to_results(df: Any, title: str = "Results", show: bool = True):
     _ensure_started()
     import jpype
 
-    ResultsTable = _j("ij.measure.ResultsTable")
+    ResultsTable = jc.ResultsTable
     if title == "Results":
         rt = ResultsTable.getResultsTable()
         rt.reset()
@@ -271,7 +266,7 @@ def dataframe_to_results(df: Any, title: str = "Results", show: bool = True):
         if labels is not None:
             for i, lab in enumerate(labels):
                 rt.setLabel(lab, i)
-    headless = bool(_j("java.awt.GraphicsEnvironment").isHeadless())
+    headless = bool(jc.GraphicsEnvironment.isHeadless())
     if show and not headless:
         rt.show(title)
         if title != "Results":

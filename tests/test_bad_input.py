@@ -271,7 +271,7 @@ def test_predict_on_rgb16_says_channels_in_one_line(tmp_path, capsys):
     tifffile.imwrite(path, np.zeros((40, 50, 3), np.uint16), photometric="rgb")
     rc = main(["stardist", "predict", str(path), "--output", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "3 channel(s)" in err[0], err
+    assert rc == 2 and len(err) == 1 and "3 channels but the model takes one" in err[0], err
 
 
 # --------------------------------------------------------------------------- images

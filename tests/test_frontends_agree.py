@@ -121,3 +121,34 @@ def test_polygons_and_label_image_describe_the_same_objects(cells):
         inside = labels[rr, cc]
         # the object's own pixels lie inside its polygon
         assert np.count_nonzero(inside == k) >= 0.9 * np.count_nonzero(labels == k), k
+
+
+def test_training_splits_with_the_seed_and_3d_sets_anisotropy(tmp_path):
+    """One pairing and split rule: the same seed holds out the same pairs; z-stacks with
+    2 µm slices of 0.5 µm pixels train a 3D model with anisotropy (4, 1, 1)."""
+    from ij_bridge.synthetic import synthetic_nuclei
+    from ij_bridge.workflows.stardist import pair_files, split_pairs, train_from_pairs
+
+    assert split_pairs(7, 0.3, seed=1) == split_pairs(7, 0.3, seed=1)
+    assert split_pairs(7, 0.3, seed=1) != split_pairs(7, 0.3, seed=2)
+    train, val = split_pairs(7, 0.3, seed=1)
+    assert sorted(train + val) == list(range(7)) and len(val) == 2
+    (tmp_path / "im").mkdir()
+    (tmp_path / "mk").mkdir()
+    for i in range(2):
+        x, y = synthetic_nuclei((16, 32, 32), n_objects=3, radius=(4.0, 6.0), seed=i)
+        coords = {"z": np.arange(16) * 2.0, "y": np.arange(32) * PIXEL, "x": np.arange(32) * PIXEL}
+        imwrite(tmp_path / "im" / f"s{i}.tif", xr.DataArray(x.astype(np.float32), dims=("z", "y", "x"),
+                                                           coords=coords))
+        imwrite(tmp_path / "mk" / f"s{i}.tif", y.astype(np.uint16), dims=("z", "y", "x"))
+    assert [p[0].name for p in pair_files(tmp_path / "im", tmp_path / "mk")] == ["s0.tif", "s1.tif"]
+    lines = []
+    model = train_from_pairs(tmp_path / "im", tmp_path / "mk", patch_size=(8, 16, 16), n_rays=8,
+                             epochs=1, steps_per_epoch=1, batch_size=1, seed=3, log=lines.append,
+                             device="cpu")
+    assert model.ndim == 3 and tuple(model.config.anisotropy) == (4.0, 1.0, 1.0)
+    assert model.config.seed == 3
+    assert any("validating on 1" in line and "anisotropy (4.0, 1.0, 1.0)" in line for line in lines), lines
+    with pytest.raises(ValueError, match="does not fit the smallest image"):
+        train_from_pairs(tmp_path / "im", tmp_path / "mk", patch_size=(32, 64, 64), fit_patch=False,
+                         epochs=1, steps_per_epoch=1)

@@ -25,6 +25,8 @@ from ij_bridge.commands import (
 )
 from ij_bridge.commands.registry import Param, registered_commands, trim_key
 
+pytestmark = pytest.mark.imagej
+
 CALLS: list[dict] = []
 
 
@@ -151,8 +153,12 @@ def test_macro_errors_never_hang(installed):
         assert "after" not in r.output, code
         assert time.perf_counter() - t0 < 10, code
     run_macro('close("*");')
-    ok = run_macro('exit("bye");')  # a message box is not an error
-    assert ok.ok and ok.messages == ["bye"]
+    # exit("message") reports a failure (issue 12, item 9) unless exit_ok; its box never waits
+    failed = run_macro('exit("bye");')
+    assert not failed.ok and failed.exit_message == "bye" and 'exit("bye")' in failed.error
+    ok = run_macro('exit("bye");', exit_ok=True)
+    assert ok.ok and ok.messages == ["bye"] and ok.exit_message == "bye"
+    assert run_macro('showMessage("just a note");').ok  # a message box is not an error
 
 
 def test_timeout(installed):

@@ -43,7 +43,7 @@ from . import registry
 
 __all__ = ["MacroResult", "run_macro", "close_all_images", "closing_dialogs"]
 
-_INFO_TITLES = {"Message", "Macro"}  # showMessage(...), exit("...")
+_INFO_TITLES = {"Message", "Macro", ""}  # showMessage(...) (untitled in 1.53t), exit("...")
 _ERROR_DIALOG_TITLES = {"Macro Error", "No Image"}
 
 

@@ -182,7 +182,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _run_command_inner(args: argparse.Namespace, out: Path):
-    from ..batch import ImageJSession, _ensure_roi_manager, reset_imagej, save_open_state
+    from ..batch import ImageJSession, ensure_roi_manager, reset_imagej, save_open_state
     from ..commands import get_command, run_macro
 
     steps = list(args.steps)
@@ -196,22 +196,21 @@ def _run_command_inner(args: argparse.Namespace, out: Path):
         try:
             get_command(name)
         except KeyError:
-            from ..commands import registered_commands
-            from ..commands.registry import _import_builtin_commands
+            from ..commands import load_builtin_commands, registered_commands
 
-            _import_builtin_commands()
+            load_builtin_commands()
             if name not in registered_commands():
                 raise CLIError(f"no IJ Bridge command named {name!r}; known: "
                                f"{', '.join(sorted(registered_commands()))}") from None
     # never the user's screen: the bridge's ImageJ works on a private virtual display
     session = ImageJSession(args.imagej, "virtual")
     reset_imagej()
-    imp, error = session._open(str(src))
+    imp, error = session.open_image(str(src))
     if imp is None:
         raise CLIError(error)
     if args.title:
         imp.setTitle(args.title)
-    _ensure_roi_manager()
+    ensure_roi_manager()
     imp.show()
     # " " rather than "": an empty options string would open the dialog
     code = "\n".join(f"run({_macro_string(name)}, {_macro_string(options or ' ')});"

@@ -762,12 +762,12 @@ def segmentation_qc(
     if isinstance(recs, Matching):
         recs = [recs]
     a, b = t > 0, p > 0
-    pix = dict(
-        jaccard=jaccard(a, b),
-        dice=dice(a, b),
-        youden_index=youden_index(a, b),
-        volume_error=volume_error(a, b),
-        hamming_distance=hamming_distance(a, b, spacing=sp),
+    pix = dict(  # (the label images: these functions take labels and refuse boolean masks)
+        jaccard=jaccard(t, p),
+        dice=dice(t, p),
+        youden_index=youden_index(t, p),
+        volume_error=volume_error(t, p),
+        hamming_distance=hamming_distance(t, p, spacing=sp),
     )
     if a.any() and b.any():
         da, db = _surface_distances(a, b, sp)

@@ -44,16 +44,14 @@ def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, varia
         ctx.log(f"patch size reduced to {list(size)} to fit the image")
     ctx.log(f"training {variant} ({mode}) on {title!r}: {epochs} epochs x {steps} steps, "
             f"batch {batch}, patch {list(size)}, radius {radius}")
-    try:
-        # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not
-        # write never is); a place that cannot take the model fails before training
-        model, history = wf.train(
-            da, model_path=out, overwrite=True, slices_as_samples=mode == "2D",
-            names=[repr(title)], progress=ctx.progress, patch_size=size, batch_size=batch,
-            epochs=epochs, steps_per_epoch=steps, variant=variant, neighborhood_radius=radius,
-            struct_mask=StructMask(struct, span) if variant == "structN2V" else None)
-    except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from None
+    # like ImageJ's own saves, a model saved there earlier is replaced (a folder we did not write
+    # never is); a place that cannot take the model fails before training. Its ValueError or
+    # OSError (a full disk) reaches the user as it is (user_errors)
+    model, history = wf.train(
+        da, model_path=out, overwrite=True, slices_as_samples=mode == "2D",
+        names=[repr(title)], progress=ctx.progress, patch_size=size, batch_size=batch,
+        epochs=epochs, steps_per_epoch=steps, variant=variant, neighborhood_radius=radius,
+        struct_mask=StructMask(struct, span) if variant == "structN2V" else None)
     last = history.iloc[-1]
     ctx.log(f"trained: loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}")
     if out is not None:
@@ -91,11 +89,11 @@ def _load(model_path: str):
 
     if not model_path:
         raise CommandError("model= is required: the folder (or .zip) of a model saved by N2V Train (torch)")
-    try:
-        return wf.load_model(model_path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    return wf.load_model(model_path)  # FileNotFoundError, ValueError: user_errors
 
+
+#: raised by workflows.n2v with a message for the user (shown as it is, no traceback)
+USER_ERRORS = (ValueError, FileNotFoundError, OSError)
 
 _TRAIN_PARAMS = [
     Integer("epochs", 10, minimum=1),
@@ -114,7 +112,8 @@ _TRAIN_PARAMS = [
     ImageTitle("training", label="training image", help="noisy image to learn from (default: active)"),
     String("model", "", label="model (folder or .zip to save to)"),
     *_TRAIN_PARAMS,
-], help="Train Noise2Void on a noisy image (no clean data needed) and save the model.")
+], help="Train Noise2Void on a noisy image (no clean data needed) and save the model.",
+   user_errors=USER_ERRORS)
 def n2v_train_command(ctx, training, model, epochs, steps, batch, patch, radius, variant, struct, span,
                       mode):
     if not model:
@@ -125,7 +124,8 @@ def n2v_train_command(ctx, training, model, epochs, steps, batch, patch, radius,
 @command("N2V Predict (torch)", params=[
     String("model", "", label="model (folder or .zip)"),
     Integer("tiles", 1, minimum=1, label="tiles per axis in x and y"),
-], help="Denoise the active image with a trained Noise2Void model: a new 32-bit image.")
+], help="Denoise the active image with a trained Noise2Void model: a new 32-bit image.",
+   user_errors=USER_ERRORS)
 def n2v_predict_command(ctx, model, tiles):
     imp = ctx.image()
     _predict(ctx, imp, _load(model), tiles)
@@ -137,7 +137,8 @@ def n2v_predict_command(ctx, model, tiles):
     String("model", "", label="model (folder or .zip; empty = not saved)"),
     *_TRAIN_PARAMS,
     Integer("tiles", 1, minimum=1, label="tiles per axis in x and y"),
-], help="Train Noise2Void on an image, then denoise it (or another image).")
+], help="Train Noise2Void on an image, then denoise it (or another image).",
+   user_errors=USER_ERRORS)
 def n2v_train_predict_command(ctx, training, prediction, model, epochs, steps, batch, patch, radius,
                               variant, struct, span, mode, tiles):
     trained, _ = _train(ctx, training, model, epochs, steps, batch, patch, radius, variant, struct,

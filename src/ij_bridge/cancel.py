@@ -28,7 +28,7 @@ Examples
 >>> scope.reason is None
 True
 >>> with cancel.cancel_scope() as scope:
-...     scope.cancel("interrupted")
+...     _ = scope.cancel("interrupted")    # True: this call cancelled it
 ...     try:
 ...         cancel.check()
 ...     except cancel.Cancelled as exc:

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: sysdeps venv
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest
 
 demo: sysdeps venv
 	$(BIN)/ij-bridge demo --output demo_output

@@ -90,3 +90,67 @@ def fill_generic_dialog(title: str, *, numbers: dict | None = None, strings: dic
                 return
         time.sleep(0.05)
     raise AssertionError(f"dialog {title!r} did not open")
+
+
+# --- IJ_BRIDGE_FORBID_JVM=1: prove that `-m "not imagej"` runs only the cores -------------
+#
+# With the variable set, a test that is not marked ``imagej`` fails when it starts a JVM,
+# in this process (jpype.startJVM raises; a JVM found running afterwards is an error) or in
+# a child Python (tests/_forbid_jvm/sitecustomize.py, put on PYTHONPATH, makes the child's
+# startJVM raise and note the attempt in a log that is checked after the test).
+
+_FORBID_DIR = Path(__file__).resolve().parent / "_forbid_jvm"
+
+
+def _forbid_jvm() -> bool:
+    return os.environ.get("IJ_BRIDGE_FORBID_JVM") == "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _forbid_jvm() or item.get_closest_marker("imagej") is not None:
+        return
+    import tempfile
+
+    import jpype
+
+    fd, log = tempfile.mkstemp(prefix="ij_bridge_forbid_jvm_", suffix=".log")
+    os.close(fd)
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "IJ_BRIDGE_FORBID_JVM_LOG")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_FORBID_DIR), saved["PYTHONPATH"]) if p)
+    os.environ["IJ_BRIDGE_FORBID_JVM_LOG"] = log
+    original = jpype.startJVM
+
+    def forbidden(*args, **kwargs):
+        raise RuntimeError(f"IJ_BRIDGE_FORBID_JVM=1: {item.nodeid} is not marked 'imagej' "
+                           "but starts a JVM; mark it with @pytest.mark.imagej")
+
+    jpype.startJVM = forbidden
+    item._forbid_jvm_state = (saved, log, original, jpype.isJVMStarted())
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem):
+    result = yield
+    state = getattr(item, "_forbid_jvm_state", None)
+    if state is None:
+        return result
+    del item._forbid_jvm_state
+    saved, log, original, was_started = state
+    import jpype
+
+    jpype.startJVM = original
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    attempts = Path(log).read_text(encoding="utf-8")
+    os.unlink(log)
+    if attempts:
+        pytest.fail(f"IJ_BRIDGE_FORBID_JVM=1: {item.nodeid} is not marked 'imagej' but a child "
+                    f"process tried to start a JVM:\n{attempts}", pytrace=False)
+    if jpype.isJVMStarted() and not was_started:
+        pytest.fail(f"IJ_BRIDGE_FORBID_JVM=1: {item.nodeid} is not marked 'imagej' but a JVM "
+                    "runs after it", pytrace=False)
+    return result

@@ -69,6 +69,7 @@ def test_parse_options_follows_imagej():
         parse_options("model=[/bad/path normalize")
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("value", ["plain", "a b", "/d/x].tif", "/d/[x].tif", "/d/x[.tif", "it's [ok]"])
 def test_quote_option_gives_the_value_back_through_imagej(ij, value):
     import jpype
@@ -289,6 +290,7 @@ def test_plane_over_imagejs_limit_fails_at_once():
     assert time.perf_counter() - t0 < 1.0
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("attrs, message", [
     ({"units": "um"}, r"attrs\['units'\] must map dims to units, e.g. \{'x': 'um', 'y': 'um'\}"),
     ({"units": {"x": 5}}, r"must be a unit string"),
@@ -309,6 +311,7 @@ def test_nonsense_units_or_calibration_are_one_line(ij, attrs, message):
         imwrite(Path("/nonexistent/never.tif"), da)
 
 
+@pytest.mark.imagej
 def test_a_good_calibration_still_goes_through(ij):
     from ij_bridge import from_imageplus, to_imageplus
 
@@ -443,6 +446,7 @@ def test_fiji_compat_refuses_misspelt_plugin_arguments_and_quotes_titles():
     check_options(get_command("StarDist 2D (torch)"), options)
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("options, message", [
     ("input=[low=5] low=1", r"ImageJ would read low= from inside another option's value \(as '5\]'\)"),
     ("input='a normalize b'", r"ImageJ would switch the checkbox normalize on"),

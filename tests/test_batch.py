@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import tifffile
 
+pytestmark = pytest.mark.imagej
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "macros" / "batch_example.ijm"
 CLI = str(Path(sys.executable).with_name("ij-bridge"))

@@ -16,6 +16,8 @@ from conftest import fill_generic_dialog
 
 from ij_bridge.commands import install_commands, run_macro
 
+pytestmark = pytest.mark.imagej
+
 PIXEL = 0.5  # µm
 
 

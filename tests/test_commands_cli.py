@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+pytestmark = pytest.mark.imagej
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = "import sys; from ij_bridge.cli import main; sys.exit(main(sys.argv[1:]))"
 PIXEL = 0.65

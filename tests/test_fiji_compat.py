@@ -95,6 +95,7 @@ def test_model_choices(tmp_path):
 
 
 # --------------------------------------------------------------------------- through ImageJ
+@pytest.mark.imagej
 def test_recorded_line_runs_through_ij_bridge_macro(shared_data, tmp_path):
     image = shared_data / "nuclei2d" / "train_left_img.tif"
     macro = tmp_path / "recorded.ijm"
@@ -116,6 +117,7 @@ def test_recorded_line_runs_through_ij_bridge_macro(shared_data, tmp_path):
     assert "not the original StarDist weights" in r.stdout
 
 
+@pytest.mark.imagej
 def test_model_from_file_and_errors(clean_imagej, shared_data, tmp_path):
     from ij_bridge.commands import run_macro
 

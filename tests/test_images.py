@@ -12,6 +12,8 @@ import xarray as xr
 
 from conftest import run_python
 
+pytestmark = pytest.mark.imagej
+
 DIM_SETS = [
     ("y", "x"), ("z", "y", "x"), ("c", "y", "x"), ("t", "y", "x"),
     ("c", "z", "y", "x"), ("t", "z", "y", "x"), ("t", "c", "y", "x"), ("t", "c", "z", "y", "x"),

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import tifffile
 
+pytestmark = pytest.mark.imagej
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("ij-bridge"))
 IJ_JAR = Path("/usr/share/java/ij.jar")

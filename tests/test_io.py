@@ -51,6 +51,7 @@ def _assert_same_image(a: xr.DataArray, b: xr.DataArray):
     assert a.attrs["calibration"] == b.attrs["calibration"]
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dims", DIM_SETS, ids=lambda d: "".join(d))
 def test_our_file_opens_identically_in_imagej(ij, tmp_path, kind, dims):
@@ -81,6 +82,7 @@ def test_our_file_opens_identically_in_imagej(ij, tmp_path, kind, dims):
             np.testing.assert_allclose(theirs[d].values, da[d].values, rtol=0, atol=1e-12)
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("kind", KINDS)
 def test_imagej_saved_file_reads_identically(ij, tmp_path, kind):
     from ij_bridge import from_imageplus, to_imageplus
@@ -103,6 +105,7 @@ def test_imagej_saved_file_reads_identically(ij, tmp_path, kind):
         assert ours.attrs["units"]["z"] == "mm"
 
 
+@pytest.mark.imagej
 def test_signed_value_function_from_imagej_file(ij, tmp_path):
     """ImageJ saves signed 16-bit as raw uint16 + value function; we read int16."""
     imp = ij.createImage("s", "16-bit ramp", 8, 3, 1)
@@ -115,6 +118,7 @@ def test_signed_value_function_from_imagej_file(ij, tmp_path):
     np.testing.assert_array_equal(back.values, raw.astype(np.int32) - 32768)
 
 
+@pytest.mark.imagej
 def test_overlay_and_roi_in_tiff(ij, tmp_path):
     from roifile import ImagejRoi
 
@@ -162,6 +166,7 @@ def test_plain_tiff_and_shared_data(shared_data):
     assert len(np.unique(mask.values)) == 74  # 73 nuclei + background
 
 
+@pytest.mark.imagej
 def test_imread_matches_imagej_on_shared_data(ij, shared_data):
     from ij_bridge import from_imageplus
 
@@ -171,6 +176,7 @@ def test_imread_matches_imagej_on_shared_data(ij, shared_data):
     assert ours.dims == theirs.dims
 
 
+@pytest.mark.imagej
 def test_rois_zip_both_ways(ij, tmp_path):
     import jpype
     from roifile import ImagejRoi
@@ -207,6 +213,7 @@ def test_rois_zip_both_ways(ij, tmp_path):
         io.write_rois(tmp_path / "e.zip", [])
 
 
+@pytest.mark.imagej
 def test_table_csv_opens_in_imagej(ij, tmp_path):
     import jpype
 
@@ -244,6 +251,7 @@ def test_io_imports_no_java():
     assert "OK" in proc.stdout
 
 
+@pytest.mark.imagej
 def test_unit_without_resolution_tags_reads_like_imagej(ij, tmp_path):
     """Edge case of ImageJ's reader: a unit in the description but no resolution tags."""
     import tifffile
@@ -258,6 +266,7 @@ def test_unit_without_resolution_tags_reads_like_imagej(ij, tmp_path):
     assert ours.attrs["units"]["x"] == "µm" and ours.attrs["calibration"]["pixel_depth"] == 0.25
 
 
+@pytest.mark.imagej
 @pytest.mark.parametrize("pw, ph, origin, unit", [
     (0.123456789, 0.123456789, 3.7, "micron"), (1e-3, 2e-3, -12.0, "mm"), (250.0, 250.0, 0.5, "nm"),
     (0.0645, 0.0645, 1e6, "µm"), (1.0 / 3.0, 0.2, 0.0, "Å"),
@@ -279,6 +288,7 @@ def test_random_calibrations_via_tiff(ij, tmp_path, pw, ph, origin, unit):
     _assert_same_image(io.imread(path), from_imageplus(imp))
 
 
+@pytest.mark.imagej
 def test_zlib_compressed_file_opens_in_imagej(ij, tmp_path):
     from ij_bridge import from_imageplus
 

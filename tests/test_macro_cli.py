@@ -8,6 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.imagej
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = "import sys; from ij_bridge.cli import main; sys.exit(main(sys.argv[1:]))"
 

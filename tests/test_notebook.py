@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.imagej
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "examples" / "driving_imagej.ipynb"
 

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import run_python
 
+pytestmark = pytest.mark.imagej
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import run_python
 
+pytestmark = pytest.mark.imagej
+
 
 def _frame(n=5, labels=True):
     rng = np.random.default_rng(0)

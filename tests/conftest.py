@@ -100,6 +100,7 @@ def fill_generic_dialog(title: str, *, numbers: dict | None = None, strings: dic
 # startJVM raise and note the attempt in a log that is checked after the test).
 
 _FORBID_DIR = Path(__file__).resolve().parent / "_forbid_jvm"
+collect_ignore = ["_forbid_jvm"]  # --doctest-modules must not import its sitecustomize here
 
 
 def _forbid_jvm() -> bool:

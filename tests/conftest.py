@@ -155,3 +155,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem):
         pytest.fail(f"IJ_BRIDGE_FORBID_JVM=1: {item.nodeid} is not marked 'imagej' but a JVM "
                     "runs after it", pytrace=False)
     return result
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the ImageJ fixtures must be marked ``imagej`` (so ``-m "not imagej"`` holds)."""
+    unmarked = [item.nodeid for item in items
+                if {"ij", "clean_imagej"} & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("imagej") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests use the ij/clean_imagej fixtures but are not marked "
+                                "@pytest.mark.imagej:\n  " + "\n  ".join(unmarked))

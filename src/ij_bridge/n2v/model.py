@@ -41,7 +41,7 @@ class N2V:
 
     Examples
     --------
-    >>> model = N2V(N2VConfig(axes="YX", epochs=20))      # doctest: +SKIP
+    >>> model = N2V(N2VConfig(axes="YX", epochs=20))
     >>> history = model.train(noisy)                      # doctest: +SKIP
     >>> clean = model.predict(noisy)                      # doctest: +SKIP
     >>> model.save("my_n2v.zip")                          # doctest: +SKIP

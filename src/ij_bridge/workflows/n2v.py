@@ -192,7 +192,7 @@ def denoise(image: Any, model: Any, *, axes: str | None = None,
 
     Examples
     --------
-    >>> from ij_bridge.workflows.n2v import denoise       # doctest: +SKIP
+    >>> from ij_bridge.workflows.n2v import denoise
     >>> clean = denoise(imread("noisy.tif"), "n2v.zip")   # doctest: +SKIP
     """
     net = load_model(model, device=device)

@@ -396,3 +396,15 @@ def test_rgb_samples_are_channels():
     assert out.dims == ("y", "x", "s") and out.shape == rgb.shape
     with pytest.raises(ValueError, match="same axis twice"):
         m.predict(xr.DataArray(rgb[None], dims=("c", "y", "x", "s")))
+
+
+def test_few_images_each_keep_training_and_give_a_validation_band():
+    """2-5 images at the default 10 % hold out no whole image: every image gives a band (none is dropped)."""
+    m = N2V(_tiny(), device="cpu")
+    samples = [np.full((1, 40, 64), i, np.float32) for i in range(3)]
+    train, val = m._split(samples)
+    assert len(train) == 3 and len(val) == 3
+    assert sorted(float(t[0, 0, 0]) for t in train) == [0.0, 1.0, 2.0]
+    for t, v in zip(train, val):
+        assert t.shape[-2] == v.shape[-2] == 40 and t.shape[-1] + v.shape[-1] == 64
+        assert v.shape[-1] >= 16  # at least one patch wide

@@ -210,6 +210,7 @@ class N2V:
                 net.train()
                 losses = torch.zeros((), device=dev)
                 for _ in range(cfg.steps_per_epoch):
+                    cancel.check()  # a time limit, a signal or Esc stops training here
                     xb = sampler.sample(cfg.batch_size, rng)
                     if cfg.augment:
                         xb = augment_batch(xb, rng)
@@ -217,7 +218,6 @@ class N2V:
                     loss = masked_mse(net(self._layout(m.inputs)), m)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    cancel.check()  # a time limit, a signal or Esc stops training here
                     opt.step()
                     if cfg.lr_schedule == "cosine":
                         sched.step()
@@ -259,17 +259,22 @@ class N2V:
             held = set(order[:min(k, n - 1)].tolist())
             return ([s for i, s in enumerate(samples) if i not in held],
                     [s for i, s in enumerate(samples) if i in held])
-        # one image: a band at the end of the longest in-plane axis
-        s = samples[0]
-        sp = s.shape[1:]
-        axis = len(sp) - 2 + int(np.argmax(sp[-2:]))
-        size, p = sp[axis], cfg.patch_size[axis]
-        band = max(p, int(math.ceil(frac * size)))
-        if size - band >= p:
-            cut = size - band
-            tr = s[(slice(None),) * (axis + 1) + (slice(0, cut),)]
-            va = s[(slice(None),) * (axis + 1) + (slice(cut, None),)]
-            return [tr], [va]
+        # too few images to hold out whole ones: a band at the end of the longest in-plane
+        # axis of every image (each image keeps training on the rest of its pixels)
+        train, val = [], []
+        for s in samples:
+            sp = s.shape[1:]
+            axis = len(sp) - 2 + int(np.argmax(sp[-2:]))
+            size, p = sp[axis], cfg.patch_size[axis]
+            band = max(p, int(math.ceil(frac * size)))
+            if size - band >= p:
+                cut = size - band
+                train.append(s[(slice(None),) * (axis + 1) + (slice(0, cut),)])
+                val.append(s[(slice(None),) * (axis + 1) + (slice(cut, None),)])
+            else:
+                train.append(s)
+        if val:
+            return train, val
         warnings.warn("image too small to hold out a validation band of one patch; validating on "
                       "the training image (pass validation= for an independent estimate)",
                       stacklevel=3)
@@ -375,6 +380,7 @@ class N2V:
                     for shape, group in groups.items():
                         per = max(1, int(budget // (bpp * np.prod(shape))))
                         for g0 in range(0, len(group), per):
+                            cancel.check()
                             chunk = group[g0:g0 + per]
                             batch = np.stack([x[si][(slice(None),) + t.read] for t in chunk])
                             res = self._forward(torch.from_numpy(batch).to(self.device), tta)

@@ -316,6 +316,98 @@ class _Watcher(threading.Thread):
 
 
 # --------------------------------------------------------------------------- API
+#: ImageJ methods through which a macro asks for another image window to come to the front;
+#: an activation that arrives while the macro's thread is in one of them is asked for.
+_SELECTING_METHODS = {("ij.IJ", "selectWindow"), ("ij.WindowManager", "toFront"),
+                      ("ij.WindowManager", "activateWindow"), ("ij.WindowManager", "putBehind")}
+
+
+@contextlib.contextmanager
+def _current_image_pinned(macro_thread) -> Iterator[None]:
+    """Keep the macro's current image the one it opened or selected last (issue 12, item 8).
+
+    ``ImagePlus.show()`` in a macro waits until the new window is activated, and
+    then the macro goes on. Without a window manager (our Xvfb), the activation of
+    an *earlier* window can still arrive afterwards: its focus was asked for when it
+    was shown, and under CPU load the X server's answer comes late, so Java's focus
+    manager activates it again right after the new one (``ACTIVATED b``,
+    ``DEACTIVATED b``, ``ACTIVATED a``, all within a millisecond). Its
+    ``ImageWindow.windowActivated`` makes the earlier image current, and the next
+    statement (``rename``) acts on it.
+
+    While the macro runs, a listener sees every window activation before ImageJ
+    does. The activation of the newest image window (the one just shown) or of a
+    window the macro asked for (its thread is in ``IJ.selectWindow``, as
+    ``selectImage``/``selectWindow`` are) makes that image the macro thread's
+    temporary current image (``WindowManager.setTempCurrentImage``, which
+    ``getCurrentImage()`` prefers); it is set before ImageJ's ``windowActivated``
+    lets the macro go on. Any other activation (a late one of an earlier window)
+    changes ImageJ's current window but no longer the macro's current image.
+    ImageJ drops the temporary image itself when it makes a window current on the
+    macro's thread (``open``: the new window; ``close``: the next one); batch mode
+    is left alone (ImageJ pins those images itself).
+    """
+    import jpype
+
+    ImagePlus = jc.ImagePlus
+    WindowManager = jc.WindowManager
+    Interpreter = jc.Interpreter
+    Toolkit = jpype.JClass("java.awt.Toolkit")
+    WindowEvent = jpype.JClass("java.awt.event.WindowEvent")
+    ImageWindow = jpype.JClass("ij.gui.ImageWindow")
+    state = {"pinned": None}
+
+    def asked_for() -> bool:
+        return any((str(f.getClassName()), str(f.getMethodName())) in _SELECTING_METHODS
+                   for f in macro_thread.getStackTrace())
+
+    @jpype.JImplements("ij.ImageListener")
+    class _Closed:
+        @jpype.JOverride
+        def imageOpened(self, imp):  # noqa: ARG002 - Java signature
+            pass
+
+        @jpype.JOverride
+        def imageClosed(self, imp):  # (notified later, on the event thread)
+            if state["pinned"] is not None and state["pinned"].equals(imp):
+                state["pinned"] = None
+                WindowManager.setTempCurrentImage(macro_thread, None)
+
+        @jpype.JOverride
+        def imageUpdated(self, imp):  # noqa: ARG002 - Java signature
+            pass
+
+    @jpype.JImplements("java.awt.event.AWTEventListener")
+    class _Activated:
+        @jpype.JOverride
+        def eventDispatched(self, event):  # on the event thread, before windowActivated
+            try:
+                if (event.getID() != WindowEvent.WINDOW_ACTIVATED or Interpreter.isBatchMode()
+                        or not isinstance(event.getSource(), ImageWindow)):
+                    return
+                imp = event.getSource().getImagePlus()
+                ids = WindowManager.getIDList()
+                if imp is None or ids is None:
+                    return
+                if imp.getID() == min(int(i) for i in ids) or asked_for():
+                    state["pinned"] = imp
+                    WindowManager.setTempCurrentImage(macro_thread, imp)
+            except Exception:  # pragma: no cover - never break ImageJ's event thread
+                pass
+
+    closed, activated = _Closed(), _Activated()
+    toolkit = Toolkit.getDefaultToolkit()
+    ImagePlus.addImageListener(closed)
+    toolkit.addAWTEventListener(activated, jpype.JClass("java.awt.AWTEvent").WINDOW_EVENT_MASK)
+    try:
+        yield
+    finally:
+        toolkit.removeAWTEventListener(activated)
+        ImagePlus.removeImageListener(closed)
+        if state["pinned"] is not None:
+            WindowManager.setTempCurrentImage(macro_thread, None)
+
+
 def _macro_code(code_or_path: str | os.PathLike) -> tuple[str, Path | None]:
     if isinstance(code_or_path, Path):
         path = code_or_path
@@ -427,7 +519,8 @@ def run_macro(
         watcher.start()
         try:
             if scope.poll() is None:
-                value = interp.run(code, arg)
+                with _current_image_pinned(watcher.java_thread):
+                    value = interp.run(code, arg)
         except jpype.JException as exc:
             if str(exc.getMessage()) == "Macro canceled":
                 ended_by_exit = True  # exit(), an aborted macro or a failed command

@@ -31,9 +31,9 @@ MACRO = """
 open("%(a)s"); rename("first");
 open("%(b)s"); rename("second");
 t = getList("image.titles");
-s = "titles " + String.join(t, ",") + " current " + getTitle();
-t0 = getTime(); selectImage("first"); s = s + " selected " + getTitle() + " in " + (getTime() - t0) + " ms";
-print(s);
+print("titles " + String.join(t, ",") + " current " + getTitle());
+t0 = getTime(); selectImage("first");
+print("selected " + getTitle() + " in " + (getTime() - t0) + " ms");
 """
 GOOD = "titles first,second current second selected first in "
 
@@ -50,8 +50,8 @@ def test_rename_after_open_names_the_opened_image_in_fresh_imagej_under_load(tmp
     def one(_: int) -> str:
         r = subprocess.run([sys.executable, "-m", "ij_bridge.cli", "macro", str(macro)],
                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-        lines = [x for x in r.stdout.splitlines() if x.startswith("titles ")]
-        return lines[-1] if r.returncode == 0 and lines else f"exit {r.returncode}: {r.stderr[-300:]}"
+        lines = [x for x in r.stdout.splitlines() if x.startswith(("titles ", "selected "))]
+        return " ".join(lines) + ("" if r.returncode == 0 else f" exit {r.returncode}: {r.stderr[-300:]}")
 
     burners = [subprocess.Popen([sys.executable, "-c", BURN.format(seconds=150)])
                for _ in range(os.cpu_count() or 2)]

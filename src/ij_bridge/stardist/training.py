@@ -211,43 +211,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
           progress: Progress | None = None, show_progress: bool = True,
           optimize_thresholds: bool = True, checkpoint: str | Path | None = None,
           axes: str | None = None) -> dict[str, list]:
-    """Train on lists of images and label images.
+    """Train ``model`` (a StarDist model); the loop behind :meth:`StarDistBase.train`.
 
-    Parameters
-    ----------
-    X, Y : sequence of array_like
-        Images (see :meth:`predict_instances` for layouts) and label
-        images of the same spatial shape; each at least ``patch_size``.
-    validation_data : (X_val, Y_val), optional
-        Evaluated every epoch: loss, and F1 / accuracy at IoU 0.5 of the
-        instances predicted with the current thresholds. The best epoch
-        (highest validation accuracy, then lowest validation loss) is kept.
-    epochs, steps_per_epoch : int, optional
-        Override the config.
-    progress : callable, optional
-        ``progress(done_steps, total_steps, message)``.
-    optimize_thresholds : bool
-        After training, choose thresholds on the validation data.
-    checkpoint : path, optional
-        Save the best model there whenever it improves (replacing the
-        earlier checkpoint; a folder without ``config.json`` is never
-        replaced). The place is checked before training starts.
-    axes : str, optional
-        The axes of numpy images (see ``StarDistBase.predict_instances``);
-        label images have the same axes without ``C``/``S``.
-
-    Returns
-    -------
-    dict
-        The history (also ``model.history``): ``epoch``, ``loss``,
-        ``prob_loss``, ``dist_loss``, ``lr``, ``seconds`` and, with
-        validation data, ``val_loss``, ``val_f1``, ``val_accuracy``.
-
-    Notes
-    -----
-    The first call on a fresh model starts the output biases at the
-    training data's priors (mean object probability, mean distance per
-    ray); later calls continue from the current weights.
+    The parameters, the returned history and the notes are documented there.
     """
     from ..metrics import matching_dataset
 

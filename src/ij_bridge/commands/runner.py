@@ -352,9 +352,9 @@ def _current_image_pinned(macro_thread) -> Iterator[None]:
     ImagePlus = jc.ImagePlus
     WindowManager = jc.WindowManager
     Interpreter = jc.Interpreter
-    Toolkit = jpype.JClass("java.awt.Toolkit")
-    WindowEvent = jpype.JClass("java.awt.event.WindowEvent")
-    ImageWindow = jpype.JClass("ij.gui.ImageWindow")
+    Toolkit = jc("java.awt.Toolkit")
+    WindowEvent = jc("java.awt.event.WindowEvent")
+    ImageWindow = jc("ij.gui.ImageWindow")
     state = {"pinned": None}
 
     def asked_for() -> bool:
@@ -398,7 +398,7 @@ def _current_image_pinned(macro_thread) -> Iterator[None]:
     closed, activated = _Closed(), _Activated()
     toolkit = Toolkit.getDefaultToolkit()
     ImagePlus.addImageListener(closed)
-    toolkit.addAWTEventListener(activated, jpype.JClass("java.awt.AWTEvent").WINDOW_EVENT_MASK)
+    toolkit.addAWTEventListener(activated, jc("java.awt.AWTEvent").WINDOW_EVENT_MASK)
     try:
         yield
     finally:

@@ -800,11 +800,13 @@ def _escape_checks() -> list:
     return [lambda: cancel.ESCAPE if bool(IJ.escapePressed()) else None]
 
 
-def run_command(name: str, options: str = "", imp=None) -> None:
+def run_command(name: str, options: str = "", imp=None) -> list:
     """Run a registered command from Python as ``IJ.run(imp, name, options)`` would.
 
     Unlike ``IJ.run`` this raises :class:`CommandError` with the command's
-    message when it fails (``IJ.run`` only aborts the current macro).
+    message when it fails (``IJ.run`` only aborts the current macro). For
+    ImageJ's own commands (``"Gaussian Blur..."``) use
+    :func:`ij_bridge.commands.plugins.run_plugin`, which runs any command.
 
     Parameters
     ----------
@@ -815,15 +817,46 @@ def run_command(name: str, options: str = "", imp=None) -> None:
         exactly as ImageJ does.
     imp : ImagePlus, optional
         Image to make active first.
+
+    Returns
+    -------
+    list of ImagePlus
+        The images the command opened that are still open when it returns
+        (shown, or held by batch mode), oldest first; empty when it opened
+        none (a command that measures, or changes ``imp`` in place). Callers
+        that ignored the former ``None`` are unaffected.
+
+    Raises
+    ------
+    HeadlessError
+        In ``mode="headless"``: ImageJ 1.x cannot run commands without a
+        display (``IJ.run`` itself fails); the message names ``mode="virtual"``.
+    KeyError
+        ``name`` is no IJ Bridge command (for an ImageJ command the message
+        says to use ``run_plugin``).
+    CommandError
+        The command failed; its message.
     """
     import jpype
 
-    install_commands()  # registers the bundled commands too
-    get_command(name)
+    from ..imagej import runtime
+    from ..imagej.windows import image_ids
+
+    install_commands()  # registers the bundled commands too (and starts ImageJ if needed)
+    runtime.require_display(f"run_command({name!r})")
+    try:
+        get_command(name)
+    except KeyError:
+        table = jc.Menus.getCommands()
+        if table is not None and table.containsKey(name):
+            raise KeyError(f"{name!r} is an ImageJ command, not an IJ Bridge one: run it with "
+                           f"ij_bridge.run_plugin({name!r}, options)") from None
+        raise
     IJ = jc.IJ
     before = last_error.when
     with command_lock:
         IJ.getErrorMessage()  # clear
+        open_before = set(image_ids())
         try:
             if imp is not None:
                 IJ.run(imp, name, options)
@@ -834,6 +867,17 @@ def run_command(name: str, options: str = "", imp=None) -> None:
                 raise
         if last_error.when != before:
             raise CommandError(last_error.message)
+        return _images_opened_since(open_before)
+
+
+def _images_opened_since(open_before: set[int]) -> list:
+    """The open images whose IDs are not in ``open_before``, oldest first."""
+    from ..imagej.windows import image_ids
+
+    WindowManager = jc.WindowManager
+    new = sorted((i for i in image_ids() if i not in open_before), key=abs)  # IDs count down
+    images = [WindowManager.getImage(i) for i in new]
+    return [imp for imp in images if imp is not None]
 
 
 # --------------------------------------------------------------------------- installation

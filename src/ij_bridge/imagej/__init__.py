@@ -11,6 +11,7 @@ module                    names
 ``tables``                results_to_dataframe, dataframe_to_results
 ``rois``                  roi_from_java, roi_to_java, labels_to_rois, rois_to_labels,
                           get/set_roi_manager_rois, get/set_overlay_rois
+``helpers``               active_imageplus, active_xarray, sync_image, show (PyImageJ's names)
 ========================  ==============================================
 """
 
@@ -25,6 +26,7 @@ _EXPORTS = {
     "tables": ["results_to_dataframe", "dataframe_to_results"],
     "rois": ["roi_from_java", "roi_to_java", "labels_to_rois", "rois_to_labels",
              "get_roi_manager_rois", "set_roi_manager_rois", "get_overlay_rois", "set_overlay_rois"],
+    "helpers": ["active_imageplus", "active_xarray", "sync_image", "show"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -18,11 +18,18 @@ Display modes
     Starts ``Xvfb`` on a free display for the life of the process (never an
     existing one), so windows exist but are unseen. This is the mode for batch
     work on servers.
-``interactive``
-    The ImageJ window on the user's ``DISPLAY``.
+``interactive`` (also ``gui``)
+    The ImageJ window on the user's ``DISPLAY``. ``gui`` is accepted as a
+    synonym, because it is PyImageJ's name for this; :func:`mode` then reports
+    ``"interactive"``.
 ``auto``
     ``interactive`` when ``DISPLAY`` is set, else ``virtual`` when Xvfb is
     installed, else ``headless``.
+
+PyImageJ's mode names differ: its ``interactive`` means "a GUI is possible
+but not shown", which is closest to ``virtual`` here on a server, while here
+``interactive`` shows the window (PyImageJ's ``gui``). docs/bridge.md has the
+table.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ __all__ = [
 
 DEBIAN_IJ_JAR = Path("/usr/share/java/ij.jar")
 MODES = ("auto", "headless", "virtual", "interactive")
+#: other names accepted by :func:`start`, and the mode each means
+MODE_ALIASES = {"gui": "interactive"}  # PyImageJ's name for the shown ImageJ window
 ENV_IMAGEJ = "IJ_BRIDGE_IMAGEJ"
 ENV_HEAP = "IJ_BRIDGE_HEAP"
 
@@ -197,9 +206,17 @@ atexit.register(_stop_xvfb)
 
 
 # --------------------------------------------------------------------------- start
-def _resolve_mode(requested: str) -> str:
+def _canonical_mode(requested: str) -> str:
+    """``requested`` with :data:`MODE_ALIASES` applied; a ValueError for an unknown name."""
+    requested = MODE_ALIASES.get(requested, requested)
     if requested not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {requested!r}")
+        raise ValueError(f"mode must be one of {MODES} (or 'gui', PyImageJ's name for "
+                         f"'interactive'), got {requested!r}")
+    return requested
+
+
+def _resolve_mode(requested: str) -> str:
+    requested = _canonical_mode(requested)
     if requested != "auto":
         return requested
     if os.environ.get("DISPLAY"):
@@ -228,8 +245,8 @@ def start(
     ----------
     imagej : str or path, optional
         An ``ij.jar``, a folder of jars or a ``Fiji.app``. Default: see module docs.
-    mode : {"auto", "headless", "virtual", "interactive"}
-        Display mode (module docs).
+    mode : {"auto", "headless", "virtual", "interactive", "gui"}
+        Display mode (module docs); ``"gui"`` is ``"interactive"`` (PyImageJ's name).
     max_heap : str, optional
         JVM maximum heap such as ``"8g"``; default ``$IJ_BRIDGE_HEAP`` or Java's own default.
     jvm_options : sequence of str
@@ -247,6 +264,7 @@ def start(
     RuntimeError
         When ImageJ already runs in another mode than the one explicitly requested.
     """
+    mode = _canonical_mode(mode)
     with _state.lock:
         if _state.started:
             if mode not in ("auto", _state.mode):

@@ -581,6 +581,17 @@ class StarDist2D(StarDistBase):
         # the 8 symmetries of the square (square patches only): ij_bridge.stardist.training.augment_2d
         return _training.augment_2d(img, prob, dist, rng, self.config.n_rays)
 
+    def predict_instances_big(self, image: Any, output: Any = None, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Segment an image larger than memory block by block, labels written as they are done.
+
+        See :func:`ij_bridge.stardist.big.predict_instances_big` (``output``: a
+        TIFF path or an array; ``block_size``, ``margin``, thresholds,
+        normalisation on a subsample of the whole image, ``progress``).
+        """
+        from .big import predict_instances_big
+
+        return predict_instances_big(self, image, output, **kwargs)
+
     def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
         points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)
         d = np.maximum(d, 1e-3)

@@ -1,0 +1,174 @@
+"""Blockwise prediction of images larger than memory (issue 14 item 3): StarDist 2D and N2V.
+
+CI-sized: the blockwise path must give the objects (and denoised values) of
+whole-image prediction, write its output through a staged file, and leave
+nothing behind when cancelled. No timings here (scripts/bench_big.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ij_bridge import cancel
+from ij_bridge.model_files import DestinationExistsError
+
+REF = Path(__file__).parent / "fixtures" / "reference"
+
+
+@pytest.fixture(scope="module")
+def sd_model():
+    from ij_bridge.stardist import StarDist2D
+
+    return StarDist2D.load(REF / "stardist" / "2d_grid2")  # made by the original StarDist
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    # 1000 x 904: neither side a multiple of the divisor (16), so the last blocks are padded
+    img, _ = synthetic_nuclei((1000, 904), n_objects=300, radius=(4, 8), seed=3, texture=0.0, overlap=0.0,
+                              background=0.2, intensity=(0.8, 1.0), elongation=0.3, irregularity=0.05,
+                              noise=0.1, photons=None)
+    return (np.clip(img + 0.5, 0, None) * 20000).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def whole(sd_model, nuclei):
+    return sd_model.predict_instances(nuclei, n_tiles=1)
+
+
+def _no_leftovers(folder: Path, keep: set[str]) -> None:
+    assert {p.name for p in folder.iterdir()} == keep
+
+
+def test_stardist_blockwise_equals_whole_image(sd_model, nuclei, whole, tmp_path):
+    lbl, det = whole
+    assert lbl.max() > 150  # the model finds most of the nuclei
+    path = tmp_path / "in.tif"
+    tifffile.imwrite(path, nuclei)  # uncompressed: read back as a memory map, block by block
+    out = tmp_path / "labels.tif"
+    # cores of 320 x 448: 4 x 3 blocks, the last ones partial; many objects cut by core borders
+    lab, d = sd_model.predict_instances_big(str(path), out, block_size=(320, 448))
+    assert d["n_blocks"] == 12 and d["percentiles_stride"] == 1
+    assert isinstance(lab, np.memmap) and lab.dtype == np.int32
+    # the same objects with the same numbers (1..n by decreasing probability), pixel for pixel
+    np.testing.assert_array_equal(np.asarray(lab), lbl)
+    np.testing.assert_array_equal(d["points"], det["points"])
+    np.testing.assert_array_equal(d["prob"], det["prob"])
+    np.testing.assert_array_equal(d["coord"], det["coord"])
+    np.testing.assert_array_equal(tifffile.imread(out), lbl)
+    del lab
+    _no_leftovers(tmp_path, {"in.tif", "labels.tif"})
+
+
+def test_stardist_blockwise_into_a_given_array(sd_model, nuclei, whole):
+    from ij_bridge.stardist.big import predict_instances_big
+
+    lbl, _ = whole
+    target = np.full(nuclei.shape, -1, np.int32)  # an array given as output is filled completely
+    lab, d = predict_instances_big(sd_model, nuclei, target, block_size=496)
+    assert lab is target
+    np.testing.assert_array_equal(lab, lbl)
+
+
+def test_stardist_big_output_staged_and_never_overwritten(sd_model, nuclei, tmp_path):
+    out = tmp_path / "labels.tif"
+    out.write_bytes(b"not mine")
+    calls = []
+    with pytest.raises(DestinationExistsError):  # refused before any work
+        sd_model.predict_instances_big(nuclei, out, progress=lambda *a: calls.append(a))
+    assert calls == [] and out.read_bytes() == b"not mine"
+    lab, _ = sd_model.predict_instances_big(nuclei[:400, :400], out, overwrite=True, block_size=256)
+    assert tifffile.imread(out).shape == (400, 400)
+    del lab
+    _no_leftovers(tmp_path, {"labels.tif"})
+
+
+def test_stardist_big_cancel_leaves_nothing(sd_model, nuclei, tmp_path):
+    out = tmp_path / "labels.tif"
+    seen = []
+    with cancel.cancel_scope() as scope:
+        def progress(done, total, message):
+            seen.append((done, message))
+            if message == "predicting blocks" and done >= 3:
+                scope.cancel(cancel.INTERRUPTED)
+        with pytest.raises(cancel.Cancelled):
+            sd_model.predict_instances_big(nuclei, out, block_size=320, progress=progress)
+    assert seen[-1][0] < 10  # stopped mid-way, at the next block
+    _no_leftovers(tmp_path, set())
+
+
+def test_stardist_big_bad_input_one_line(sd_model, tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        sd_model.predict_instances_big(np.zeros((64, 64, 2), np.uint16))
+    bad = tmp_path / "compressed.tif"
+    tifffile.imwrite(bad, np.zeros((64, 64), np.uint16), compression="zlib")
+    with pytest.raises(ValueError, match="memory-mapped"):
+        sd_model.predict_instances_big(str(bad))
+
+
+def test_percentiles_on_a_subsample():
+    from ij_bridge.stardist.big import normalization_percentiles
+
+    x = np.random.default_rng(0).integers(0, 1000, (300, 200)).astype(np.uint16)
+    lo, hi, s = normalization_percentiles(x, 1, 99.8, sample_pixels=60_000)
+    assert s == 1 and np.allclose([lo.item(), hi.item()], np.percentile(x.astype(np.float32), (1, 99.8)))
+    lo, hi, s = normalization_percentiles(x, 1, 99.8, sample_pixels=10_000)
+    assert s == 3 and np.isclose(hi.item(), np.percentile(x[::3, ::3].astype(np.float32), 99.8))
+
+
+# ----------------------------------------------------------------------------- N2V
+
+@pytest.fixture(scope="module")
+def n2v_2d():
+    from ij_bridge.n2v import N2V
+
+    return N2V.load(REF / "n2v" / "n2v_2d")
+
+
+def test_n2v_plane_by_plane_equals_whole_stack(n2v_2d, tmp_path):
+    from ij_bridge.n2v.big import predict_big
+
+    stack = np.random.default_rng(1).normal(100, 20, (4, 72, 88)).astype(np.float32)
+    ref = n2v_2d.predict(stack, axes="TYX")
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    out = tmp_path / "denoised.tif"
+    res = predict_big(n2v_2d, str(path), out, axes="TYX")
+    np.testing.assert_array_equal(np.asarray(res), ref)
+    assert tifffile.imread(out).shape == (4, 72, 88)
+    del res
+    _no_leftovers(tmp_path, {"stack.tif", "denoised.tif"})
+    with pytest.raises(DestinationExistsError):
+        predict_big(n2v_2d, stack, out, axes="TYX")
+
+
+def test_n2v_3d_slabs_equal_whole_stack():
+    from ij_bridge.n2v import N2V
+    from ij_bridge.n2v.big import predict_big
+
+    model = N2V.load(REF / "n2v" / "n2v_3d")
+    stack = np.random.default_rng(2).normal(50, 10, (28, 40, 48)).astype(np.float32)
+    ref = model.predict(stack, axes="ZYX")
+    res = predict_big(model, stack, axes="ZYX", slab=8)
+    np.testing.assert_allclose(res, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_n2v_big_cancel_leaves_nothing(n2v_2d, tmp_path):
+    from ij_bridge.n2v.big import predict_big
+
+    stack = np.zeros((6, 64, 64), np.float32)
+    out = tmp_path / "denoised.tif"
+    with cancel.cancel_scope() as scope:
+        def progress(done, total, message):
+            if done == 2:
+                scope.cancel(cancel.INTERRUPTED)
+        with pytest.raises(cancel.Cancelled):
+            predict_big(n2v_2d, stack, out, axes="TYX", progress=progress)
+    _no_leftovers(tmp_path, set())

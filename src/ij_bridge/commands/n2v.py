@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._common import DENOISED_SUFFIX, base_title, set_torch_threads, show_image, to_xarray
-from .registry import Choice, CommandError, ImageTitle, Integer, String, command
+from .registry import Choice, CommandError, ImageTitle, Integer, ModelChoice, String, command
 
 VARIANTS = ("N2V", "N2V2", "structN2V")
 STRUCTS = ("horizontal", "vertical")
@@ -56,6 +56,9 @@ def _train(ctx, imp, model_path: str, epochs, steps, batch, patch, radius, varia
     ctx.log(f"trained: loss {last['train_loss']:.4f}, validation loss {last['val_loss']:.4f}")
     if out is not None:
         ctx.log(f"model saved to {out}")
+        from ..workflows.models import remember_model
+
+        remember_model("n2v", out, log=ctx.log)  # offered first by N2V Predict's model choice
     return model, mode
 
 
@@ -122,7 +125,7 @@ def n2v_train_command(ctx, training, model, epochs, steps, batch, patch, radius,
 
 
 @command("N2V Predict (torch)", params=[
-    String("model", "", label="model (folder or .zip)"),
+    ModelChoice("model", "n2v", "", label="model (folder or .zip)"),
     Integer("tiles", 1, minimum=1, label="tiles per axis in x and y"),
 ], help="Denoise the active image with a trained Noise2Void model: a new 32-bit image.",
    user_errors=USER_ERRORS)

@@ -34,6 +34,7 @@ Example
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import traceback
@@ -42,12 +43,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .. import cancel
 from ..imagej._java import jc
+from ..progress import RemainingTime, format_seconds
 
 log = logging.getLogger("ij_bridge.commands")
 
 __all__ = [
     "Param", "String", "Number", "Integer", "Checkbox", "Choice", "ImageTitle", "Directory",
-    "File", "Message", "Command", "CommandContext", "CommandError", "command", "install_commands",
+    "File", "Message", "ModelChoice", "Command", "CommandContext", "CommandError", "command", "install_commands",
     "registered_commands", "get_command", "run_command", "trim_key", "DEFAULT_MENU",
     "command_lock", "last_error", "quote_option", "parse_options", "check_options",
     "BUILTIN_MODULES", "load_builtin_commands", "builtin_commands",
@@ -110,6 +112,8 @@ class Param:
     maximum: float | None = None
     optional: bool = False
     help: str = ""
+    #: for ``kind == "model"``: which models the choice offers (``workflows.models.MODEL_KINDS``)
+    model_kind: str = ""
 
     def __post_init__(self) -> None:
         label = self.label or self.key
@@ -125,6 +129,11 @@ class Param:
             )
         if self.kind == "choice" and self.default not in self.choices:
             raise ValueError(f"default {self.default!r} of {self.key!r} is not one of {self.choices}")
+        if self.kind == "model":
+            from ..workflows.models import MODEL_KINDS
+
+            if self.model_kind not in MODEL_KINDS:
+                raise ValueError(f"model kind {self.model_kind!r} of {self.key!r} is not one of {MODEL_KINDS}")
 
 
 def String(key: str, default: str = "", label: str = "", help: str = "") -> Param:
@@ -176,6 +185,23 @@ def Directory(key: str, default: str = "", label: str = "", help: str = "") -> P
 def File(key: str, default: str = "", label: str = "", help: str = "") -> Param:
     """A file path with a *Browse* button."""
     return Param(key, "file", default, label, help=help)
+
+
+def ModelChoice(key: str, kind: str, default: str = "", label: str = "", help: str = "") -> Param:
+    """A model: a drop-down list in the dialog, any name or path in a macro.
+
+    The dialog offers the bundled models of ``kind`` (``"stardist2d"``,
+    ``"stardist3d"``, ``"n2v"``), for StarDist 2D the Fiji plugin's model names,
+    the models used recently and *From file...*, which opens a chooser for a
+    model folder or file (a ``config.json`` chosen means its folder). The
+    Recorder records the model itself (``model=[/path/to/model]``), so that the
+    line replays. A macro's ``model=`` value is read as a text field is: any
+    path or name, listed or not, reaches the command unchanged.
+
+    After a successful run the model goes first in the recent list of its kind
+    (:func:`ij_bridge.workflows.models.remember_model`).
+    """
+    return Param(key, "model", str(default), label, help=help, model_kind=kind)
 
 
 def Message(text: str) -> Param:
@@ -502,9 +528,12 @@ class CommandContext:
         True when called with options (macro, ``IJ.run(name, options)``).
     log_interval : float
         Seconds between progress lines in the Log.
+    eta_after : float
+        Seconds a loop must have run before its remaining time is shown.
     """
 
     log_interval = 5.0
+    eta_after = 2.0
 
     def __init__(self, name: str, options: str | None):
         self.name = name
@@ -513,6 +542,13 @@ class CommandContext:
         self._last_log_time: float | None = None
         self._logged_since_start = False
         self._t0 = time.perf_counter()
+        self._remaining = RemainingTime(after=self.eta_after)
+
+    def start_clock(self) -> None:
+        """Start timing the work (after the dialog closed): :meth:`elapsed` and the remaining time
+        count from here."""
+        self._t0 = time.perf_counter()
+        self._remaining = RemainingTime(after=self.eta_after)
 
     # --- feedback ---------------------------------------------------------
     def log(self, message: str) -> None:
@@ -529,26 +565,31 @@ class CommandContext:
         Drives ImageJ's progress bar and status line; a line goes to the Log at
         most every :attr:`log_interval` seconds (and a last one at the end of a
         step that logged before), so that long steps show in the Log without
-        flooding it.
+        flooding it. Once a loop has run :attr:`eta_after` seconds, the status
+        line and the Log lines also say how long it has left, from its pace so
+        far: ``epoch 3/10 (35 s left)`` in the status line, ``[120/500] epoch 3/10, 35 s
+        left`` in the Log.
         """
         IJ = jc.IJ
         total = max(int(total), 1)
         done = min(max(int(done), 0), total)
+        left = self._remaining.update(done, total)
+        eta = f", {format_seconds(math.ceil(left))} left" if left and done < total else ""
         IJ.showProgress(done / total)
         if message:
-            IJ.showStatus(f"{self.name}: {message}")
+            IJ.showStatus(f"{self.name}: {message}" + (f" ({eta[2:]})" if eta else ""))
         now = time.perf_counter()
         if self._last_log_time is None:
             self._last_log_time = now
         due = now - self._last_log_time >= self.log_interval
         final = done == total and self._logged_since_start
         if message and (due or final):
-            self.log(f"[{done}/{total}] {message}")
+            self.log(f"[{done}/{total}] {message}{eta}")
             self._last_log_time = now
             self._logged_since_start = done != total
 
     def elapsed(self) -> float:
-        """Seconds since the command started."""
+        """Seconds since the work started (:meth:`start_clock`; the dialog's time is not counted)."""
         return time.perf_counter() - self._t0
 
     # --- images -----------------------------------------------------------
@@ -615,18 +656,46 @@ def _build_dialog(cmd: Command, ctx: CommandContext):
             gd.addDirectoryField(p.label, str(p.default))
         elif p.kind == "file":
             gd.addFileField(p.label, str(p.default))
+        elif p.kind == "model":
+            if ctx.from_macro:  # any name or path, listed or not (a Choice would refuse others)
+                gd.addStringField(p.label, str(p.default), max(12, min(40, len(str(p.default)) + 4)))
+            else:
+                from ..workflows.models import model_choices, preselected_model
+
+                items = model_choices(p.model_kind, p.default)
+                gd.addChoice(p.label, jpype.JArray(jpype.JString)(items),
+                             preselected_model(p.model_kind, items, p.default))
         else:  # pragma: no cover - constructors guard this
             raise ValueError(f"unknown parameter kind {p.kind!r}")
     return gd
 
 
+class _DialogCanceled(Exception):
+    """The user cancelled a chooser opened from the dialog (as Cancel in the dialog)."""
+
+
 def _read_dialog(cmd: Command, gd, ctx: CommandContext) -> dict[str, Any]:
-    """Read every field (in order, so that the Recorder records them all), then validate."""
+    """Read every field (in order, so that the Recorder records them all), then validate.
+
+    A model choice set to *From file...* asks for the model first (a chooser;
+    its Cancel cancels the command), before any field is read: ImageJ resets
+    the dialog's read counters while another window is open over it.
+    """
+    if not ctx.from_macro:
+        n_choices = 0  # the Choice widgets in gd.getChoices() order
+        for p in cmd.params:
+            if p.kind == "model":
+                _resolve_from_file(cmd, p, gd.getChoices().get(n_choices))
+            if p.kind in ("model", "choice", "image"):
+                n_choices += 1
     raw: dict[str, Any] = {}
     for p in cmd.params:
         if p.kind == "message":
             continue
-        if p.kind in ("string", "directory", "file"):
+        if p.kind == "model":  # macro: a text field (any name or path); dialog: the Choice
+            getter = gd.getNextString if ctx.from_macro else gd.getNextChoice
+            raw[p.key] = str(getter()).strip()  # the Recorder records model=[<the model>]
+        elif p.kind in ("string", "directory", "file"):
             raw[p.key] = str(gd.getNextString()).strip()
         elif p.kind in ("number", "integer"):
             raw[p.key] = float(gd.getNextNumber())
@@ -637,6 +706,72 @@ def _read_dialog(cmd: Command, gd, ctx: CommandContext) -> dict[str, Any]:
     if gd.invalidNumber():
         raise CommandError(f"invalid number: {gd.getErrorMessage()}")
     return raw
+
+
+def _resolve_from_file(cmd: Command, p: Param, choice) -> None:
+    """When *From file...* is selected in ``choice``, ask for the model and select it instead.
+
+    The chosen path is added to the Choice and selected, so that ``getNextChoice``
+    returns it and the Recorder records it (a replayable ``model=[path]``).
+    """
+    from ..workflows.models import FROM_FILE, chosen_model_path
+
+    if str(choice.getSelectedItem()) != FROM_FILE:
+        return
+    path = _choose_model_path(f"{cmd.name}: choose the {p.key} (a model folder, or a .zip / file)")
+    if path is None:
+        raise _DialogCanceled()
+    path = chosen_model_path(path)
+    choice.add(path)
+    choice.select(path)
+
+
+def _choose_model_path(title: str) -> str | None:
+    """A Swing file chooser for a model folder or file (on the event thread); None if cancelled.
+
+    Starts in ImageJ's default directory (``OpenDialog``) and leaves it at the
+    chosen model's folder, as ImageJ's own open dialogs do.
+    """
+    import jpype
+
+    JFileChooser = jc("javax.swing.JFileChooser")
+    OpenDialog = jc("ij.io.OpenDialog")
+    File = jc("java.io.File")
+    EventQueue = jc("java.awt.EventQueue")
+    result: dict[str, Any] = {}
+
+    @jpype.JImplements("java.lang.Runnable")
+    class _Ask:
+        @jpype.JOverride
+        def run(self):
+            try:
+                chooser = JFileChooser()
+                chooser.setDialogTitle(title)
+                chooser.setFileSelectionMode(JFileChooser.FILES_AND_DIRECTORIES)
+                start = OpenDialog.getDefaultDirectory()
+                if start is not None:
+                    chooser.setCurrentDirectory(File(str(start)))
+                if chooser.showOpenDialog(jc.IJ.getInstance()) == JFileChooser.APPROVE_OPTION:
+                    f = chooser.getSelectedFile()
+                    if f is not None:
+                        result["path"] = str(f.getAbsolutePath())
+            except Exception as exc:  # noqa: BLE001 - reported on the command's thread
+                result["error"] = exc
+
+    ask = _Ask()
+    if EventQueue.isDispatchThread():
+        ask.run()
+    else:
+        EventQueue.invokeAndWait(ask)
+    if "error" in result:
+        raise result["error"]
+    path = result.get("path")
+    if path:
+        from pathlib import Path
+
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        OpenDialog.setDefaultDirectory(str(folder.parent if Path(path).is_dir() else folder))
+    return path
 
 
 def _validate(cmd: Command, raw: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
@@ -762,20 +897,30 @@ def _execute(cmd: Command) -> None:
                 Recorder.setCommand(cmd.name)
             gd = _build_dialog(cmd, ctx)
             gd.showDialog()
-            if gd.wasCanceled():
+            canceled = gd.wasCanceled()
+            if not canceled:
+                try:
+                    raw = _read_dialog(cmd, gd, ctx)
+                except _DialogCanceled:  # a chooser opened from the dialog was cancelled
+                    canceled = True
+            if canceled:
+                if recording:
+                    Recorder.setCommand(None)  # nothing ran: nothing to record (as ImageJ's own)
                 IJ.showStatus(f"{cmd.name}: canceled")
                 return
-            raw = _read_dialog(cmd, gd, ctx)
             if recording:
                 # record now, before the function runs other ImageJ commands that
                 # would take the Recorder's pending command over
                 Recorder.saveCommand()
             values = _validate(cmd, raw, ctx)
             log.info("running %s with %s", cmd.name, {k: v for k, v in raw.items()})
+            ctx.start_clock()  # "done in" counts the work, not the time the dialog was open
             with cancel.cancel_scope(checks=_escape_checks()):  # Esc stops it at its next step
                 cmd.func(ctx, **values)
+            seconds = ctx.elapsed()
+            _remember_models(cmd, values, ctx)
             IJ.showProgress(1.0)
-            IJ.showStatus(f"{cmd.name}: done in {ctx.elapsed():.1f} s")
+            IJ.showStatus(f"{cmd.name}: done in {format_seconds(seconds, digits=1)}")
         except BaseException as exc:  # noqa: BLE001 - every failure must reach ImageJ
             if _is_macro_cancel(exc):  # the macro was aborted already (Esc, error)
                 return
@@ -789,12 +934,26 @@ def _execute(cmd: Command) -> None:
             _signal_error(cmd, message, interp)
 
 
-def _escape_checks() -> list:
-    """ImageJ's Esc key as a cancellation check, where a user can press it."""
-    from ..imagej import runtime
+def _remember_models(cmd: Command, values: dict[str, Any], ctx: CommandContext) -> None:
+    """Put the models a successful run used first in their recent lists (never fails the run)."""
+    from ..workflows.models import remember_model
 
-    if runtime.mode() != "interactive":
-        return []
+    for p in cmd.params:
+        if p.kind == "model" and values.get(p.key):
+            try:
+                remember_model(p.model_kind, values[p.key], log=ctx.log)
+            except Exception:  # noqa: BLE001 - a recent-models list never fails a run
+                log.debug("could not remember %r", values[p.key], exc_info=True)
+
+
+def _escape_checks() -> list:
+    """ImageJ's Esc key as a cancellation check.
+
+    In every display mode: under a virtual display the image windows are real
+    windows too, whose Esc key ImageJ turns into ``IJ.escapePressed()`` (and a
+    macro's ``setKeyDown("esc")`` does the same). The flag is reset first, so
+    that only an Esc pressed during this command stops it.
+    """
     IJ = jc.IJ
     IJ.resetEscape()
     return [lambda: cancel.ESCAPE if bool(IJ.escapePressed()) else None]

@@ -13,8 +13,8 @@ from ..workflows.stardist import DEFAULT_MODEL  # noqa: F401  (kept importable f
 from ._common import (LABEL_SUFFIX, OUTPUTS, POSITIONS, base_title, directory_or_file,
                       parse_threshold, roi_position, set_torch_threads, show_labels, tiles_tuple,
                       to_xarray)
-from .registry import (Checkbox, Choice, CommandError, Directory, ImageTitle, Integer, Number,
-                       String, command)
+from .registry import (Checkbox, Choice, CommandError, Directory, ImageTitle, Integer, ModelChoice,
+                       Number, String, command)
 
 #: errors of the use-case layer whose messages are written for users
 _USER_ERRORS = (ValueError, FileNotFoundError)
@@ -109,7 +109,7 @@ _TABLE = Checkbox("table", False, label="table of the objects (a Results window 
 
 @command("StarDist 2D (torch)", params=[
     ImageTitle("input", help="image to segment (default: the active image)"),
-    String("model", DEFAULT_MODEL, label="model (folder, .zip or bundled name)"),
+    ModelChoice("model", "stardist2d", DEFAULT_MODEL, label="model (folder, .zip or bundled name)"),
     *_SEGMENT_PARAMS,
     Choice("output", OUTPUTS, "Both", label="output type"),
     Integer("tiles", 1, minimum=0, label="tiles per axis (0 = automatic)"),
@@ -133,7 +133,7 @@ def stardist_2d_command(ctx, input, model, normalize, low, high, probability, ov
 
 @command("StarDist 3D (torch)", params=[
     ImageTitle("input", help="z-stack to segment (default: the active image)"),
-    String("model", "", label="model (folder or .zip of a 3D model)"),
+    ModelChoice("model", "stardist3d", "", label="model (folder or .zip of a 3D model)"),
     *_SEGMENT_PARAMS,
     Choice("output", OUTPUTS, "Label Image", label="output type (ROIs: one per object and slice)"),
     Integer("tiles", 1, minimum=0, label="tiles per axis in x and y (0 = automatic)"),

@@ -228,9 +228,10 @@ def _dialog_code(cmd, step: Step) -> tuple[list[str], list[str], list[str]]:
                 first_image = False
                 build.append(f'opts = opts + " {p.key}=[" + title + "]";')
             # other images cannot travel with the active one: their default (None/active) applies
-        elif p.kind in ("string", "directory", "file"):
-            fn = {"string": "addString", "directory": "addDirectory", "file": "addFile"}[p.kind]
-            width = ", 24" if p.kind == "string" else ""
+        elif p.kind in ("string", "directory", "file", "model"):  # a model: its name or path as text
+            fn = {"string": "addString", "directory": "addDirectory", "file": "addFile",
+                  "model": "addString"}[p.kind]
+            width = ", 24" if p.kind in ("string", "model") else ""
             add.append(f"Dialog.{fn}({label}, {_str(str(p.default))}{width});")
             read.append(f"{var} = Dialog.getString();")
             build.append(f'opts = opts + " {p.key}=[" + {var} + "]";')

@@ -27,7 +27,9 @@ from typing import Any, Callable, Hashable, Protocol, Sequence, runtime_checkabl
 
 import numpy as np
 
-__all__ = ["InstanceModel", "ModelCache", "channels_of", "file_stamp"]
+__all__ = ["InstanceModel", "ModelCache", "channels_of", "file_stamp", "FROM_FILE", "MODEL_KINDS",
+           "config_dir", "recent_models_file", "recent_models", "remember_model", "bundled_model_names",
+           "model_choices", "preselected_model", "chosen_model_path"]
 
 from ..progress import Progress  # noqa: E402  (the one shared type)
 
@@ -117,3 +119,202 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self._models)
+
+
+# ------------------------------------------------------------------------ model choices
+#
+# What the model choice of a dialog offers: the bundled models, the StarDist Fiji plugin's
+# model names, the models used recently (a small list in the user's config folder) and
+# "From file...". None of this imports Java; the dialog widget is commands.registry's.
+
+#: the last item of every model choice: opens a chooser for a model folder or file
+FROM_FILE = "From file..."
+
+#: the kinds of model a choice offers (each has its own recent list)
+MODEL_KINDS = ("stardist2d", "stardist3d", "n2v")
+
+#: how many models each recent list keeps
+MAX_RECENT = 8
+
+RECENT_FILE = "recent_models.json"
+ENV_CONFIG_DIR = "IJ_BRIDGE_CONFIG_DIR"
+
+_recent_lock = threading.Lock()
+
+
+def config_dir() -> Path:
+    """The user's ij-bridge config folder.
+
+    ``$IJ_BRIDGE_CONFIG_DIR`` if set, else ``$XDG_CONFIG_HOME/ij-bridge``, else
+    ``~/.config/ij-bridge``. It is created only when something is written there.
+    """
+    import os
+
+    own = os.environ.get(ENV_CONFIG_DIR)
+    if own:
+        return Path(own).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "ij-bridge"
+
+
+def recent_models_file() -> Path:
+    """Where the recent-model lists are kept (``<config_dir>/recent_models.json``)."""
+    return config_dir() / RECENT_FILE
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
+
+
+def _read_recent() -> dict[str, list[str]]:
+    """The file's lists; an absent, unreadable or damaged file reads as empty lists."""
+    import json
+
+    try:
+        data = json.loads(recent_models_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, list[str]] = {}
+    for kind in MODEL_KINDS:
+        items = data.get(kind)
+        if isinstance(items, list):
+            out[kind] = [s for s in items if isinstance(s, str) and s.strip()]
+    return out
+
+
+def _is_name(spec: str, kind: str) -> bool:
+    """``spec`` is a model name (bundled or the Fiji plugin's), not a path."""
+    if kind.startswith("stardist"):
+        from ..stardist.fiji_models import is_fiji_model_name
+
+        if spec in bundled_model_names(kind) or (kind == "stardist2d" and is_fiji_model_name(spec)):
+            return True
+    return False
+
+
+def recent_models(kind: str) -> list[str]:
+    """The models of ``kind`` used recently, newest first.
+
+    Paths that no longer exist are left out (the file keeps them until they
+    fall off the end of the list).
+    """
+    _check_kind(kind)
+    items = _read_recent().get(kind, [])
+    return [s for s in items if _is_name(s, kind) or Path(s).expanduser().exists()]
+
+
+def _normalized(spec: str, kind: str) -> str:
+    spec = str(spec).strip()
+    if _is_name(spec, kind):
+        return spec
+    p = Path(spec).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    return spec
+
+
+def remember_model(kind: str, spec: str | Path, *, log: Callable[[str], None] | None = None) -> bool:
+    """Put ``spec`` first in the recent list of ``kind`` (an existing path is stored absolute).
+
+    The file is written through a temporary sibling and renamed into place
+    (:func:`ij_bridge.model_files.staged`). Never raises for the file: a
+    config folder that cannot be written only means no list (``log`` gets one
+    line saying so). Returns whether the list was written.
+    """
+    import json
+
+    from ..model_files import staged
+
+    _check_kind(kind)
+    spec = _normalized(str(spec), kind)
+    if not spec:
+        return False
+    with _recent_lock:
+        data = _read_recent()
+        items = [spec] + [s for s in data.get(kind, []) if s != spec]
+        data[kind] = items[:MAX_RECENT]
+        path = recent_models_file()
+        try:
+            with staged(path, overwrite=True) as tmp:
+                tmp.write_text(json.dumps({"format": "ij-bridge-recent-models", "version": 1, **data},
+                                          indent=1) + "\n", encoding="utf-8")
+        except Exception as exc:  # noqa: BLE001 - a list of recent models never fails a run
+            if log is not None:
+                log(f"(the list of recent models was not saved to {path}: {exc})")
+            return False
+    return True
+
+
+def bundled_model_names(kind: str) -> list[str]:
+    """The bundled models that a choice of ``kind`` offers (StarDist 2D or 3D; none for N2V)."""
+    import json
+
+    _check_kind(kind)
+    if not kind.startswith("stardist"):
+        return []
+    from ..stardist.model_io import CONFIG_JSON, MODELS_DIR, bundled_models
+
+    ndim = 2 if kind == "stardist2d" else 3
+    out = []
+    for name in bundled_models():
+        try:
+            meta = json.loads((MODELS_DIR / name / CONFIG_JSON).read_text(encoding="utf-8"))
+            model_ndim = int(meta.get("config", {}).get("ndim", 2))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        if model_ndim == ndim:
+            out.append(name)
+    return out
+
+
+def model_choices(kind: str, default: str = "") -> list[str]:
+    """The items of a model choice: bundled, Fiji plugin names (2D), recent, ``default``, :data:`FROM_FILE`.
+
+    Each item, except :data:`FROM_FILE`, is a valid ``model=`` value of the
+    command, so that a recorded choice replays.
+
+    >>> items = model_choices("stardist2d")
+    >>> items[-1], "Versatile (fluorescent nuclei)" in items
+    ('From file...', True)
+    """
+    from ..stardist.fiji_models import FIJI_MODELS
+
+    _check_kind(kind)
+    items: list[str] = list(bundled_model_names(kind))
+    if kind == "stardist2d":
+        items += list(FIJI_MODELS)
+    items += recent_models(kind)
+    default = str(default or "").strip()
+    if default:
+        items.append(default)
+    out: list[str] = []
+    for item in items:
+        if item not in out and item != FROM_FILE:
+            out.append(item)
+    return out + [FROM_FILE]
+
+
+def preselected_model(kind: str, items: Sequence[str], default: str = "") -> str:
+    """The item a dialog shows first: the most recent model that is listed, else ``default``,
+    else the first item."""
+    for spec in recent_models(kind):
+        if spec in items:
+            return spec
+    if default and default in items:
+        return default
+    return items[0]
+
+
+def chosen_model_path(path: str | Path) -> str:
+    """The model a file chooser's selection means: a model folder for its ``config.json``.
+
+    >>> chosen_model_path("/data/my_model/config.json")
+    '/data/my_model'
+    >>> chosen_model_path("/data/my_model.zip")
+    '/data/my_model.zip'
+    """
+    p = Path(path)
+    return str(p.parent) if p.name.lower() == "config.json" else str(p)

@@ -18,6 +18,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# commands remember the models they used (workflows.models.remember_model); a test run keeps
+# that list in a throwaway folder (children inherit it), never in the user's ~/.config
+if not os.environ.get("IJ_BRIDGE_CONFIG_DIR"):
+    import tempfile
+
+    os.environ["IJ_BRIDGE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="ij_bridge_test_config_")
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -207,15 +207,20 @@ def test_measure_labels_is_calibrated(imagej, crops):
     ok('run("Measure Labels", "labels=truth intensity=signal");')
     df = results_to_dataframe()
     ids = np.unique(mask)[1:]
-    assert df["label"].tolist() == ids.tolist()
+    # ImageJ's Results headings (a macro's getResult("Area", 0)), labels as integers, units
+    assert df["Label"].tolist() == ids.tolist() and df["Label"].dtype == np.int64
     counts = np.bincount(mask.ravel())[ids]
-    np.testing.assert_allclose(df["area"], counts * PIXEL**2)
+    np.testing.assert_allclose(df["Area"], counts * PIXEL**2)
+    assert df.attrs["units"]["Area"] == "µm^2" and df.attrs["units"]["X"] == "µm"
     means = np.array([img[mask == i].mean() for i in ids])
-    np.testing.assert_allclose(df["mean"], means, rtol=1e-6)
+    np.testing.assert_allclose(df["Mean"], means, rtol=1e-6)
     yy, xx = np.nonzero(mask == ids[0])
-    assert df.loc[0, "centroid_x"] == pytest.approx((xx.mean() + 0.5) * PIXEL)
-    for col in ("perimeter", "major", "minor", "angle", "circularity", "solidity", "min", "max", "std"):
+    assert df.loc[0, "X"] == pytest.approx((xx.mean() + 0.5) * PIXEL)
+    for col in ("Perim.", "Major", "Minor", "Angle", "Circ.", "Solidity", "Min", "Max", "StdDev",
+                "Feret", "IntDen", "Median"):
         assert col in df.columns
+    r = run_macro('print(getResult("Area", 0));')
+    assert r.ok and float(r.output.strip().splitlines()[-1]) == pytest.approx(counts[0] * PIXEL**2)
 
 
 def test_labels_rois_round_trip_keeps_values_and_calibration(imagej, crops):

@@ -76,7 +76,7 @@ def test_workflow_macro_denoise_segment_measure(data, tmp_path):
     table = pd.read_csv(out / "nuclei-measurements.csv")
     count = int(r.stdout.split("objects: ")[-1].split()[0])
     assert count == len(table) > 0
-    assert {"label", "area", "mean", "centroid_x", "perimeter", "circularity"} <= set(table.columns)
+    assert {"Label", "Area", "Mean", "X", "Perim.", "Circ."} <= set(table.columns)
     # a barely trained N2V (2 steps) still leaves nuclei to find; the count is in the truth's range
     assert 0.5 * n_whole <= count <= 2 * n_whole
     import roifile

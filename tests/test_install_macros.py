@@ -103,7 +103,7 @@ def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb, tmp_path):
         'selectImage("cells-labels");\n'
         'getPixelSize(unit, pw, ph); getStatistics(area, mean, min, max);\n'
         'print("labels max=" + max + " pixel=" + pw + " unit=" + unit + " bits=" + bitDepth());\n'
-        'print("results=" + nResults + " area0=" + getResult("area", 0));\n'
+        'print("results=" + nResults + " area0=" + getResult("Area", 0));\n'
     )
     r = _plain_imagej(imagej_folder, macro, xvfb)
     out = r.stdout

@@ -1,7 +1,12 @@
 """Calibrated per-object measurements of a label image, as a pandas table (no Java).
 
 :func:`regionprops_table` is the core of the "Measure Labels" command: one row
-per object with ImageJ-style columns, in physical units.
+per object, in physical units, with the values of ImageJ's *Analyze › Measure*
+(2D) or the usual 3D object measures (3D). The pandas table has Python names
+(``area``, ``centroid_x``, ``perimeter``...); :func:`to_imagej_columns` renames
+them to ImageJ's Results headings (``Area``, ``X``, ``Perim.``...) through the
+one mapping :data:`IMAGEJ_COLUMNS`, as the command and the CSVs written for
+ImageJ users do.
 
 Conventions
 -----------
@@ -13,35 +18,57 @@ Conventions
   centre is at ``i + 0.5`` (``imagej_centres=True``, the default), so a single
   pixel at column 0 of an uncalibrated image has ``centroid_x = 0.5``. With
   ``imagej_centres=False`` pixel centres are at ``i`` (the convention of
-  xarray coordinates and of scikit-image).
+  xarray coordinates and of scikit-image); the bounding box then starts at
+  ``i - 0.5``.
 
-Where values differ from ImageJ's Analyze › Measure
----------------------------------------------------
-* ``perimeter`` is the length of the marching-squares contour at half height
-  of the object mask (through the mid-points of the boundary pixel edges),
-  summed over the outer outline and the outlines of holes. ImageJ measures a
-  traced (Wand) outline along the pixel edges with its own corner correction,
-  which cuts corners more: checked against ImageJ 1.53t, a 10×10 square gives
-  37.66 there and 38.83 here, a 21-pixel-wide oval (349 px) 67.60 there and
-  68.77 here, so circularity is a few percent lower here for small objects.
-  Our estimate also works for anisotropic pixels (ImageJ's ellipse and shape
-  values need square pixels).
-* A label with holes: area, intensity and moments use the label's own
-  pixels. ImageJ's Wand outline encloses holes, so its area includes them.
-* ``circularity`` = 4π·area/perimeter², capped at 1 as in ImageJ; it inherits
-  the perimeter difference above.
-* ``major``/``minor`` and ``angle`` follow ImageJ's ellipse fitting (second
-  moments of the pixels treated as unit squares, axes rescaled so that the
-  ellipse has the object's area); ``angle`` is in degrees, 0–180,
-  counter-clockwise from the x axis with y pointing up on screen. Area,
-  centroid, major, minor, angle and solidity agree with ImageJ 1.53t to
-  4 decimals on the shapes in the tests. For non-square pixels the moments are
-  taken in physical units (ImageJ reports 0 for the axes there).
-* ``solidity`` = area / area of the convex hull of the pixel corners, as
-  ImageJ's convex hull of a traced outline.
-* ``std`` uses the sample standard deviation (n − 1), as ImageJ.
-* 3D objects get ``volume``, ``surface_area`` (marching cubes), ``sphericity``
-  and the three ellipsoid axes instead of the 2D shape descriptors.
+2D: the values of ImageJ's Measure
+----------------------------------
+Computed as ImageJ 1.x computes them for the outline ImageJ gets from the
+label (``ij_bridge.imagej.rois.labels_to_rois``, i.e. ImageJ's
+ThresholdToSelection, 8-connected), checked against ImageJ 1.53t's Analyzer in
+``tests/test_measure_imagej.py``:
+
+* ``perimeter`` is ImageJ's *traced* perimeter: the length of the pixel-edge
+  outline minus ``(pw + ph − √(pw² + ph²))`` per counted corner, corners
+  counted as ImageJ counts them along the outline from its first vertex (the
+  lower right end of the outline's last bottom edge). An object that is one
+  axis-aligned rectangle of 16 pixels around or more becomes a rectangle ROI
+  in ImageJ, whose perimeter is ``2·(width + height)`` without corner correction; an object in several
+  pieces or with holes is a composite ROI whose perimeter is the sum of its
+  traced outlines (holes included).
+* ``circularity`` = 4π·area/perimeter², capped at 1; ``aspect_ratio`` =
+  major/minor; ``roundness`` = 4·area/(π·major²); ``solidity`` = area / area of
+  the convex hull of the outline's vertices.
+* ``major``/``minor``/``angle``: ImageJ's ellipse (second moments of the
+  pixels as unit squares, axes scaled to the object's area); ``angle`` in
+  degrees 0–180 counter-clockwise from the x axis, y up on screen.
+* ``feret`` (longest distance between two outline vertices), ``feret_angle``
+  (0–180°, from its left end), ``feret_x``/``feret_y`` (that end, in pixels,
+  as ImageJ's FeretX/FeretY), ``min_feret`` (the smallest caliper width over
+  the edges of the convex hull).
+* ``bbox_x``/``bbox_y``/``bbox_width``/``bbox_height``: ImageJ's BX, BY,
+  Width, Height (the outer pixel edges, calibrated).
+* Intensity: ``std`` is the sample standard deviation (n − 1); ``skewness``
+  and ``kurtosis`` (excess) use the population moments, as ImageJ; the
+  ``median`` of an integer image is the upper middle value (ImageJ's histogram
+  median), of a float image the mean of the two middle values;
+  ``int_den`` = area × mean, ``raw_int_den`` = sum of the pixel values;
+  ``com_x``/``com_y`` the intensity-weighted centroid (ImageJ's XM, YM).
+* Not measured: ImageJ's Mode, %Area, MinThr/MaxThr. For non-square pixels
+  ImageJ reports no ellipse; here the moments are taken in physical units.
+
+3D
+--
+``volume`` (voxel count × voxel volume), ``surface_area`` (marching cubes at
+level 0.5 of the object's mask smoothed by a Gaussian of σ = 0.75 voxel,
+with the voxel size as spacing: binary marching cubes over-estimates the area
+of smooth objects by 9 % for cubic voxels and 13–23 % for z steps 2–6× the
+pixel size), ``sphericity`` = π^⅓·(6·volume)^⅔ / surface_area (Wadell's; 1 for
+a ball, capped at 1), ``equivalent_diameter`` = (6·volume/π)^⅓, centroid and
+centre of mass in x, y, z, the bounding box, the three axes of the ellipsoid
+with the same second moments, solidity (volume / volume of the convex hull of
+that surface mesh, capped at 1) and the intensity statistics above. An object touching the image
+border is closed by the border (its cut face counts as surface).
 """
 
 from __future__ import annotations
@@ -55,13 +82,16 @@ from scipy import ndimage as ndi
 from .layout import dim_name
 from .metrics import check_label_image
 
-__all__ = ["regionprops_table", "IMAGEJ_COLUMNS", "to_imagej_columns"]
+__all__ = ["regionprops_table", "IMAGEJ_COLUMNS", "to_imagej_columns", "from_imagej_columns"]
 
 _AXES = {2: ("y", "x"), 3: ("z", "y", "x")}
 
-#: Column names of ImageJ's Results table for the columns of :func:`regionprops_table`.
+#: Python column of :func:`regionprops_table` -> ImageJ Results heading. 2D headings
+#: are those of ImageJ's Analyze > Measure; 3D ones follow the 3D Objects Counter and
+#: the 3D ImageJ Suite (Volume, Surface, Sphericity, X/Y/Z, XM/YM/ZM, BX/BY/BZ).
 IMAGEJ_COLUMNS = {
     "label": "Label",
+    "frame": "Frame",
     "area": "Area",
     "volume": "Volume",
     "mean": "Mean",
@@ -71,22 +101,56 @@ IMAGEJ_COLUMNS = {
     "centroid_x": "X",
     "centroid_y": "Y",
     "centroid_z": "Z",
+    "com_x": "XM",
+    "com_y": "YM",
+    "com_z": "ZM",
     "perimeter": "Perim.",
     "surface_area": "Surface",
+    "bbox_x": "BX",
+    "bbox_y": "BY",
+    "bbox_z": "BZ",
+    "bbox_width": "Width",
+    "bbox_height": "Height",
+    "bbox_depth": "Depth",
     "major": "Major",
     "intermediate": "Intermediate",
     "minor": "Minor",
     "angle": "Angle",
     "circularity": "Circ.",
     "sphericity": "Sphericity",
+    "equivalent_diameter": "EqDiameter",
+    "feret": "Feret",
+    "int_den": "IntDen",
+    "median": "Median",
+    "skewness": "Skew",
+    "kurtosis": "Kurt",
+    "raw_int_den": "RawIntDen",
+    "feret_x": "FeretX",
+    "feret_y": "FeretY",
+    "feret_angle": "FeretAngle",
+    "min_feret": "MinFeret",
+    "aspect_ratio": "AR",
+    "roundness": "Round",
     "solidity": "Solidity",
 }
+
+#: Columns that hold whole numbers.
+INTEGER_COLUMNS = ("label", "frame")
+
+
+def _rename(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+    out = df.rename(columns=mapping)
+    out.attrs = dict(df.attrs)
+    if "units" in df.attrs:
+        out.attrs["units"] = {mapping.get(k, k): v for k, v in df.attrs["units"].items()}
+    return out
 
 
 def to_imagej_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Rename the columns of :func:`regionprops_table` to ImageJ's Results headings.
 
-    ``df.attrs["units"]`` is renamed along with the columns.
+    Columns without an ImageJ heading keep their name; ``df.attrs["units"]`` is
+    renamed along with the columns. :func:`from_imagej_columns` is the inverse.
 
     Examples
     --------
@@ -94,11 +158,18 @@ def to_imagej_columns(df: pd.DataFrame) -> pd.DataFrame:
     >>> list(to_imagej_columns(regionprops_table(lbl)).columns[:4])
     ['Label', 'Area', 'X', 'Y']
     """
-    out = df.rename(columns=IMAGEJ_COLUMNS)
-    out.attrs = dict(df.attrs)
-    if "units" in df.attrs:
-        out.attrs["units"] = {IMAGEJ_COLUMNS.get(k, k): v for k, v in df.attrs["units"].items()}
-    return out
+    return _rename(df, IMAGEJ_COLUMNS)
+
+
+def from_imagej_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename ImageJ Results headings (``Area``, ``Perim.``...) to the Python names.
+
+    Examples
+    --------
+    >>> from_imagej_columns(pd.DataFrame({"Label": [1], "Circ.": [0.9]})).columns.tolist()
+    ['label', 'circularity']
+    """
+    return _rename(df, {v: k for k, v in IMAGEJ_COLUMNS.items()})
 
 
 def _per_axis(v: Any, ndim: int, name: str, default: float) -> np.ndarray:
@@ -173,17 +244,6 @@ def _ellipse_2d(n, sx, sy, sxx, syy, sxy, pw, ph, area):
     return major, minor, angle
 
 
-def _contour_length(mask: np.ndarray, spacing: np.ndarray) -> float:
-    from skimage.measure import find_contours
-
-    padded = np.pad(mask.astype(np.float32), 1)
-    total = 0.0
-    for c in find_contours(padded, 0.5):
-        d = np.diff(c, axis=0) * spacing
-        total += float(np.sum(np.sqrt(np.sum(d * d, axis=1))))
-    return total
-
-
 def _hull_volume(mask: np.ndarray, spacing: np.ndarray) -> float:
     """Area/volume of the convex hull of the pixel corners of ``mask``."""
     from scipy.spatial import ConvexHull, QhullError
@@ -199,6 +259,252 @@ def _hull_volume(mask: np.ndarray, spacing: np.ndarray) -> float:
         return float(ConvexHull(pts).volume)
     except (QhullError, ValueError):
         return float(np.count_nonzero(mask) * np.prod(spacing))
+
+
+# ----------------------------------------------------------------------------- 2D outlines
+# Directions of the pixel-edge steps, (dx, dy) with y down on screen.
+_E, _N, _W, _S = 0, 1, 2, 3
+_STEP = np.array([(1, 0), (0, -1), (-1, 0), (0, 1)])
+
+
+def _outline_cycles(mask: np.ndarray) -> list[np.ndarray]:
+    """The pixel-edge outlines of a 2D mask, as ImageJ's ThresholdToSelection draws them.
+
+    Every boundary edge is walked with the object on its left (outer outlines
+    counter-clockwise on screen, holes clockwise); where two pixels touch only at
+    a corner the walk turns right, so diagonal neighbours share one outline
+    (8-connected objects, 4-connected holes).
+
+    Returns
+    -------
+    list of ndarray
+        Per outline its straight runs, rows ``(direction, length, end_x, end_y)``
+        in walking order (pixel-corner coordinates of ``mask``), rotated so that
+        the first row is the run ending at the outline's first vertex in ImageJ:
+        the right (outer) or left (hole) end of the lowest, rightmost bottom run.
+    """
+    m = np.pad(np.asarray(mask, bool), 1)
+    inner = m[1:-1, 1:-1]
+    r, c = np.nonzero(inner)
+    r = r + 1
+    c = c + 1
+    up, down = ~m[r - 1, c], ~m[r + 1, c]
+    left, right = ~m[r, c - 1], ~m[r, c + 1]
+    # edge start vertex (x, y) in padded pixel-corner coordinates, and direction
+    xs = np.concatenate([c[up] + 1, c[down], c[left], c[right] + 1])
+    ys = np.concatenate([r[up], r[down] + 1, r[left], r[right] + 1])
+    ds = np.concatenate([np.full(up.sum(), _W), np.full(down.sum(), _E),
+                         np.full(left.sum(), _S), np.full(right.sum(), _N)])
+    width = m.shape[1] + 1
+    key = ys * width + xs
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    # out-edges per vertex: one, or two at a corner where pixels touch diagonally
+    first = {}
+    second = {}
+    for e, k in zip(order.tolist(), key_sorted.tolist()):
+        if k in first:
+            second[k] = e
+        else:
+            first[k] = e
+    used = np.zeros(len(ds), bool)
+    step = _STEP
+    cycles = []
+    for e0 in range(len(ds)):
+        if used[e0]:
+            continue
+        runs: list[list[int]] = []
+        e = e0
+        while not used[e]:
+            used[e] = True
+            d = int(ds[e])
+            x = int(xs[e]) + int(step[d, 0])
+            y = int(ys[e]) + int(step[d, 1])
+            if runs and runs[-1][0] == d:
+                runs[-1][1] += 1
+                runs[-1][2], runs[-1][3] = x, y
+            else:
+                runs.append([d, 1, x, y])
+            k = y * width + x
+            nxt = first.get(k)
+            if k in second:
+                a, b = first[k], second[k]
+                if used[a]:
+                    nxt = b
+                elif used[b]:
+                    nxt = a
+                else:  # a diagonal touch: turn right ((dx, dy) -> (-dy, dx) on screen)
+                    want = {_E: _S, _S: _W, _W: _N, _N: _E}[d]
+                    nxt = a if int(ds[a]) == want else b
+            if nxt is None:  # pragma: no cover - every boundary vertex has an out-edge
+                raise RuntimeError("open outline")
+            e = nxt
+        if len(runs) > 1 and runs[0][0] == runs[-1][0]:  # the walk started mid-run
+            runs[0][1] += runs[-1][1]
+            runs.pop()
+        a = np.array(runs, dtype=np.int64)
+        a[:, 2:] -= 1  # back to the coordinates of the unpadded mask
+        cycles.append(_imagej_start(a))
+    return cycles
+
+
+def _imagej_start(runs: np.ndarray) -> np.ndarray:
+    """Rotate an outline's runs so that the first ends at ImageJ's first vertex."""
+    d, x, y = runs[:, 0], runs[:, 2], runs[:, 3]
+    ex, ey = x, y
+    sx = x - _STEP[d, 0] * runs[:, 1]
+    sy = y - _STEP[d, 1] * runs[:, 1]
+    area2 = np.sum(sx * ey - ex * sy)  # < 0: outer outline (object on the left, y down)
+    want = _E if area2 < 0 else _W
+    bottom = np.flatnonzero(d == want)
+    if len(bottom) == 0:  # pragma: no cover - every outline has horizontal runs
+        return runs
+    lowest = bottom[y[bottom] == y[bottom].max()]
+    # the rightmost run on that line (for an outer outline its end is its right end)
+    rightmost = lowest[np.argmax(np.maximum(x[lowest], sx[lowest]))]
+    return np.roll(runs, -int(rightmost), axis=0)
+
+
+def _traced_corners(lengths: np.ndarray) -> int:
+    """ImageJ's corner count of a traced outline, from its run lengths (first: into vertex 0)."""
+    n = 0
+    corner = False
+    for side in lengths.tolist():
+        if side > 1 or not corner:
+            corner = True
+            n += 1
+        else:
+            corner = False
+    return n
+
+
+def _imagej_perimeter(cycles: list[np.ndarray], pw: float, ph: float) -> float:
+    """ImageJ's perimeter of the ROI that ThresholdToSelection makes of these outlines."""
+    if len(cycles) == 1 and len(cycles[0]) == 4 and cycles[0][:, 1].sum() >= 16:
+        # ImageJ makes a rectangle ROI of this (4 edges, 16 pixels around or more):
+        # its perimeter has no corner correction
+        runs = cycles[0]
+        w = runs[runs[:, 0] == _E, 1].sum()
+        h = runs[runs[:, 0] == _N, 1].sum()
+        return float(2 * w * pw + 2 * h * ph)
+    cut = (pw + ph) - np.hypot(pw, ph)
+    total = 0.0
+    for runs in cycles:
+        horizontal = np.isin(runs[:, 0], (_E, _W))
+        sx = runs[horizontal, 1].sum()
+        sy = runs[~horizontal, 1].sum()
+        total += sx * pw + sy * ph - _traced_corners(runs[:, 1]) * cut
+    return float(total)
+
+
+def _hull_2d(cycles: list[np.ndarray]) -> np.ndarray:
+    """Convex hull of the outline vertices, in ImageJ's order: from the top-left vertex,
+    down the left side first (no collinear points)."""
+    pts = np.unique(np.concatenate([c[:, 2:4] for c in cycles]).astype(np.float64), axis=0)
+    if len(pts) < 3:
+        return pts
+    # Andrew's monotone chain, in (x, y) with y down
+    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+
+    def half(points):
+        out: list = []
+        for p in points:
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])) <= 0:
+                out.pop()
+            out.append(tuple(p))
+        return out
+
+    lower = half(pts)
+    upper = half(pts[::-1])
+    hull = np.array(lower[:-1] + upper[:-1])
+    # orientation: negative shoelace sum on screen (y down), as ImageJ's hull
+    xh, yh = hull[:, 0], hull[:, 1]
+    if np.sum(xh * np.roll(yh, -1) - np.roll(xh, -1) * yh) > 0:
+        hull = hull[::-1]
+    top = np.flatnonzero(hull[:, 1] == hull[:, 1].min())
+    start = top[np.argmin(hull[top, 0])]
+    return np.roll(hull, -int(start), axis=0)
+
+
+def _feret(hull: np.ndarray, pw: float, ph: float) -> tuple[float, float, float, float, float]:
+    """ImageJ's Feret, FeretAngle, MinFeret, FeretX, FeretY from the ordered hull."""
+    if len(hull) == 0:
+        return (np.nan,) * 5
+    h = hull * (pw, ph)
+    # differences before calibration, as ImageJ (equal distances then tie the same way)
+    dx = (hull[:, None, 0] - hull[None, :, 0]) * pw
+    dy = (hull[:, None, 1] - hull[None, :, 1]) * ph
+    d2 = dx * dx + dy * dy
+    iu = np.triu_indices(len(h), 1)
+    if len(iu[0]) == 0:
+        return 0.0, 0.0, 0.0, float(hull[0, 0]), float(hull[0, 1])
+    k = int(np.argmax(d2[iu]))  # the first maximal pair in ImageJ's (i < j) order
+    i, j = int(iu[0][k]), int(iu[1][k])
+    if hull[i, 0] > hull[j, 0]:
+        i, j = j, i
+    (x1, y1), (x2, y2) = hull[i], hull[j]
+    angle = np.degrees(np.arctan2((y1 - y2) * ph, (x2 - x1) * pw))
+    if angle < 0:
+        angle += 180.0
+    # the smallest caliper width: per hull edge, the farthest vertex from its line
+    prev = np.roll(h, 1, axis=0)
+    edge = h - prev
+    normal = np.stack([edge[:, 1], -edge[:, 0]], axis=1)
+    length = np.hypot(normal[:, 0], normal[:, 1])
+    ok = length > 0
+    dist = ((h[None, :, :] - h[:, None, :]) * normal[:, None, :]).sum(-1)
+    widths = np.where(ok, np.maximum(dist.max(axis=1), 0) / np.where(ok, length, 1), np.inf)
+    min_feret = float(widths.min()) if np.isfinite(widths).any() else 0.0
+    return float(np.sqrt(d2[i, j])), float(angle), min_feret, float(x1), float(y1)
+
+
+def _polygon_area(hull: np.ndarray) -> float:
+    if len(hull) < 3:
+        return 0.0
+    x, y = hull[:, 0], hull[:, 1]
+    return float(abs(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)) / 2)
+
+
+def _sums(d: np.ndarray, w: np.ndarray | None, n_obj: int) -> np.ndarray:
+    return np.bincount(d, weights=w, minlength=n_obj + 1)[1:]
+
+
+def _intensity(img: np.ndarray, m: np.ndarray, n: np.ndarray, coords: tuple, d_c: np.ndarray,
+               n_obj: int) -> dict[str, np.ndarray]:
+    """ImageJ's intensity statistics per label (see the module docs)."""
+    v = img[coords].astype(np.float64)
+    s1 = _sums(d_c, v, n_obj)
+    mean = s1 / n
+    dev = v - mean[d_c - 1]
+    s2 = _sums(d_c, dev * dev, n_obj)
+    s3 = _sums(d_c, dev**3, n_obj)
+    s4 = _sums(d_c, dev**4, n_obj)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        std = np.sqrt(np.divide(s2, n - 1, out=np.zeros_like(s2), where=n > 1))
+        var = s2 / n
+        skew = (s3 / n) / var**1.5
+        kurt = (s4 / n) / var**2 - 3.0
+        com = [_sums(d_c, c.astype(np.float64) * v, n_obj) / s1 for c in coords]
+    # per-label sorted values: min, max and the median as ImageJ takes it
+    order = np.lexsort((img[coords], d_c))
+    sv = img[coords][order]
+    counts = n.astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    mid = starts + counts // 2
+    if np.issubdtype(img.dtype, np.floating):
+        low = sv[np.maximum(mid - 1, starts)]
+        even = counts % 2 == 0
+        half = np.asarray(2, dtype=sv.dtype)
+        median = np.where(even, (low + sv[mid]) / half, sv[mid]).astype(np.float64)
+    else:
+        median = sv[mid].astype(np.float64)
+    return {
+        "mean": mean, "std": std,
+        "min": sv[starts].astype(np.float64), "max": sv[starts + counts - 1].astype(np.float64),
+        "median": median, "skewness": skew, "kurtosis": kurt, "raw_int_den": s1,
+        "com": com,
+    }
 
 
 def regionprops_table(
@@ -234,14 +540,21 @@ def regionprops_table(
     Returns
     -------
     pandas.DataFrame
-        One row per object, sorted by label. 2D columns: ``label, area, mean,
-        std, min, max, centroid_x, centroid_y, perimeter, major, minor, angle,
-        circularity, solidity``. 3D columns: ``label, volume, mean, std, min,
-        max, centroid_x, centroid_y, centroid_z, surface_area, major,
-        intermediate, minor, sphericity, solidity``. The intensity columns are
-        present only with ``intensity``. ``df.attrs["units"]`` maps each column
-        to its unit (e.g. ``"µm^2"``), ``df.attrs["spacing"]``/``["origin"]``
-        record the calibration used.
+        One row per object, sorted by label, columns in the order of ImageJ's
+        Results. 2D: ``label, area, [mean, std, min, max,] centroid_x,
+        centroid_y, [com_x, com_y,] perimeter, bbox_x, bbox_y, bbox_width,
+        bbox_height, major, minor, angle, circularity, feret, [int_den, median,
+        skewness, kurtosis, raw_int_den,] feret_x, feret_y, feret_angle,
+        min_feret, aspect_ratio, roundness, solidity``. 3D: ``label, volume,
+        [mean, std, min, max,] centroid_x, centroid_y, centroid_z, [com_x,
+        com_y, com_z,] surface_area, bbox_x, bbox_y, bbox_z, bbox_width,
+        bbox_height, bbox_depth, major, intermediate, minor, sphericity,
+        equivalent_diameter, [int_den, median, skewness, kurtosis,
+        raw_int_den,] solidity``. The bracketed intensity columns are present
+        only with ``intensity``. ``label`` is int64. ``df.attrs["units"]`` maps
+        each column to its unit (e.g. ``"µm^2"``), ``df.attrs["spacing"]``/
+        ``["origin"]``/``["unit"]`` record the calibration used. The
+        definitions (ImageJ's, for 2D) are in the module docs.
 
     Raises
     ------
@@ -312,64 +625,102 @@ def regionprops_table(
         return df
 
     m = dense.reshape(lbl.shape)
-    fg = dense > 0
-    d_fg = dense[fg]
-    n = np.bincount(d_fg, minlength=n_obj + 1)[1:].astype(np.float64)
-    vox = float(np.prod(sp))
-    area_name = "area" if ndim == 2 else "volume"
-    data[area_name] = n * vox
-    units_map[area_name] = f"{unit}^{ndim}"
-
-    if img is not None:
-        v = img.ravel()[fg].astype(np.float64)
-        s1 = np.bincount(d_fg, weights=v, minlength=n_obj + 1)[1:]
-        mean = s1 / n
-        dev = v - mean[d_fg - 1]
-        s2 = np.bincount(d_fg, weights=dev * dev, minlength=n_obj + 1)[1:]
-        std = np.sqrt(np.divide(s2, n - 1, out=np.zeros_like(s2), where=n > 1))
-        index = np.arange(1, n_obj + 1)
-        data["mean"] = mean
-        data["std"] = std
-        data["min"] = np.asarray(ndi.minimum(img, labels=m, index=index), dtype=np.float64)
-        data["max"] = np.asarray(ndi.maximum(img, labels=m, index=index), dtype=np.float64)
-        for k in ("mean", "std", "min", "max"):
-            units_map[k] = "intensity"
-
-    # coordinate sums per label (pixel index units)
     coords = np.nonzero(m)
     d_c = m[coords]
-    sums = [np.bincount(d_c, weights=c.astype(np.float64), minlength=n_obj + 1)[1:] for c in coords]
-    shift = 0.5 if imagej_centres else 0.0
+    n = np.bincount(d_c, minlength=n_obj + 1)[1:].astype(np.float64)
+    vox = float(np.prod(sp))
+    size_name = "area" if ndim == 2 else "volume"
+    size_value = n * vox
+    data[size_name] = size_value
+    units_map[size_name] = f"{unit}^{ndim}"
     names = _AXES[ndim]
+    shift = 0.5 if imagej_centres else 0.0
+
+    stats = None
+    if img is not None:
+        stats = _intensity(img, m, n, coords, d_c, n_obj)
+        for k in ("mean", "std", "min", "max"):
+            data[k] = stats[k]
+            units_map[k] = "intensity"
+
+    sums = [_sums(d_c, c.astype(np.float64), n_obj) for c in coords]
     for ax in reversed(range(ndim)):  # x first, like ImageJ's X, Y, Z columns
         col = f"centroid_{names[ax]}"
         data[col] = (sums[ax] / n + shift - org[ax]) * sp[ax]
         units_map[col] = unit
+    if stats is not None:
+        for ax in reversed(range(ndim)):
+            col = f"com_{names[ax]}"
+            data[col] = (stats["com"][ax] + shift - org[ax]) * sp[ax]
+            units_map[col] = unit
 
     objs = ndi.find_objects(m)
+    lo = np.array([[s.start for s in sl] for sl in objs], dtype=np.float64)
+    ext = np.array([[s.stop - s.start for s in sl] for sl in objs], dtype=np.float64)
+    box_shift = 0.0 if imagej_centres else -0.5
+
+    def put_bbox():
+        for ax in reversed(range(ndim)):
+            col = f"bbox_{names[ax]}"
+            data[col] = (lo[:, ax] + box_shift - org[ax]) * sp[ax]
+            units_map[col] = unit
+        for ax, col in zip(reversed(range(ndim)), ("bbox_width", "bbox_height", "bbox_depth")):
+            data[col] = ext[:, ax] * sp[ax]
+            units_map[col] = unit
+
+    def put_intensity_tail():
+        if stats is None:
+            return
+        data["int_den"] = size_value * stats["mean"]
+        data["median"] = stats["median"]
+        data["skewness"] = stats["skewness"]
+        data["kurtosis"] = stats["kurtosis"]
+        data["raw_int_den"] = stats["raw_int_den"]
+        units_map.update(int_den=f"{unit}^{ndim}·intensity", median="intensity", skewness="",
+                         kurtosis="", raw_int_den="intensity")
+
     if ndim == 2:
+        ph, pw = float(sp[0]), float(sp[1])
         sy, sx = sums
         ys, xs = coords
-        syy = np.bincount(d_c, weights=ys.astype(np.float64) ** 2, minlength=n_obj + 1)[1:]
-        sxx = np.bincount(d_c, weights=xs.astype(np.float64) ** 2, minlength=n_obj + 1)[1:]
-        sxy = np.bincount(d_c, weights=xs.astype(np.float64) * ys, minlength=n_obj + 1)[1:]
-        area = n * vox
-        major, minor, angle = _ellipse_2d(n, sx, sy, sxx, syy, sxy, sp[1], sp[0], area)
+        syy = _sums(d_c, ys.astype(np.float64) ** 2, n_obj)
+        sxx = _sums(d_c, xs.astype(np.float64) ** 2, n_obj)
+        sxy = _sums(d_c, xs.astype(np.float64) * ys, n_obj)
+        area = size_value
+        major, minor, angle = _ellipse_2d(n, sx, sy, sxx, syy, sxy, pw, ph, area)
         perim = np.empty(n_obj)
-        hull = np.empty(n_obj)
+        hull_area = np.empty(n_obj)
+        feret = np.empty((n_obj, 5))
         for i, sl in enumerate(objs):
-            mask = m[sl] == i + 1
-            perim[i] = _contour_length(mask, sp)
-            hull[i] = _hull_volume(mask, sp)
+            cycles = _outline_cycles(m[sl] == i + 1)
+            perim[i] = _imagej_perimeter(cycles, pw, ph)
+            hull = _hull_2d(cycles)
+            hull_area[i] = _polygon_area(hull)
+            feret[i] = _feret(hull, pw, ph)
+            feret[i, 3] += sl[1].start
+            feret[i, 4] += sl[0].start
         data["perimeter"] = perim
+        put_bbox()
         data["major"] = major
         data["minor"] = minor
         data["angle"] = angle
-        circ = np.divide(4 * np.pi * area, perim**2, out=np.ones_like(area), where=perim > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            circ = np.where(perim > 0, 4 * np.pi * area / perim**2, 0.0)
         data["circularity"] = np.minimum(circ, 1.0)
-        data["solidity"] = np.minimum(area / hull, 1.0)
+        data["feret"] = feret[:, 0]
+        put_intensity_tail()
+        data["feret_x"] = feret[:, 3]
+        data["feret_y"] = feret[:, 4]
+        data["feret_angle"] = feret[:, 1]
+        data["min_feret"] = feret[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data["aspect_ratio"] = major / minor
+            data["roundness"] = 4 * area / (np.pi * major**2)
+            data["solidity"] = np.where(hull_area > 0, n / hull_area, np.nan)
         units_map.update(
-            perimeter=unit, major=unit, minor=unit, angle="degree", circularity="", solidity=""
+            perimeter=unit, major=unit, minor=unit, angle="degree", circularity="", feret=unit,
+            feret_x="pixel", feret_y="pixel", feret_angle="degree", min_feret=unit,
+            aspect_ratio="", roundness="", solidity="",
         )
     else:
         from skimage.measure import marching_cubes, mesh_surface_area
@@ -378,35 +729,33 @@ def regionprops_table(
         hull = np.empty(n_obj)
         for i, sl in enumerate(objs):
             mask = m[sl] == i + 1
-            padded = np.pad(mask, 1).astype(np.float32)
-            try:
-                verts, faces, _, _ = marching_cubes(padded, 0.5, spacing=tuple(sp))
-                surf[i] = mesh_surface_area(verts, faces)
-            except (ValueError, RuntimeError):
-                surf[i] = np.nan
-            hull[i] = _hull_volume(mask, sp)
+            surf[i], hull[i] = _surface_and_hull(mask, sp, marching_cubes, mesh_surface_area)
         # ellipsoid with the same second moments (pixels as cubes: +spacing^2/12)
         cov = np.empty((n_obj, 3, 3))
         means = [sums[a] / n for a in range(3)]
         for a in range(3):
             for b in range(a, 3):
                 w = coords[a].astype(np.float64) * coords[b]
-                sab = np.bincount(d_c, weights=w, minlength=n_obj + 1)[1:]
-                c = (sab / n - means[a] * means[b]) * sp[a] * sp[b]
+                c = (_sums(d_c, w, n_obj) / n - means[a] * means[b]) * sp[a] * sp[b]
                 if a == b:
                     c = c + sp[a] ** 2 / 12.0
                 cov[:, a, b] = cov[:, b, a] = c
         ev = np.clip(np.linalg.eigvalsh(cov), 0, None)[:, ::-1]  # descending
         axes = 2.0 * np.sqrt(5.0 * ev)  # full axis lengths, major first
-        vol = n * vox
+        vol = size_value
         data["surface_area"] = surf
+        put_bbox()
         data["major"] = axes[:, 0]
         data["intermediate"] = axes[:, 1]
         data["minor"] = axes[:, 2]
-        data["sphericity"] = np.minimum(np.pi ** (1 / 3) * (6 * vol) ** (2 / 3) / surf, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data["sphericity"] = np.minimum(np.pi ** (1 / 3) * (6 * vol) ** (2 / 3) / surf, 1.0)
+        data["equivalent_diameter"] = (6 * vol / np.pi) ** (1 / 3)
+        put_intensity_tail()
         data["solidity"] = np.minimum(vol / hull, 1.0)
         units_map.update(
-            surface_area=f"{unit}^2", major=unit, intermediate=unit, minor=unit, sphericity="", solidity=""
+            surface_area=f"{unit}^2", major=unit, intermediate=unit, minor=unit, sphericity="",
+            equivalent_diameter=unit, solidity="",
         )
 
     df = pd.DataFrame(data)
@@ -415,3 +764,24 @@ def regionprops_table(
     df.attrs["origin"] = tuple(float(o) for o in org)
     df.attrs["unit"] = unit
     return df
+
+
+def _surface_and_hull(mask: np.ndarray, sp: np.ndarray, marching_cubes,
+                      mesh_surface_area) -> tuple[float, float]:
+    """Surface area and convex-hull volume of the marching-cubes mesh at 0.5 of the mask
+    smoothed by a Gaussian of 0.75 voxel (see the module docs)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    padded = np.pad(mask.astype(np.float32), 3)
+    smooth = ndi.gaussian_filter(padded, 0.75, truncate=4.0)
+    if smooth.max() <= 0.5:  # a tiny object vanishes under the blur: use its binary mask
+        smooth = np.pad(mask.astype(np.float32), 1)
+    try:
+        verts, faces, _, _ = marching_cubes(smooth, 0.5, spacing=tuple(float(s) for s in sp))
+    except (ValueError, RuntimeError):
+        return float("nan"), _hull_volume(mask, sp)
+    try:
+        hull = float(ConvexHull(verts).volume)
+    except (QhullError, ValueError):
+        hull = _hull_volume(mask, sp)
+    return float(mesh_surface_area(verts, faces)), hull

@@ -5,11 +5,14 @@ Mapping
 ==========================  =============================================================
 ResultsTable                DataFrame
 ==========================  =============================================================
-numeric column              float64 column (ImageJ stores every number as a double, so
-                            int and bool columns come back as float64 with the same
-                            values; integers beyond 2**53 that a double cannot hold
-                            exactly are rounded, with a :class:`LossyConversionWarning`
-                            naming the column, as images warn)
+numeric column              float64 column (ImageJ stores every number as a double);
+                            integers beyond 2**53 that a double cannot hold exactly are
+                            rounded, with a :class:`LossyConversionWarning` naming the
+                            column, as images warn. Integer columns come back as int64:
+                            those that were int when ij-bridge wrote the table, and
+                            ImageJ's whole-number headings (``Label``, ``Frame``,
+                            ``Slice``, ``Ch``) when every value is a whole number.
+                            bool columns come back as float64 (0.0/1.0)
 string column               pandas' default string dtype (``str`` in pandas 3, object
                             before). A missing string (None/NaN) in a text column is an
                             empty cell in ImageJ and comes back as ``""``
@@ -19,6 +22,13 @@ NaN                         NaN
 row labels ("Label")        the index, as ``str``, named after the label heading
                             (``"Label"``); a table without labels gets a RangeIndex
 column order                column order
+units                       ``df.attrs["units"]`` (column -> unit, as images carry
+                            theirs): the units of the DataFrame ij-bridge wrote into
+                            the table (e.g. by *Measure Labels*), while the table keeps
+                            the headings and rows it had then; else, with ``image=``,
+                            the units of ImageJ's own Measure headings (``Area``:
+                            unit^2, ``X``: unit, ``Angle``: degree...) from that
+                            image's calibration; else ``{}``
 ==========================  =============================================================
 
 Going into ImageJ, an index that is not the default ``0..n-1`` becomes the row labels
@@ -44,6 +54,64 @@ __all__ = ["results_to_dataframe", "dataframe_to_results", "LossyConversionWarni
 
 #: Integers up to this size are exact in a double.
 _EXACT_INT = 2**53
+
+#: ImageJ headings that hold whole numbers (row and stack positions).
+_INTEGER_HEADINGS = ("Label", "Frame", "Slice", "Ch")
+
+#: Units of ImageJ's own Measure headings: the power of the spatial unit, or a fixed unit.
+_MEASURE_UNITS: dict[str, Any] = {
+    "Area": 2, "Volume": 3, "X": 1, "Y": 1, "Z": 1, "XM": 1, "YM": 1, "ZM": 1, "Perim.": 1,
+    "Surface": 2, "BX": 1, "BY": 1, "BZ": 1, "Width": 1, "Height": 1, "Depth": 1, "Major": 1,
+    "Intermediate": 1, "Minor": 1, "Feret": 1, "MinFeret": 1, "EqDiameter": 1, "Length": 1,
+    "Angle": "degree", "FeretAngle": "degree", "FeretX": "pixel", "FeretY": "pixel",
+    "Mean": "intensity", "StdDev": "intensity", "Min": "intensity", "Max": "intensity",
+    "Median": "intensity", "Mode": "intensity", "RawIntDen": "intensity",
+    "Circ.": "", "AR": "", "Round": "", "Solidity": "", "Skew": "", "Kurt": "", "Sphericity": "",
+    "%Area": "%",
+}
+
+#: What ij-bridge wrote into each table: identity hash -> (headings, rows, units, int columns).
+_WRITTEN: dict[int, tuple[tuple[str, ...], int, dict[str, str], frozenset[str]]] = {}
+
+
+def _identity(rt: Any) -> int:
+    return int(jc.System.identityHashCode(rt))
+
+
+def _remember(rt: Any, df: Any) -> None:
+    """Record the units and integer columns of the DataFrame just written into ``rt``."""
+    units = dict(getattr(df, "attrs", {}).get("units") or {}) if isinstance(df, pd.DataFrame) else {}
+    ints: set[str] = set()
+    if isinstance(df, pd.DataFrame):
+        ints = {str(c) for c, dt in df.dtypes.items() if getattr(dt, "kind", "") in "iu"}
+    headings = tuple(str(h) for h in rt.getHeadings())
+    _WRITTEN[_identity(rt)] = (headings, int(rt.size()), {str(k): str(v) for k, v in units.items()},
+                               frozenset(ints))
+
+
+def _image_units(image: Any, headings: list[str]) -> dict[str, str]:
+    """Units of ImageJ's Measure headings from an image's calibration."""
+    imp = image
+    if isinstance(image, str):
+        imp = jc.WindowManager.getImage(image)
+        if imp is None:
+            raise ValueError(f"no image titled {image!r} is open")
+    cal = imp.getCalibration()
+    unit = str(cal.getUnit()).strip() or "pixel"
+    if unit in ("pixels", "pixel"):
+        unit = "pixel"
+    out = {}
+    for h in headings:
+        u = _MEASURE_UNITS.get(h)
+        if u is None:
+            continue
+        if isinstance(u, int):
+            out[h] = unit if u == 1 else f"{unit}^{u}"
+        else:
+            out[h] = u
+    if "IntDen" in headings:
+        out["IntDen"] = f"{unit}^2·intensity"
+    return out
 
 
 def _warn_inexact(name: str, values: list) -> None:
@@ -86,7 +154,7 @@ def _resolve_table(rt: Any):
     raise TypeError(f"expected an ij.measure.ResultsTable, a table title or None, got {type(rt).__name__}")
 
 
-def results_to_dataframe(rt: Any = None) -> pd.DataFrame:
+def results_to_dataframe(rt: Any = None, *, image: Any = None) -> pd.DataFrame:
     """Copy an ImageJ ``ResultsTable`` into a DataFrame (see the module docs).
 
     Parameters
@@ -94,10 +162,15 @@ def results_to_dataframe(rt: Any = None) -> pd.DataFrame:
     rt : ij.measure.ResultsTable or str, optional
         The table, or the title of an open table window. Default: the system "Results"
         table (the one *Analyze > Measure* fills).
+    image : ij.ImagePlus or str, optional
+        The image the table measured (or its title): its calibration gives
+        ``df.attrs["units"]`` for ImageJ's Measure headings when the table is not one
+        ij-bridge wrote.
 
     Returns
     -------
     pandas.DataFrame
+        ``df.attrs["units"]`` maps columns to units (see the module docs).
     """
     _ensure_started()
     table = _resolve_table(rt)
@@ -133,6 +206,22 @@ def results_to_dataframe(rt: Any = None) -> pd.DataFrame:
     df = pd.DataFrame(data, index=pd.RangeIndex(n), columns=[h for h in headings if h in data])
     if index is not None:
         df.index = index
+    written = _WRITTEN.get(_identity(table))
+    if written is not None and (written[0] != tuple(headings) or written[1] != n):
+        written = None  # the table changed since ij-bridge wrote it
+    ints = set(written[3]) if written is not None else set()
+    ints |= {h for h in _INTEGER_HEADINGS if h in data}
+    for h in ints:
+        if h in df.columns and df[h].dtype == np.float64:
+            v = df[h].to_numpy()
+            if np.all(np.isfinite(v)) and np.all(v == np.round(v)) and np.all(np.abs(v) <= _EXACT_INT):
+                df[h] = v.astype(np.int64)
+    if written is not None:
+        df.attrs["units"] = {k: v for k, v in written[2].items() if k in df.columns}
+    elif image is not None:
+        df.attrs["units"] = _image_units(image, list(df.columns))
+    else:
+        df.attrs["units"] = {}
     return df
 
 
@@ -224,6 +313,8 @@ def dataframe_to_results(df: Any, title: str = "Results", show: bool = True):
         the one macros read with ``getResult``; any other title makes a new table.
     show : bool
         Show the table in a window (ignored headless, where tables have no window).
+        ``df.attrs["units"]`` and the integer columns are remembered for
+        :func:`results_to_dataframe`.
 
     Returns
     -------
@@ -273,4 +364,5 @@ def dataframe_to_results(df: Any, title: str = "Results", show: bool = True):
             shown = ResultsTable.getResultsTable(title)
             if shown is not None:
                 rt = shown
+    _remember(rt, df)
     return rt

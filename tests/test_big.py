@@ -172,3 +172,44 @@ def test_n2v_big_cancel_leaves_nothing(n2v_2d, tmp_path):
         with pytest.raises(cancel.Cancelled):
             predict_big(n2v_2d, stack, out, axes="TYX", progress=progress)
     _no_leftovers(tmp_path, set())
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_stardist_big_equals_whole_image(nuclei, tmp_path):
+    from ij_bridge.cli import main
+    from ij_bridge.io import imread, read_rois
+
+    crop = nuclei[:520, :600]
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "slide.tif", crop, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um"})
+    model = str(REF / "stardist" / "2d_grid2")
+    common = ["stardist", "predict", str(tmp_path / "in" / "slide.tif"), "--model", model, "--quiet"]
+    assert main(common + ["--output", str(tmp_path / "big"), "--big", "--block-size", "320"]) == 0
+    assert main(common + ["--output", str(tmp_path / "whole"), "--no-big"]) == 0
+    big = imread(tmp_path / "big" / "slide_labels.tif")
+    whole = imread(tmp_path / "whole" / "slide_labels.tif")
+    assert big.dtype == np.uint16 and big.attrs.get("units", {}).get("x") in ("um", "µm", "micron")
+    np.testing.assert_array_equal(big.values, whole.values)
+    assert len(read_rois(tmp_path / "big" / "slide_rois.zip")) == int(whole.values.max())
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "big" / "slide_objects.csv")
+    assert len(table) == int(whole.values.max()) and {"label", "probability", "area_px"} <= set(table.columns)
+    _no_leftovers(tmp_path / "big", {"slide_labels.tif", "slide_rois.zip", "slide_objects.csv"})
+
+
+def test_cli_n2v_big_equals_whole_stack(tmp_path):
+    from ij_bridge.cli import main
+
+    stack = np.random.default_rng(4).normal(100, 20, (3, 64, 80)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "movie.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    model = str(REF / "n2v" / "n2v_2d")
+    common = ["n2v", "predict", str(tmp_path / "in" / "movie.tif"), "--model", model, "--quiet"]
+    assert main(common + ["--output", str(tmp_path / "big"), "--big"]) == 0
+    assert main(common + ["--output", str(tmp_path / "whole"), "--no-big"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "big" / "movie.tif"),
+                                  tifffile.imread(tmp_path / "whole" / "movie.tif"))
+    _no_leftovers(tmp_path / "big", {"movie.tif"})

@@ -67,6 +67,12 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    big = pr.add_mutually_exclusive_group()  # issue 14.3: ij_bridge.workflows.big
+    big.add_argument("--big", dest="big", action="store_const", const=True, default=None,
+                     help="denoise plane by plane from a memory map, written as it is done (default: "
+                          "automatic above 2 GiB of 32-bit result)")
+    big.add_argument("--no-big", dest="big", action="store_const", const=False,
+                     help="always denoise the whole image at once")
     pr.set_defaults(func=_predict)
 
     im = sub.add_parser("import", help="convert an n2v (juglab) model to ij-bridge's format",
@@ -221,7 +227,25 @@ def _predict(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create --output {out_dir}: {exc.strerror or exc}") from None
+    from ..workflows import big as _big
+
     for f, target in zip(files, targets):
+        try:
+            info = _big.tiff_info(f)
+        except Exception:  # unreadable: _imread below says why
+            info = None
+        if info is not None and _big.use_big_n2v(info, args.big):
+            try:
+                _big.denoise_file_big(f, model, target, overwrite=True, tile_shape=tile_shape, tta=args.tta,
+                                      as_2d=args.as_2d, show_progress=not _progress_quiet(args), info=info,
+                                      log=lambda line: print(line, file=sys.stderr))
+            except ValueError as exc:
+                raise CLIError(f"{f}: {exc}" if str(f) not in str(exc) else str(exc)) from None
+            except OSError as exc:
+                raise CLIError(f"cannot write {target}: {exc.strerror or exc}; nothing half-written was "
+                               "left (free space or choose another folder, then run again)") from None
+            print(f"{f} -> {target} (plane by plane)")
+            continue
         img = _imread(f)
         try:
             res = wf.denoise(img, model, tile_shape=tile_shape, tta=args.tta,

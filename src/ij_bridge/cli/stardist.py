@@ -79,6 +79,13 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--overwrite", action="store_true",
                     help="replace existing outputs (each input's set of outputs is replaced as a whole)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    big = pr.add_mutually_exclusive_group()  # helper H (issue 14.3): ij_bridge.workflows.big
+    big.add_argument("--big", dest="big", action="store_const", const=True, default=None,
+                     help="segment block by block, labels written to disk as they are done (default: "
+                          "automatic above 4096 x 4096 pixels, 2D model, one plane)")
+    big.add_argument("--no-big", dest="big", action="store_const", const=False,
+                     help="always segment the whole image at once")
+    pr.add_argument("--block-size", type=int, help="core size of --big's blocks (default: from memory)")
     pr.set_defaults(func=_predict)
 
     im = sub.add_parser("import", help="convert a model of the original StarDist to ij-bridge's format",
@@ -267,8 +274,28 @@ def _predict(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     n_tiles = _ints(args.tiles, model.ndim, "tiles")
+    from ..workflows import big as _big
+
     for path in files:
         outs = outputs[path]
+        try:  # a whole-slide-sized plane goes block by block (ij_bridge.workflows.big)
+            info = _big.tiff_info(path)
+        except Exception:  # unreadable: imread below says why
+            info = None
+        if info is not None and _big.use_big_stardist(info, model, args.big):
+            try:
+                n = _big.segment_file_big(
+                    path, model, outs, overwrite=args.overwrite, prob_thresh=args.prob, nms_thresh=args.nms,
+                    normalize=not args.no_normalize, percentiles=(args.low, args.high),
+                    block_size=args.block_size, exclude_border=args.exclude, show_progress=not args.quiet,
+                    info=info, log=lambda line: print(line, file=sys.stderr))
+            except ValueError as exc:
+                raise CLIError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from None
+            except OSError as exc:
+                raise _write_error(exc) from None
+            print(f"{path.name}: {n} object(s), block by block -> {outs[0].name}, "
+                  f"{outs[1].name if n else '(no ROIs)'}, {outs[2].name}")
+            continue
         try:
             da = imread(path)
         except Exception as exc:  # unreadable file: a user error

@@ -130,8 +130,9 @@ def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None
                 tmp = stack.enter_context(staged(output, overwrite=overwrite))
                 nbytes = int(np.prod(shape)) * 4
                 kw: dict[str, Any] = {"bigtiff": nbytes > 2 ** 31}
-                if imagej and nbytes < 2 ** 32 - 2 ** 25:
-                    ij_axes = "".join({"S": "T"}.get(a, a) for a in ax)
+                ij_axes = "".join({"S": "T"}.get(a, a) for a in ax)
+                in_order = [a for a in "TZCYX" if a in ij_axes] == list(ij_axes)
+                if imagej and in_order and nbytes < 2 ** 32 - 2 ** 25:  # ImageJ's own layout and limit
                     kw = {"imagej": True, "metadata": {"axes": ij_axes}}
                 out = tifffile.memmap(tmp, shape=shape, dtype=np.float32, **kw)
             else:

@@ -52,7 +52,7 @@ Normalisation
 Percentiles are computed once, on a regular subsample of the whole image
 (every ``s``-th row and column, ``s = ceil(sqrt(pixels / sample_pixels))``;
 with the default ``sample_pixels`` of 16 million, ``s = 1`` up to 4000 x 4000,
-i.e. exactly the whole-image percentiles, ``s = 2`` at 8192², ``s = 5`` at
+i.e. exactly the whole-image percentiles, ``s = 3`` at 8192², ``s = 5`` at
 20,000²), not per block; each block is normalised with them.
 
 Memory
@@ -230,12 +230,18 @@ def _n_filters(model) -> int:
 
 # ----------------------------------------------------------------------------- output
 
-def _create_output(path: Path, shape: tuple[int, int], dtype) -> np.memmap:
+def _create_output(path: Path, shape: tuple[int, int], dtype, tiff_kwargs=None) -> np.memmap:
     import tifffile
 
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack",
-                           bigtiff=nbytes > 2 ** 31)
+    kw = dict(tiff_kwargs or {})
+    if kw.get("imagej") and nbytes >= 2 ** 32 - 2 ** 25:  # ImageJ's TIFFs stop at 4 GB
+        kw.pop("imagej")
+        kw.pop("metadata", None)
+    if not kw.get("imagej"):
+        kw.setdefault("photometric", "minisblack")
+        kw.setdefault("bigtiff", nbytes > 2 ** 31)
+    return tifffile.memmap(path, shape=shape, dtype=dtype, **kw)
 
 
 # ----------------------------------------------------------------------------- main
@@ -245,7 +251,8 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
                           margin: int | None = None, prob_thresh: float | None = None,
                           nms_thresh: float | None = None, normalize: bool = True,
                           percentiles: Sequence[float] | None = None, sample_pixels: int = 16_000_000,
-                          memory_limit: int | None = None, progress: Progress | None = None,
+                          memory_limit: int | None = None, labels_dtype: Any = np.int32,
+                          tiff_kwargs: dict[str, Any] | None = None, progress: Progress | None = None,
                           show_progress: bool = False) -> tuple[Any, dict[str, Any]]:
     """Segment a 2D image of any size block by block, in bounded memory.
 
@@ -287,6 +294,13 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
     memory_limit : int, optional
         Bytes for one block's network pass when choosing ``block_size``
         (default 768 MiB).
+    labels_dtype : dtype or "imagej"
+        Type of the label image (default int32, as :meth:`predict_instances`);
+        ``"imagej"``: 16-bit when the objects fit, else 32-bit float (ImageJ's
+        types; chosen once all objects are known, before any label is written).
+    tiff_kwargs : dict, optional
+        Passed to ``tifffile.memmap`` for a path ``output`` (e.g. ``imagej``,
+        ``resolution``, ``metadata``).
     progress : callable, optional
         ``progress(done, total, message)``; ``cancel.check()`` runs per block
         (a cancelled run leaves no output file).
@@ -372,13 +386,10 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
 
     try:
         with ExitStack() as stack:
-            if to_file:
+            if to_file:  # the file is created once the objects (and so the label type) are known
                 tmp = stack.enter_context(staged(output, overwrite=overwrite))
-                out = _create_output(tmp, (H, W), np.int32)
-                out_mmap = _find_mmap(out)
-            else:
-                out = np.zeros((H, W), np.int32) if output is None else output
-                out_mmap = _find_mmap(out)
+            elif output is not None:
+                out = output
 
             # -- normalisation: one set of percentiles for the whole image
             stride = 1
@@ -499,6 +510,20 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
                 warnings.warn(f"objects up to {float(np.max(d)):.0f} px in radius against margin={m_used}: "
                               "near block borders objects may differ from whole-image prediction; "
                               "pass a larger margin", stacklevel=2)
+            if isinstance(labels_dtype, str) and labels_dtype == "imagej":
+                if len(p) > 2 ** 24:
+                    raise ValueError(f"{len(p)} objects: more than a 32-bit ImageJ image holds exactly "
+                                     "(2**24); segment the image in parts")
+                ldt = np.dtype(np.uint16 if len(p) <= 65535 else np.float32)
+            else:
+                ldt = np.dtype(labels_dtype)
+                if ldt.kind in "iu" and len(p) > np.iinfo(ldt).max:
+                    raise ValueError(f"{len(p)} objects do not fit labels_dtype {ldt}")
+            if to_file:
+                out = _create_output(tmp, (H, W), ldt, tiff_kwargs)
+            elif output is None:
+                out = np.zeros((H, W), ldt)
+            out_mmap = _find_mmap(out)
             lo_b = np.floor(coord.min(axis=2)).astype(np.int64) - 1  # (n, 2) bounding boxes
             hi_b = np.ceil(coord.max(axis=2)).astype(np.int64) + 1
             for i in range(ni):
@@ -507,7 +532,7 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
                     rs, cs = cores[i][j]
                     sel = np.flatnonzero((lo_b[:, 0] < rs.stop) & (hi_b[:, 0] >= rs.start)
                                          & (lo_b[:, 1] < cs.stop) & (hi_b[:, 1] >= cs.start))
-                    out[rs, cs] = _paint(coord, p, sel, (H, W), rs, cs)
+                    out[rs, cs] = _paint(coord, p, sel, (H, W), rs, cs).astype(ldt, copy=False)
                     state["done"] += 1
                     report(state["done"], "writing labels")
                 if out_mmap is not None:

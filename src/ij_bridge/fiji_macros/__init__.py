@@ -2,9 +2,11 @@
 
 :func:`install_macros` writes, into a ``Fiji.app`` or an ImageJ folder,
 
-* ``plugins/IJ_Bridge/<Command>_(ij-bridge).ijm``: one command per IJ Bridge
-  step, listed under *Plugins > IJ Bridge* (ImageJ installs macros with an
-  underscore in their name from ``plugins/`` sub-folders as commands), e.g.
+* ``plugins/IJ Bridge/<Command>_(ij-bridge).ijm``: one command per IJ Bridge
+  step, listed under *Plugins > IJ Bridge* (ImageJ installs the ``.ijm`` files
+  of a ``plugins/`` sub-folder as commands, underscores in the file name
+  becoming spaces; the sub-menu is the folder name as it is, hence the space
+  in the folder's name), e.g.
   ``run("StarDist 2D (ij-bridge)", "model=[stardist_nuclei2d] normalize ...")``;
 * ``macros/toolsets/IJ Bridge.ijm``: a tool bar set with the same steps.
 
@@ -18,6 +20,12 @@ into ImageJ: images (label image, denoised image) with their calibration, the
 ROI Manager from ``rois.zip``, the Results from ``results.csv``, the bridge's
 Log lines. A failure of the CLI (its last output line carries the status)
 stops the macro with the error message, as an ImageJ error.
+
+With the Macro Recorder open, a run from the menu records one line,
+``run("StarDist 2D (ij-bridge)", "model=... measure");``, and nothing of the
+exchange: the files are read back through calls that ImageJ does not record
+(``open()`` rather than ``roiManager("Open", ...)``, whose path in the
+temporary folder would be gone on replay).
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from typing import Sequence
 __all__ = ["install_macros", "macro_for", "STEPS", "Step"]
 
 SUFFIX = "(ij-bridge)"
-PLUGIN_DIR = "IJ_Bridge"
+PLUGIN_DIR = "IJ Bridge"
+#: the folder of installations before the menu was named "IJ Bridge" (replaced with --force)
+OLD_PLUGIN_DIR = "IJ_Bridge"
 TOOLSET_NAME = "IJ Bridge.ijm"
 
 
@@ -82,7 +92,8 @@ function ijbCall(exe, steps, title) {
     // steps: command names and option strings, alternating, separated by "\n"
     if (!File.exists(exe))
         ijbFail("the ij-bridge executable is missing:\n" + exe + "\nReinstall with `ij-bridge install-macros`.");
-    tmp = getDirectory("temp") + "ij-bridge-" + getTime() + "-" + floor(random * 1000000) + File.separator;
+    // d2s: getTime() alone would print as 1.7962E12
+    tmp = getDirectory("temp") + "ij-bridge-" + d2s(getTime(), 0) + "-" + d2s(floor(random * 1000000), 0) + File.separator;
     File.makeDirectory(tmp);
     input = tmp + "input.tif";
     out = tmp + "out";
@@ -149,7 +160,12 @@ function ijbLoad(dir, lines) {
             // that ImageJ drops when this macro ends
             run("ROI Manager...");
             roiManager("reset");
-            roiManager("Open", dir + f[1]);
+            // with a window, open() and not roiManager("Open", path): the Recorder writes
+            // down the latter (with this temporary path, gone on replay), while open() of a
+            // ROI set fills the ROI Manager unrecorded. In batch mode (no Recorder there)
+            // open() would fill a ROI Manager private to a nested macro
+            if (is("Batch Mode")) roiManager("Open", dir + f[1]);
+            else open(dir + f[1]);
             loaded = loaded + roiManager("count") + " ROIs in the ROI Manager; ";
         } else if (f[0] == "results") {
             ijbResults(dir + f[1]);
@@ -346,7 +362,11 @@ def install_macros(target: str | os.PathLike, executable: str, *, force: bool = 
         raise FileNotFoundError(f"the ij-bridge executable {executable!r} must be an existing absolute path")
     files = {root / "plugins" / PLUGIN_DIR / _file_name(s.title): macro_for(s, str(exe)) for s in steps}
     files[root / "macros" / "toolsets" / TOOLSET_NAME] = _toolset(str(exe))
-    existing = [p for p in files if p.exists()]
+    # an earlier installation's plugins/IJ_Bridge/ (menu shown as "IJ_Bridge"): its commands
+    # would be listed twice, so --force replaces them; only files of ours are removed
+    old_dir = root / "plugins" / OLD_PLUGIN_DIR
+    old = [old_dir / _file_name(s.title) for s in STEPS if (old_dir / _file_name(s.title)).is_file()]
+    existing = [p for p in files if p.exists()] + old
     if existing and not force:
         raise FileExistsError(f"{len(existing)} file(s) exist already, e.g. {str(existing[0])!r}; "
                               "pass --force to replace them")
@@ -355,4 +375,8 @@ def install_macros(target: str | os.PathLike, executable: str, *, force: bool = 
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    for path in old:
+        path.unlink()
+    if old and not any(old_dir.iterdir()):
+        old_dir.rmdir()
     return list(files)

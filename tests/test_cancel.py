@@ -459,3 +459,84 @@ def test_cli_training_stops_at_ctrl_c_and_saves_no_model(tmp_path):
     assert time.monotonic() - t0 < 10
     assert "stopped (interrupted)" in err and "Traceback" not in err
     assert sorted(x.name for x in tmp_path.iterdir()) == ["noisy.tif"]
+
+
+# ============================================================================ Esc in ImageJ
+def _press_escape_on(imp) -> None:
+    """A real Esc key press on the image's window, through AWT's event queue (as a user's)."""
+    import jpype
+
+    KeyEvent = jpype.JClass("java.awt.event.KeyEvent")
+    Toolkit = jpype.JClass("java.awt.Toolkit")
+    System = jpype.JClass("java.lang.System")
+    canvas = imp.getCanvas()
+    queue = Toolkit.getDefaultToolkit().getSystemEventQueue()
+    for kind in (KeyEvent.KEY_PRESSED, KeyEvent.KEY_RELEASED):
+        queue.postEvent(KeyEvent(canvas, kind, System.currentTimeMillis(), 0, KeyEvent.VK_ESCAPE,
+                                 KeyEvent.CHAR_UNDEFINED))
+
+
+@pytest.mark.imagej
+@pytest.mark.parametrize("how", ["menu", "macro"])
+def test_esc_stops_an_n2v_training_within_a_step_and_saves_nothing(clean_imagej, tmp_path, monkeypatch,
+                                                                   how):
+    """Esc on an image window (ImageJ's own key handling sets IJ.escapePressed()) stops the
+    N2V Train command at its next step; no model file, no temporary file is left."""
+    import jpype
+
+    from ij_bridge.commands import install_commands, registry, run_macro
+    from ij_bridge.imagej.images import to_imageplus
+
+    install_commands()
+    IJ = jpype.JClass("ij.IJ")
+    assert IJ.getInstance() is not None  # ImageJ's key handler, which image windows feed
+    steps: list[tuple[int, float]] = []
+    original = registry.CommandContext.progress
+
+    def progress(self, done, total, message=""):
+        steps.append((done, time.monotonic()))
+        original(self, done, total, message)
+
+    monkeypatch.setattr(registry.CommandContext, "progress", progress)
+    rng = np.random.default_rng(0)
+    imp = to_imageplus(rng.normal(0, 1, (64, 64)).astype(np.float32), "noisy")
+    imp.show()
+    out = tmp_path / "models"
+    out.mkdir()
+    model = out / "esc.zip"
+    options = f"training=noisy model=[{model}] epochs=1 steps=5000 batch=2 patch=16"
+    result: dict = {}
+
+    def work():
+        if how == "macro":
+            result["macro"] = run_macro(f'run("N2V Train (torch)", "{options}");\nprint("after");')
+        else:  # as from the menu or a plugin: IJ.run on its own thread
+            try:
+                IJ.run(imp, "N2V Train (torch)", options)
+            except jpype.JException as exc:
+                result["java"] = str(exc.getMessage())
+
+    before = registry.last_error.when
+    t = threading.Thread(target=work)
+    t.start()
+    deadline = time.monotonic() + 120
+    while len(steps) < 3:  # training runs
+        assert time.monotonic() < deadline and t.is_alive(), (steps, result)
+        time.sleep(0.02)
+    t_esc = time.monotonic()
+    _press_escape_on(imp)
+    t.join(60)
+    t_end = time.monotonic()
+    assert not t.is_alive()
+    # at most the step that was running when Esc came finished after it (and the event's delivery)
+    after = [d for d, ts in steps if ts > t_esc]
+    assert len(after) <= 2, (after, len(steps))
+    assert steps[-1][0] < 5000
+    assert registry.last_error.when > before and registry.last_error.command == "N2V Train (torch)"
+    assert registry.last_error.message == "cancelled (Esc)"
+    if how == "macro":
+        r = result["macro"]
+        assert not r.ok and "cancelled (Esc)" in r.error and "after" not in r.output
+    assert list(out.iterdir()) == []  # no model, no temporary sibling
+    print(f"{len(steps)} steps, the last {steps[-1][1] - t_esc:.2f} s after Esc; the run ended "
+          f"{t_end - t_esc:.2f} s after Esc")

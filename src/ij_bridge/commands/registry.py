@@ -924,7 +924,8 @@ def _execute(cmd: Command) -> None:
         except BaseException as exc:  # noqa: BLE001 - every failure must reach ImageJ
             if _is_macro_cancel(exc):  # the macro was aborted already (Esc, error)
                 return
-            user_error = cmd.is_user_error(exc)
+            # a cancellation (Esc, a time limit, a signal) is the user's doing: its reason alone
+            user_error = cmd.is_user_error(exc) or isinstance(exc, cancel.Cancelled)
             message = _format_error(exc, user_error)
             last_error.command, last_error.message = cmd.name, message
             last_error.traceback = traceback.format_exc()

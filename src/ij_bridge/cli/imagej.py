@@ -1,8 +1,18 @@
-"""``ij-bridge info`` and ``ij-bridge demo``."""
+"""``ij-bridge info``, ``ij-bridge demo`` and ``ij-bridge imagej``.
+
+``ij-bridge imagej [FILES]`` is the launcher for users who do not write Python:
+the ImageJ 1.x window on the user's display, every IJ Bridge command under
+*Plugins > IJ Bridge*, the given images open. It returns when ImageJ is quit
+(File > Quit, or closing the ImageJ window), with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
+from pathlib import Path
 
 from . import CLIError
 
@@ -20,6 +30,24 @@ def register(sub) -> None:
     p = sub.add_parser("info", help="print ImageJ, Java, display and torch versions")
     _add_runtime_args(p)
     p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "imagej", help="start the ImageJ window with every IJ Bridge command (Plugins > IJ Bridge)",
+        description=(
+            "Start ImageJ 1.x with its window on your display, every IJ Bridge command under "
+            "Plugins > IJ Bridge, and FILES open. Returns when ImageJ is quit (File > Quit or its "
+            "window closed), with status 0."),
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="images to open (any file ImageJ opens)")
+    p.add_argument("--imagej", metavar="PATH", help="ij.jar, folder of jars or Fiji.app "
+                   "(default: $IJ_BRIDGE_IMAGEJ, /usr/share/java/ij.jar)")
+    p.add_argument("--virtual", action="store_true",
+                   help="show the window on a private virtual display (Xvfb) instead of $DISPLAY: "
+                        "unseen, for scripted use and screenshots")
+    p.add_argument("--check", nargs="?", const="quit", choices=["quit", "close"], default=None,
+                   help="list the Plugins > IJ Bridge menu and the open images as ImageJ shows them, "
+                        "then quit as File > Quit does (or, with 'close', as closing the ImageJ window does)")
+    p.set_defaults(func=_imagej)
 
     p = sub.add_parser("demo", help="run the main workflow on generated sample data")
     p.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
@@ -68,3 +96,103 @@ def _demo(args) -> int:
     from ij_bridge.demo import run_demo
 
     return run_demo(args.output, imagej=args.imagej, mode=args.mode)
+
+
+# --------------------------------------------------------------------------- ij-bridge imagej
+#: the menu that holds the commands (commands.registry.DEFAULT_MENU, as ImageJ shows it)
+MENU = ("Plugins", "IJ Bridge")
+
+
+def _menu_labels(path: tuple[str, ...]) -> list[str] | None:
+    """The item labels of a menu of the ImageJ window's menu bar (None if there is no such menu)."""
+    from ..imagej._java import jc
+
+    bar = jc.Menus.getMenuBar()
+    if bar is None:
+        return None
+    menus = [bar.getMenu(i) for i in range(bar.getMenuCount())]
+    menu = next((m for m in menus if str(m.getLabel()) == path[0]), None)
+    for name in path[1:]:
+        if menu is None:
+            return None
+        items = [menu.getItem(i) for i in range(menu.getItemCount())]
+        menu = next((m for m in items if isinstance(m, jc("java.awt.Menu")) and str(m.getLabel()) == name), None)
+    if menu is None:
+        return None
+    return [str(menu.getItem(i).getLabel()) for i in range(menu.getItemCount())]
+
+
+def _click_menu_item(menu: str, label: str) -> None:
+    """What a click on ``menu > label`` of the ImageJ window does: its ActionEvent, on the event queue."""
+    from ..imagej._java import jc
+
+    bar = jc.Menus.getMenuBar()
+    m = next(bar.getMenu(i) for i in range(bar.getMenuCount()) if str(bar.getMenu(i).getLabel()) == menu)
+    item = next(m.getItem(i) for i in range(m.getItemCount()) if str(m.getItem(i).getLabel()) == label)
+    ActionEvent = jc("java.awt.event.ActionEvent")
+    queue = jc("java.awt.Toolkit").getDefaultToolkit().getSystemEventQueue()
+    queue.postEvent(ActionEvent(item, ActionEvent.ACTION_PERFORMED, item.getActionCommand()))
+
+
+def _imagej(args) -> int:
+    files = [Path(f) for f in args.files]
+    for f in files:
+        if not f.is_file():
+            raise CLIError(f"{str(f)!r} {'is a folder' if f.is_dir() else 'does not exist'}: "
+                           "give the image files to open")
+    if not args.virtual and not os.environ.get("DISPLAY"):
+        raise CLIError("no display: `ij-bridge imagej` shows the ImageJ window, but DISPLAY is not set "
+                       "(no desktop session); run it on a desktop or through `ssh -X`, or add --virtual "
+                       "for a window on a private virtual display")
+    from .. import cancel
+    from ..commands import install_commands
+    from ..imagej import runtime
+    from ..imagej._java import jc
+    from ..imagej.windows import close_all_images
+
+    if args.virtual:
+        _, display = runtime._start_xvfb()  # ends with this process (parent-death signal)
+        os.environ["DISPLAY"] = display
+    try:
+        install_commands(args.imagej, mode="interactive")
+    except runtime.ImageJNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
+    ij = jc.IJ.getInstance()
+    for f in files:
+        before = jc.WindowManager.getImageCount()
+        jc.IJ.open(str(f.resolve()))
+        if jc.WindowManager.getImageCount() == before:
+            print(f"ij-bridge: ImageJ did not open {str(f)!r} as an image", file=sys.stderr)
+    in_menu = _menu_labels(MENU) or []
+    info = runtime.runtime_info()
+    print(f"ij-bridge: ImageJ {info['imagej_version']} on display {info['display']}, "
+          f"{len(in_menu)} commands in {' > '.join(MENU)}; quit ImageJ (File > Quit) to end", flush=True)
+    if args.check:
+        for label in in_menu:
+            print(f"menu: {' > '.join(MENU)} > {label}")
+        titles = jc.WindowManager.getImageTitles()
+        for title in titles:
+            print(f"image: {title}")
+        sys.stdout.flush()
+        if args.check == "quit":
+            _click_menu_item("File", "Quit")
+        else:  # the window's close button: a WINDOW_CLOSING event
+            WindowEvent = jc.WindowEvent
+            queue = jc("java.awt.Toolkit").getDefaultToolkit().getSystemEventQueue()
+            queue.postEvent(WindowEvent(ij, WindowEvent.WINDOW_CLOSING))
+    status = 0
+    try:
+        while ij.isDisplayable():  # ImageJ disposes its window when it quits
+            cancel.check()
+            time.sleep(0.2)
+    except cancel.Cancelled as exc:
+        print(f"ij-bridge: {exc.reason}: ImageJ closed without saving", file=sys.stderr)
+        status = cancel.exit_status(exc.reason)
+        try:
+            close_all_images()
+        except Exception:  # pragma: no cover - exiting anyway
+            pass
+    # ImageJ's threads would keep the JVM (and so Python) waiting: leave now
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

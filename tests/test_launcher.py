@@ -1,0 +1,118 @@
+"""``ij-bridge imagej [FILES]``: the ImageJ window with the IJ Bridge menu, run for real.
+
+Each test starts the launcher as its own process on a private Xvfb display (its
+DISPLAY), as a user's desktop would give it, and reads what that ImageJ shows.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from ij_bridge.commands import builtin_commands
+from ij_bridge.commands.registry import DEFAULT_MENU
+
+pytestmark = pytest.mark.imagej
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("ij-bridge"))
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private X display (Xvfb picks a free number)."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    data = b""
+    deadline = time.monotonic() + 20
+    while not data.endswith(b"\n") and time.monotonic() < deadline:
+        if select.select([read_fd], [], [], 1)[0]:
+            data += os.read(read_fd, 64)
+    os.close(read_fd)
+    assert data.strip(), "Xvfb did not start"
+    yield f":{int(data.strip())}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = [folder / "nuclei.tif", folder / "second image.tif"]
+    for p in paths:
+        tifffile.imwrite(p, rng.integers(0, 4000, (64, 48), dtype=np.uint16), imagej=True)
+    return paths
+
+
+def _menu_commands() -> list[str]:
+    return sorted(n for n, c in builtin_commands().items() if c.menu == DEFAULT_MENU)
+
+
+def _launch(*args: str, display: str | None, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)
+    if display:
+        env["DISPLAY"] = display
+    return subprocess.run([CLI, "imagej", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.parametrize("how", ["quit", "close"])
+def test_menu_files_and_quit(display, images, how):
+    """The real menu bar holds every command under Plugins > IJ Bridge, the files are open, and
+    File > Quit (or closing the ImageJ window) ends the process with status 0."""
+    t0 = time.monotonic()
+    r = _launch(*map(str, images), "--check", how, display=display)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ij-bridge: ImageJ 1.") and f"on display {display}," in lines[0]
+    menu = sorted(x.removeprefix("menu: Plugins > IJ Bridge > ") for x in lines if x.startswith("menu: "))
+    assert menu == _menu_commands() and "StarDist 2D (torch)" in menu
+    assert f"{len(menu)} commands in Plugins > IJ Bridge" in lines[0]
+    assert [x for x in lines if x.startswith("image: ")] == ["image: nuclei.tif", "image: second image.tif"]
+    assert time.monotonic() - t0 < 170
+
+
+def test_blocks_while_imagej_runs_and_a_signal_ends_it(display, images):
+    env = dict(os.environ, DISPLAY=display)
+    proc = subprocess.Popen([CLI, "imagej", str(images[0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=REPO)
+    try:
+        first = proc.stdout.readline()  # printed once the window, the menu and the image are there
+        assert "commands in Plugins > IJ Bridge; quit ImageJ (File > Quit) to end" in first, first
+        time.sleep(3)
+        assert proc.poll() is None  # still running: it returns only when ImageJ is quit
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143
+        assert "terminated: ImageJ closed without saving" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_virtual_display_without_display(images):
+    r = _launch(str(images[0]), "--virtual", "--check", display=None)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "image: nuclei.tif" in r.stdout and "menu: Plugins > IJ Bridge > StarDist 2D (torch)" in r.stdout
+
+
+def test_no_display_and_bad_files_are_one_line(tmp_path, images):
+    t0 = time.monotonic()
+    r = _launch(str(images[0]), display=None, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "DISPLAY is not set" in r.stderr and "--virtual" in r.stderr
+    r = _launch(str(tmp_path / "missing.tif"), "--virtual", display=None, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.tif' does not exist" in r.stderr
+    assert time.monotonic() - t0 < 30  # refused before any JVM or display starts

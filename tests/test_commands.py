@@ -179,8 +179,8 @@ def test_recorded_stardist_line_replays_to_the_same_labels(imagej, crops):
     recorder = Recorder(False)
     try:
         IJ.doCommand("StarDist 2D (torch)")  # as from the menu: a dialog on its own thread
-        # string fields: model, probability, overlap; choices: input, output, position
-        fill_generic_dialog("StarDist 2D (torch)", strings={1: "0.6"}, choices={1: "Label Image"})
+        # string fields: probability, overlap, fiji; choices: input, model, output, position
+        fill_generic_dialog("StarDist 2D (torch)", strings={0: "0.6"}, choices={2: "Label Image"})
         deadline = time.monotonic() + 60
         while WindowManager.getImage("cells-labels") is None and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -40,7 +40,7 @@ def _sample(folder: Path) -> Path:
     if NUCLEI.is_file():
         img = tifffile.imread(NUCLEI)[:256, :256]
     else:
-        from ij_bridge.synthetic import synthetic_nuclei  # type: ignore[attr-defined]
+        from ij_bridge.synthetic import synthetic_nuclei
 
         img = np.asarray(synthetic_nuclei((256, 256), seed=0)[0])
     path = folder / "nuclei.tif"

@@ -116,3 +116,8 @@ def test_no_display_and_bad_files_are_one_line(tmp_path, images):
     r = _launch(str(tmp_path / "missing.tif"), "--virtual", display=None, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.tif' does not exist" in r.stderr
     assert time.monotonic() - t0 < 30  # refused before any JVM or display starts
+    # a DISPLAY that no X server answers
+    free = next(n for n in range(4711, 4800) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    r = _launch(str(images[0]), display=f":{free}", timeout=120)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.count("\n") == 1 and f"cannot open the display ':{free}'" in r.stderr

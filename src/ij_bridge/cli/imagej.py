@@ -157,6 +157,15 @@ def _imagej(args) -> int:
         install_commands(args.imagej, mode="interactive")
     except runtime.ImageJNotFoundError as exc:
         raise CLIError(str(exc)) from exc
+    except Exception as exc:
+        if "X11" not in str(exc):
+            raise
+        # Java's AWTError "Can't connect to X11 window server using ':N' ...": the JVM runs,
+        # so leave at once rather than wait for its shutdown
+        print(f"ij-bridge: error: cannot open the display {os.environ.get('DISPLAY')!r} (DISPLAY): "
+              "is the X server running and reachable? Or add --virtual for a private virtual display",
+              file=sys.stderr, flush=True)
+        os._exit(2)
     ij = jc.IJ.getInstance()
     for f in files:
         before = jc.WindowManager.getImageCount()

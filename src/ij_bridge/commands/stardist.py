@@ -189,3 +189,6 @@ def stardist_train_command(ctx, images, masks, model, epochs, steps, patch, rays
     path = net.save(out, overwrite=True)
     ctx.log(f"model saved to {path} (thresholds probability {net.thresholds['prob']:g}, "
             f"overlap {net.thresholds['nms']:g})")
+    from ..workflows.models import remember_model  # offered first by the segmenting dialogs
+
+    remember_model("stardist3d" if net.ndim == 3 else "stardist2d", path, log=ctx.log)

@@ -1,4 +1,5 @@
-"""Measure Labels against ImageJ's own Analyze > Measure on the same ROIs (real JVM).
+"""Measure Labels against ImageJ's own Analyze > Measure on the same ROIs (real JVM), and
+Measure Labels / Segmentation QC on calibrated stacks from macros.
 
 The labels become ROIs with ``ij_bridge.imagej.rois.labels_to_rois`` (ImageJ's
 ThresholdToSelection); ImageJ's ``Analyzer`` measures each with area, mean, standard
@@ -149,3 +150,110 @@ def test_macro_reads_imagej_names(clean_imagej):
     assert df["Label"].dtype == np.int64
     assert df.attrs["units"]["Area"] == "µm^2" and df.attrs["units"]["Perim."] == "µm"
     assert set(df.columns) <= set(IMAGEJ_COLUMNS.values())
+
+
+# --------------------------------------------------------------------------- 3D, from macros
+def _stack(arr, title, spacing=(2.0, 0.5, 0.5), t=False):
+    import xarray as xr
+
+    from ij_bridge.imagej.images import to_imageplus
+
+    dims = (("t",) if t else ()) + ("z", "y", "x")
+    off = 1 if t else 0
+    coords = {d: np.arange(arr.shape[i + off]) * s for i, (d, s) in enumerate(zip("zyx", spacing))}
+    da = xr.DataArray(arr, dims=dims, coords=coords,
+                      attrs={"units": {"x": "µm", "y": "µm", "z": "µm"}, "title": title})
+    imp = to_imageplus(da, title)
+    imp.show()
+    return imp
+
+
+def _two_solids():
+    """A ball (r 6 µm) and an oblate spheroid (12 x 12 x 6 µm) in voxels of 2 x 0.5 x 0.5 µm."""
+    z, y, x = np.meshgrid(np.arange(16) * 2.0, np.arange(64) * 0.5, np.arange(96) * 0.5, indexing="ij")
+    lbl = np.zeros(z.shape, np.uint16)
+    lbl[((z - 15) ** 2 + (y - 16) ** 2 + (x - 10) ** 2) <= 36] = 1
+    lbl[((z - 15) / 6) ** 2 + ((y - 16) / 12) ** 2 + ((x - 32) / 12) ** 2 <= 1] = 2
+    return lbl
+
+
+def test_measure_labels_on_a_calibrated_stack(clean_imagej):
+    from ij_bridge.commands import install_commands, run_macro
+    from ij_bridge.imagej.tables import results_to_dataframe
+
+    install_commands()
+    lbl = _two_solids()
+    signal = (lbl * 10 + 5).astype(np.float32)
+    _stack(lbl, "cells3d")
+    _stack(signal, "signal3d")
+    r = run_macro('run("Measure Labels", "labels=cells3d intensity=signal3d");\n'
+                  'print(getResult("Volume", 1) + " " + getResult("Z", 1));')
+    assert r.ok, r.error
+    df = results_to_dataframe()
+    # 3D headings, the units of the stack's calibration
+    for h in ("Label", "Volume", "Surface", "Sphericity", "X", "Y", "Z", "XM", "ZM", "BX", "BY",
+              "BZ", "Width", "Height", "Depth", "EqDiameter", "Mean", "IntDen", "Median"):
+        assert h in df.columns, h
+    assert df.attrs["units"]["Volume"] == "µm^3" and df.attrs["units"]["Surface"] == "µm^2"
+    assert df.attrs["units"]["Z"] == "µm"
+    # the same numbers as the Python API on the same calibrated array
+    api = to_imagej_columns(regionprops_table(lbl, signal, spacing=(2.0, 0.5, 0.5), units="µm"))
+    np.testing.assert_allclose(df[api.columns].to_numpy(float), api.to_numpy(float), rtol=1e-6)
+    # and near the closed forms (tolerances in test_measure.py); here only 6-7 slices of 2 µm
+    # cross each solid and their poles lie on slice centres, the hardest case: surface +6 %
+    np.testing.assert_allclose(df["Volume"], [4 / 3 * np.pi * 6**3, 4 / 3 * np.pi * 12 * 12 * 6], rtol=0.03)
+    oblate = 2 * np.pi * 144 * (1 + 0.25 / np.sqrt(0.75) * np.arctanh(np.sqrt(0.75)))
+    np.testing.assert_allclose(df["Surface"], [4 * np.pi * 36, oblate], rtol=0.07)
+    assert df["Z"].tolist() == pytest.approx([16.0, 16.0])  # centre 15 µm + half a slice
+    vol, z = map(float, r.output.strip().splitlines()[-1].split())
+    assert vol == pytest.approx(df["Volume"][1], rel=1e-4) and z == pytest.approx(16.0)
+
+
+def test_measure_labels_on_a_time_series_of_stacks(clean_imagej):
+    from ij_bridge.commands import install_commands, run_macro
+    from ij_bridge.imagej.tables import results_to_dataframe
+
+    install_commands()
+    lbl = _two_solids()
+    series = np.stack([lbl, np.where(lbl == 2, 5, 0).astype(np.uint16)])
+    _stack(series, "cells4d", t=True)
+    r = run_macro('run("Measure Labels", "labels=cells4d");')
+    assert r.ok, r.error
+    df = results_to_dataframe()
+    assert df["Frame"].tolist() == [1, 1, 2] and df["Frame"].dtype == np.int64
+    assert df["Label"].tolist() == [1, 2, 5]
+    assert df["Volume"][2] == df["Volume"][1]
+
+
+def test_segmentation_qc_on_a_calibrated_stack(clean_imagej):
+    """3D matching and distances in µm: the prediction is the truth one slice (2 µm) higher."""
+    from ij_bridge.commands import install_commands, run_macro
+    from ij_bridge.imagej.tables import results_to_dataframe
+    from ij_bridge.metrics import segmentation_qc
+
+    install_commands()
+    truth = _two_solids()
+    shifted = np.zeros_like(truth)
+    shifted[1:] = truth[:-1]
+    extra = shifted.copy()
+    extra[1:3, 50:54, 80:84] = 7  # a false positive
+    _stack(truth, "truth3d")
+    _stack(shifted, "shifted3d")
+    _stack(extra, "extra3d")
+    r = run_macro('run("Segmentation QC", "prediction=shifted3d truth=truth3d threshold=0.5");')
+    assert r.ok, r.error
+    row = results_to_dataframe().iloc[0]
+    assert (row["tp"], row["fp"], row["fn"]) == (2, 0, 0)
+    # the surfaces are one slice apart at the poles: Hausdorff = the z step, in µm
+    assert row["hausdorff_distance"] == pytest.approx(2.0)
+    r = run_macro('run("Segmentation QC", "prediction=extra3d truth=truth3d threshold=0.5");')
+    assert r.ok, r.error
+    df = results_to_dataframe()
+    row = df.iloc[0]
+    assert (row["tp"], row["fp"], row["fn"]) == (2, 1, 0)
+    assert df.attrs["units"]["hausdorff_distance"] == "µm"
+    assert df.attrs["units"]["hamming_distance"] == "µm^3"
+    api = segmentation_qc(truth, extra, thresh=0.5, spacing=(2.0, 0.5, 0.5), unit="µm")
+    for c in ("jaccard", "dice", "hamming_distance", "hausdorff_distance", "hausdorff_distance_95",
+              "mean_contour_distance", "mean_matched_score"):
+        assert row[c] == pytest.approx(api[c].iloc[0]), c

@@ -400,24 +400,11 @@ def _imagej_perimeter(cycles: list[np.ndarray], pw: float, ph: float) -> float:
 def _hull_2d(cycles: list[np.ndarray]) -> np.ndarray:
     """Convex hull of the outline vertices, in ImageJ's order: from the top-left vertex,
     down the left side first (no collinear points)."""
-    pts = np.unique(np.concatenate([c[:, 2:4] for c in cycles]).astype(np.float64), axis=0)
-    if len(pts) < 3:
-        return pts
-    # Andrew's monotone chain, in (x, y) with y down
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+    from scipy.spatial import ConvexHull
 
-    def half(points):
-        out: list = []
-        for p in points:
-            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
-                                     - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])) <= 0:
-                out.pop()
-            out.append(tuple(p))
-        return out
-
-    lower = half(pts)
-    upper = half(pts[::-1])
-    hull = np.array(lower[:-1] + upper[:-1])
+    pts = np.concatenate([c[:, 2:4] for c in cycles]).astype(np.float64)
+    # outline vertices are pixel corners: never all on one line, so the hull is 2D
+    hull = pts[ConvexHull(pts).vertices]
     # orientation: negative shoelace sum on screen (y down), as ImageJ's hull
     xh, yh = hull[:, 0], hull[:, 1]
     if np.sum(xh * np.roll(yh, -1) - np.roll(xh, -1) * yh) > 0:

@@ -30,6 +30,8 @@ def segmentation_qc_command(ctx, prediction, truth, threshold):
     df = segmentation_qc(t, p, thresh=threshold, spacing=spacing, unit=unit)
     dataframe_to_results(df, "Results", show=True)
     row = df.iloc[0]
-    ctx.log(f"{prediction.getTitle()!r} vs {truth.getTitle()!r} at IoU {threshold:g}: "
+    what = "3D objects" if "z" in spatial and tda.sizes["z"] > 1 else "objects"
+    ctx.log(f"{prediction.getTitle()!r} vs {truth.getTitle()!r} ({what}) at IoU {threshold:g}: "
             f"TP {int(row['tp'])}, FP {int(row['fp'])}, FN {int(row['fn'])}, "
-            f"F1 {row['f1']:.3f}, accuracy {row['accuracy']:.3f}")
+            f"F1 {row['f1']:.3f}, accuracy {row['accuracy']:.3f}, "
+            f"Hausdorff {row['hausdorff_distance']:.4g} {df.attrs['units']['hausdorff_distance']}")

@@ -391,3 +391,28 @@ def test_long_runs_show_the_time_left(installed, monkeypatch):
         assert left - 0.5 <= int(m.group(2)) <= left + 1.5, lines
     assert any(re.fullmatch(r"IJB Dialog Timed Work: step \d+ \(\d+ s left\)", s) for s in statuses), statuses
     del IJ
+
+
+@pytest.mark.imagej
+def test_a_trained_stardist_model_is_offered_next(installed, config, tmp_path):
+    import tifffile
+
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        x, y = synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=i)
+        tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", x.astype(np.float32))
+        tifffile.imwrite(tmp_path / "masks" / f"s{i}.tif", y.astype(np.uint16))
+    model = tmp_path / "trained"
+    r = run_macro(f'run("StarDist Train (torch)", "images=[{tmp_path / "images"}] masks=[{tmp_path / "masks"}] '
+                  f'model=[{model}] epochs=1 steps=1 patch=32 rays=8");')
+    assert r.ok, r.error
+    assert wm.recent_models("stardist2d") == [str(model)] and wm.recent_models("stardist3d") == []
+    _show_cells()
+    gd = _open_dialog("StarDist 2D (torch)")
+    assert _items(gd.getChoices().get(1)) == ["stardist_nuclei2d", *FIJI_NAMES, str(model), wm.FROM_FILE]
+    assert str(gd.getChoices().get(1).getSelectedItem()) == str(model)
+    _close(gd)
+    _wait_until_done("StarDist 2D (torch)")

@@ -102,10 +102,16 @@ def test_blocks_while_imagej_runs_and_a_signal_ends_it(display, images):
             proc.wait()
 
 
-def test_virtual_display_without_display(images):
-    r = _launch(str(images[0]), "--virtual", "--check", display=None)
+def test_virtual_display_without_display(images, tmp_path):
+    """--virtual: a private Xvfb; a file ImageJ cannot open is one line, not an error box that
+    nobody could close there."""
+    junk = tmp_path / "notes.xyz"
+    junk.write_bytes(b"\x00\x01 not an image")
+    r = _launch(str(images[0]), str(junk), "--virtual", "--check", display=None)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "image: nuclei.tif" in r.stdout and "menu: Plugins > IJ Bridge > StarDist 2D (torch)" in r.stdout
+    assert [x for x in r.stdout.splitlines() if x.startswith("image: ")] == ["image: nuclei.tif"]
+    assert "notes.xyz' is not a file type this ImageJ opens; not opened" in r.stderr
 
 
 def test_no_display_and_bad_files_are_one_line(tmp_path, images):
@@ -121,3 +127,28 @@ def test_no_display_and_bad_files_are_one_line(tmp_path, images):
     r = _launch(str(images[0]), display=f":{free}", timeout=120)
     assert r.returncode == 2 and r.stdout == "", r.stderr
     assert r.stderr.count("\n") == 1 and f"cannot open the display ':{free}'" in r.stderr
+
+
+def test_screenshots_script(tmp_path):
+    """scripts/screenshots.py captures the dialog and a result from the (virtual) screen."""
+    from skimage.io import imread
+
+    script = REPO / "scripts" / "screenshots.py"
+    r = subprocess.run([sys.executable, str(script), "--output", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    dialog = imread(tmp_path / "stardist_dialog.png")[..., :3]
+    result = imread(tmp_path / "stardist_result.png")[..., :3]
+    for name in ("stardist_dialog.png", "stardist_result.png"):
+        assert (tmp_path / name).stat().st_size < 200 * 1024
+    # the dialog: light grey panel with dark text, as tall as its dozen fields
+    assert dialog.shape[0] > 300 and dialog.shape[1] > 400
+    assert np.median(dialog) > 180 and (dialog.max(axis=2) < 60).mean() > 0.005
+    # the result: yellow ROI outlines on the image, and the label image's colours
+    yellow = (result[..., 0] > 200) & (result[..., 1] > 200) & (result[..., 2] < 80)
+    assert yellow.sum() > 200
+    assert int(r.stdout.split(" ROIs;")[0].split()[-1]) > 5
+    # existing PNGs are replaced only when asked
+    r = subprocess.run([sys.executable, str(script), "--output", str(tmp_path)], capture_output=True, text=True,
+                       timeout=60, cwd=REPO)
+    assert r.returncode == 2 and "--force" in r.stderr

@@ -134,6 +134,17 @@ def _click_menu_item(menu: str, label: str) -> None:
     queue.postEvent(ActionEvent(item, ActionEvent.ACTION_PERFORMED, item.getActionCommand()))
 
 
+def _imagej_knows(jc, path: Path) -> bool:
+    """Whether ImageJ's Opener knows the file type (or a Fiji's HandleExtraFileTypes may)."""
+    if jc.Opener().getFileType(str(path)) != jc.Opener.UNKNOWN:
+        return True
+    try:
+        jc.IJ.getClassLoader().loadClass("HandleExtraFileTypes")  # Fiji: Bio-Formats and others
+        return True
+    except Exception:
+        return False
+
+
 def _imagej(args) -> int:
     files = [Path(f) for f in args.files]
     for f in files:
@@ -168,6 +179,10 @@ def _imagej(args) -> int:
         os._exit(2)
     ij = jc.IJ.getInstance()
     for f in files:
+        if not _imagej_knows(jc, f):
+            # IJ.open would show an error box, which nobody closes on a virtual display
+            print(f"ij-bridge: {str(f)!r} is not a file type this ImageJ opens; not opened", file=sys.stderr)
+            continue
         before = jc.WindowManager.getImageCount()
         jc.IJ.open(str(f.resolve()))
         if jc.WindowManager.getImageCount() == before:

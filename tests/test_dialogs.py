@@ -416,3 +416,10 @@ def test_a_trained_stardist_model_is_offered_next(installed, config, tmp_path):
     assert str(gd.getChoices().get(1).getSelectedItem()) == str(model)
     _close(gd)
     _wait_until_done("StarDist 2D (torch)")
+
+
+def test_a_default_model_that_is_not_installed_is_not_offered(config):
+    assert wm.model_choices("stardist3d", "no_such_bundled_model") == [
+        *wm.bundled_model_names("stardist3d"), wm.FROM_FILE]
+    items = wm.model_choices("n2v", "")
+    assert wm.preselected_model("n2v", items, "") == wm.FROM_FILE

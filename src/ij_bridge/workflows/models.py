@@ -271,7 +271,8 @@ def bundled_model_names(kind: str) -> list[str]:
 
 
 def model_choices(kind: str, default: str = "") -> list[str]:
-    """The items of a model choice: bundled, Fiji plugin names (2D), recent, ``default``, :data:`FROM_FILE`.
+    """The items of a model choice: bundled, Fiji plugin names (2D), recent, ``default`` (when it
+    is a bundled name or an existing path), and :data:`FROM_FILE` last.
 
     Each item, except :data:`FROM_FILE`, is a valid ``model=`` value of the
     command, so that a recorded choice replays.
@@ -288,8 +289,8 @@ def model_choices(kind: str, default: str = "") -> list[str]:
         items += list(FIJI_MODELS)
     items += recent_models(kind)
     default = str(default or "").strip()
-    if default:
-        items.append(default)
+    if default and (_is_name(default, kind) or Path(default).expanduser().exists()):
+        items.append(default)  # (a default that is not installed is not offered)
     out: list[str] = []
     for item in items:
         if item not in out and item != FROM_FILE:

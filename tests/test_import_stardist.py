@@ -205,7 +205,7 @@ def test_imported_model_trains_saves_and_loads(tmp_path):
     img = (lbl > 0) + rng.normal(0, 0.1, lbl.shape)
     before = {k: v.clone() for k, v in m.net.state_dict().items()}
     hist = m.train([img], [lbl], epochs=1, steps_per_epoch=2, show_progress=False, optimize_thresholds=False)
-    assert len(hist["loss"]) == 1 and np.isfinite(hist["loss"][0])
+    assert len(hist) == 1 and np.isfinite(hist["train_loss"].iloc[0])
     assert any(not np.array_equal(before[k].numpy(), v.numpy()) for k, v in m.net.state_dict().items())
     out = m.save(tmp_path / "trained.zip")
     back = StarDist2D.load(out, device="cpu")

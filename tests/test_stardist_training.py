@@ -42,15 +42,17 @@ def test_short_2d_training_reaches_stated_f1(tmp_path):
     hist = model.train(X, Y, validation_data=(Xv, Yv), show_progress=False,
                        progress=lambda d, t, m: calls.append((d, t)), checkpoint=tmp_path / "ckpt")
     assert (150, 150) in calls and [c for c in calls if c[1] == 150] == [(i, 150) for i in range(1, 151)]
-    assert len(hist["val_f1"]) == 6 and len(hist["val_accuracy"]) == 6
-    assert hist["loss"][-1] < hist["loss"][0]
-    best = hist["best_epoch"][0]
-    assert hist["val_accuracy"][best - 1] == max(hist["val_accuracy"])
+    assert len(hist) == 6 and list(hist["epoch"]) == [1, 2, 3, 4, 5, 6]   # a table, one row per epoch
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert hist["best"].sum() == 1
+    best = int(hist.loc[hist["best"], "epoch"].item())
+    assert best == model.history["best_epoch"][0]
+    assert hist["val_accuracy"].iloc[best - 1] == hist["val_accuracy"].max()
     # thresholds were optimised on the validation data and are used by default
     assert set(model.thresholds) == {"prob", "nms"} and model.thresholds["nms"] in (0.3, 0.4, 0.5)
     preds = [model.predict_instances(x)[0] for x in Xt]
     m = matching_dataset(Yt, preds, thresh=0.5)
-    print("short training:", hist["val_f1"], model.thresholds, m)
+    print("short training:", hist["val_f1"].tolist(), model.thresholds, m)
     assert m.f1 >= 0.7, m
     # the checkpoint holds the best weights and the optimised thresholds
     again = StarDist2D.load(tmp_path / "ckpt")
@@ -72,12 +74,12 @@ def test_training_is_reproducible():
     b = StarDist2D(cfg, device="cpu")
     ha = a.train(X, Y, show_progress=False)
     hb = b.train(X, Y, show_progress=False)
-    assert ha["loss"] == hb["loss"]
+    assert ha["train_loss"].tolist() == hb["train_loss"].tolist()
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(va, vb), k
     c = StarDist2D(StarDistConfig(**{**cfg.to_dict(), "seed": 4, "extra": {}}), device="cpu")
     hc = c.train(X, Y, show_progress=False)
-    assert hc["loss"] != ha["loss"]
+    assert hc["train_loss"].tolist() != ha["train_loss"].tolist()
 
 
 def test_fresh_model_starts_at_the_data_priors_and_a_loaded_one_continues(tmp_path):
@@ -162,7 +164,7 @@ def test_3d_training_smoke(tmp_path):
     model = StarDist3D(cfg, device="cpu")
     hist = model.train(X[:1], Y[:1], validation_data=(X[1:], Y[1:]), show_progress=False,
                        optimize_thresholds=False)
-    assert len(hist["val_f1"]) == 2 and np.isfinite(hist["loss"]).all()
+    assert len(hist["val_f1"]) == 2 and np.isfinite(hist["train_loss"]).all()
     labels, det = model.predict_instances(X[1], prob_thresh=0.45)
     assert labels.shape == (16, 40, 40) and labels.dtype == np.int32
     n = len(det["prob"])

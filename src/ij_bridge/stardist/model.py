@@ -418,7 +418,7 @@ class StarDistBase:
               epochs: int | None = None, steps_per_epoch: int | None = None,
               progress: Progress | None = None, show_progress: bool = True,
               optimize_thresholds: bool = True, checkpoint: str | Path | None = None,
-              axes: str | None = None) -> dict[str, list]:
+              axes: str | None = None) -> "pd.DataFrame":
         """Train on lists of images and label images.
 
         Parameters
@@ -447,10 +447,16 @@ class StarDistBase:
 
         Returns
         -------
-        dict
-            The history (also ``self.history``): ``epoch``, ``loss``,
-            ``prob_loss``, ``dist_loss``, ``lr``, ``seconds`` and, with
-            validation data, ``val_loss``, ``val_f1``, ``val_accuracy``.
+        pandas.DataFrame
+            The history, one row per epoch, as :meth:`ij_bridge.n2v.N2V.train`
+            returns it: ``epoch``, ``train_loss``, ``prob_loss``, ``dist_loss``,
+            ``val_loss``, ``val_f1``, ``val_accuracy`` (NaN without validation
+            data), ``lr``, ``seconds``, and ``best`` (True on the epoch whose
+            weights were kept). ``self.history`` holds the same numbers as the
+            dict of lists that ``history.json`` stores (``loss`` for
+            ``train_loss``, ``best_epoch``);
+            :func:`ij_bridge.stardist.training.history_table` turns one into
+            the other.
 
         Notes
         -----
@@ -458,10 +464,29 @@ class StarDistBase:
         training data's priors (mean object probability, mean distance per
         ray); later calls continue from the current weights.
         """
-        return _training.train(self, X, Y, validation_data=validation_data, epochs=epochs,
+        hist = _training.train(self, X, Y, validation_data=validation_data, epochs=epochs,
                                steps_per_epoch=steps_per_epoch, progress=progress,
                                show_progress=show_progress, optimize_thresholds=optimize_thresholds,
                                checkpoint=checkpoint, axes=axes)
+        return _training.history_table(hist)
+
+    def optimize_thresholds(self, X_val: Sequence[Any], Y_val: Sequence[Any],
+                            **kwargs: Any) -> dict[str, float]:
+        """Choose and set the ``prob`` and ``nms`` thresholds on validation data (as the original's method).
+
+        The same as :func:`ij_bridge.stardist.thresholds.optimize_thresholds`
+        ``(self, X_val, Y_val, **kwargs)``; see there for the keyword arguments
+        (``nms_threshs``, ``iou_threshs``, ``prob_range``, ``normalize``,
+        ``n_tiles``, ``progress``). Sets ``self.thresholds``.
+
+        Returns
+        -------
+        dict
+            ``{"prob": float, "nms": float, "score": float}``.
+        """
+        from .thresholds import optimize_thresholds
+
+        return optimize_thresholds(self, X_val, Y_val, **kwargs)
 
     def plot_history(self, path: str | Path) -> Path:
         """Write a PNG of the losses and validation scores against epochs."""

@@ -24,7 +24,7 @@ from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
 __all__ = ["train", "prepare_training", "label_axes", "targets", "augment_2d", "sample_batch",
-           "stardist_loss", "val_loss", "init_output_biases"]
+           "stardist_loss", "val_loss", "init_output_biases", "history_table"]
 
 
 def prepare_training(model: Any, X: Any, Y: Any, name: str, axes: str | None = None,
@@ -330,3 +330,42 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         if checkpoint is not None:
             model.save(checkpoint, overwrite=True)
     return hist
+
+
+def history_table(hist: dict[str, list]):
+    """A StarDist training history (the dict of lists in ``model.history``) as a table.
+
+    One row per epoch, with the column names of :meth:`ij_bridge.n2v.N2V.train`'s
+    table: ``epoch``, ``train_loss`` (the dict's ``loss``), ``prob_loss``,
+    ``dist_loss``, ``val_loss``, ``val_f1``, ``val_accuracy`` (NaN without
+    validation data), ``lr``, ``seconds`` and ``best`` (True on the epoch whose
+    weights were kept, from ``best_epoch``).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    epochs = list(hist.get("epoch", []))
+    n = len(epochs)
+    nan = [float("nan")] * n
+
+    def col(key: str) -> list:
+        values = list(hist.get(key, []))
+        return values if len(values) == n else nan
+
+    best = list(hist.get("best_epoch", []))
+    table = pd.DataFrame({
+        "epoch": pd.Series(epochs, dtype="int64"),
+        "train_loss": pd.Series(col("loss"), dtype="float64"),
+        "prob_loss": pd.Series(col("prob_loss"), dtype="float64"),
+        "dist_loss": pd.Series(col("dist_loss"), dtype="float64"),
+        "val_loss": pd.Series(col("val_loss"), dtype="float64"),
+        "val_f1": pd.Series(col("val_f1"), dtype="float64"),
+        "val_accuracy": pd.Series(col("val_accuracy"), dtype="float64"),
+        "lr": pd.Series(col("lr"), dtype="float64"),
+        "seconds": pd.Series(col("seconds"), dtype="float64"),
+    })
+    table["best"] = table["epoch"] == (int(best[0]) if best else -1)
+    return table

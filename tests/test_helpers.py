@@ -230,3 +230,80 @@ def test_headless_run_command_and_run_plugin_raise_headless_error():
     assert "run_plugin('Gaussian Blur...') needs a display" in lines[1]
     assert all("mode='virtual'" in line for line in lines)
     assert "HeadlessException" not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- train() return types
+def test_stardist_and_n2v_train_return_the_same_kind_of_history_table():
+    import pandas as pd
+
+    from ij_bridge.n2v import N2V, N2VConfig
+    from ij_bridge.stardist import StarDist2D, StarDistConfig, optimize_thresholds
+    from ij_bridge.stardist.training import history_table
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    X, Y = zip(*(synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=s) for s in range(3)))
+    sd = StarDist2D(StarDistConfig(n_rays=8, patch_size=(32, 32), batch_size=2, epochs=2,
+                                   steps_per_epoch=2, seed=0), device="cpu")
+    sd_hist = sd.train(list(X[:2]), list(Y[:2]), validation_data=([X[2]], [Y[2]]),
+                       show_progress=False, optimize_thresholds=False)
+    n2v = N2V(N2VConfig(axes="YX", patch_size=(16, 16), batch_size=2, epochs=2, steps_per_epoch=2,
+                        unet_filters=4, neighborhood_radius=2, masked_fraction=0.02), device="cpu")
+    n2v_hist = n2v.train(np.random.default_rng(0).normal(100, 10, (40, 48)).astype(np.float32),
+                         show_progress=False)
+    for hist in (sd_hist, n2v_hist):
+        assert isinstance(hist, pd.DataFrame) and len(hist) == 2 and list(hist["epoch"]) == [1, 2]
+    common = ["epoch", "train_loss", "val_loss", "lr", "seconds", "best"]
+    assert set(common) <= set(sd_hist.columns) and set(common) <= set(n2v_hist.columns)
+    for col in common:
+        assert sd_hist[col].dtype.kind == n2v_hist[col].dtype.kind, col
+    assert {"prob_loss", "dist_loss", "val_f1", "val_accuracy"} <= set(sd_hist.columns)
+    assert sd_hist["best"].sum() == 1 and np.isfinite(sd_hist["val_f1"]).all()
+    # the model keeps the dict of history.json; the table is made from it
+    assert sd_hist["train_loss"].tolist() == sd.history["loss"]
+    pd.testing.assert_frame_equal(history_table(sd.history), sd_hist)
+    # without validation data: NaN validation columns, the kept (last best-loss) epoch marked
+    no_val = history_table({"epoch": [1], "loss": [0.5], "prob_loss": [0.2], "dist_loss": [0.3],
+                            "lr": [1e-3], "seconds": [0.1], "best_epoch": [1]})
+    assert np.isnan(no_val["val_loss"]).all() and no_val["best"].tolist() == [True]
+
+    # optimize_thresholds as a method, as the original has: the function's result, set on the model
+    got = sd.optimize_thresholds([X[2]], [Y[2]], nms_threshs=(0.3, 0.5), iou_threshs=(0.5,))
+    assert set(got) == {"prob", "nms", "score"} and sd.thresholds == {"prob": got["prob"], "nms": got["nms"]}
+    again = optimize_thresholds(sd, [X[2]], [Y[2]], nms_threshs=(0.3, 0.5), iou_threshs=(0.5,))
+    assert again == got
+
+
+# --------------------------------------------------------------------------- CLI warnings
+def test_cli_warning_is_one_clean_line(tmp_path):
+    """A warning raised while the CLI runs is one 'ij-bridge: warning: ...' line on stderr."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "noisy.tif",
+                     np.random.default_rng(0).normal(100, 10, (40, 48)).astype(np.float32))
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ij_bridge.cli", "n2v", "train", "noisy.tif", "--model", "m.zip",
+         "--epochs", "1", "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--quiet",
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    warned = [line for line in lines if "warning" in line.lower()]
+    assert warned == ["ij-bridge: warning: image too small to hold out a validation band of one "
+                      "patch; validating on the training image (pass validation= for an "
+                      "independent estimate)"], proc.stderr
+    assert ".py:" not in proc.stderr and "UserWarning" not in proc.stderr
+    assert (tmp_path / "m.zip").is_file()
+
+
+def test_cli_warning_format_and_restore():
+    import warnings
+
+    from ij_bridge.cli import _clean_warnings, format_warning
+
+    assert format_warning(UserWarning("a\n  b"), UserWarning) == "ij-bridge: warning: a b"
+    assert format_warning("x", RuntimeWarning) == "ij-bridge: warning: x (RuntimeWarning)"
+    before = warnings.showwarning
+    with _clean_warnings():
+        assert warnings.showwarning is not before
+    assert warnings.showwarning is before   # main([...]) in a test leaves the process as it was

@@ -8,6 +8,7 @@ inside the command handlers, so ``ij-bridge --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -85,7 +86,59 @@ def _leave(status: int) -> int:
     return status
 
 
+def format_warning(message: Warning | str, category: type[Warning]) -> str:
+    r"""One line for a warning, as the command line shows it (no source file, no code line).
+
+    ``UserWarning`` (and the package's own kinds, such as
+    ``LossyConversionWarning``) show the message alone; other kinds
+    (``RuntimeWarning``, ``DeprecationWarning``...) add their name, which says
+    where they come from.
+
+    >>> format_warning(UserWarning("image too small\n  to hold out"), UserWarning)
+    'ij-bridge: warning: image too small to hold out'
+    >>> format_warning("overflow in exp", RuntimeWarning)
+    'ij-bridge: warning: overflow in exp (RuntimeWarning)'
+    """
+    text = " ".join(str(message).split())
+    ours = category is UserWarning or category.__module__.startswith("ij_bridge")
+    return f"ij-bridge: warning: {text}" + ("" if ours else f" ({category.__name__})")
+
+
+@contextlib.contextmanager
+def _clean_warnings():
+    """While the command line runs, print each warning as one :func:`format_warning` line.
+
+    Python's default shows ``file.py:151: UserWarning: ...`` and then the source
+    line that triggered it, which means nothing to a command-line user. Only
+    the display changes: filters (``-W``, ``PYTHONWARNINGS``) still decide which
+    warnings show, and the previous ``warnings.showwarning`` comes back on exit
+    (tests call :func:`main` in their own process).
+    """
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = sys.stderr if file is None else file
+        try:
+            stream.write(format_warning(message, category) + "\n")
+        except (OSError, ValueError):  # a closed stderr: as Python's own, say nothing
+            pass
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _clean_warnings():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from .. import cancel
 
     parser = build_parser()

@@ -477,11 +477,12 @@ def _press_escape_on(imp) -> None:
 
 
 @pytest.mark.imagej
-@pytest.mark.parametrize("how", ["menu", "macro"])
-def test_esc_stops_an_n2v_training_within_a_step_and_saves_nothing(clean_imagej, tmp_path, monkeypatch,
-                                                                   how):
+@pytest.mark.parametrize("how, name", [("menu", "N2V Train (torch)"), ("macro", "N2V Train (torch)"),
+                                       ("menu", "StarDist Train (torch)")])
+def test_esc_stops_a_training_within_a_step_and_saves_nothing(clean_imagej, tmp_path, monkeypatch,
+                                                             how, name):
     """Esc on an image window (ImageJ's own key handling sets IJ.escapePressed()) stops the
-    N2V Train command at its next step; no model file, no temporary file is left."""
+    N2V Train / StarDist Train command at its next step; no model file, no temporary file is left."""
     import jpype
 
     from ij_bridge.commands import install_commands, registry, run_macro
@@ -505,14 +506,26 @@ def test_esc_stops_an_n2v_training_within_a_step_and_saves_nothing(clean_imagej,
     out.mkdir()
     model = out / "esc.zip"
     options = f"training=noisy model=[{model}] epochs=1 steps=5000 batch=2 patch=16"
+    if name.startswith("StarDist"):
+        from ij_bridge.synthetic import synthetic_nuclei
+
+        for sub in ("images", "masks"):
+            (tmp_path / sub).mkdir()
+        for i in range(2):
+            x, y = synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=i)
+            tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", x.astype(np.float32))
+            tifffile.imwrite(tmp_path / "masks" / f"s{i}.tif", y.astype(np.uint16))
+        model = out / "esc"
+        options = (f"images=[{tmp_path / 'images'}] masks=[{tmp_path / 'masks'}] model=[{model}] "
+                   "epochs=1 steps=5000 patch=32 rays=8")
     result: dict = {}
 
     def work():
         if how == "macro":
-            result["macro"] = run_macro(f'run("N2V Train (torch)", "{options}");\nprint("after");')
+            result["macro"] = run_macro(f'run("{name}", "{options}");\nprint("after");')
         else:  # as from the menu or a plugin: IJ.run on its own thread
             try:
-                IJ.run(imp, "N2V Train (torch)", options)
+                IJ.run(imp, name, options)
             except jpype.JException as exc:
                 result["java"] = str(exc.getMessage())
 
@@ -532,7 +545,7 @@ def test_esc_stops_an_n2v_training_within_a_step_and_saves_nothing(clean_imagej,
     after = [d for d, ts in steps if ts > t_esc]
     assert len(after) <= 2, (after, len(steps))
     assert steps[-1][0] < 5000
-    assert registry.last_error.when > before and registry.last_error.command == "N2V Train (torch)"
+    assert registry.last_error.when > before and registry.last_error.command == name
     assert registry.last_error.message == "cancelled (Esc)"
     if how == "macro":
         r = result["macro"]

@@ -41,10 +41,13 @@ def test_notebook_runs(tmp_path):
     script = tmp_path / "notebook.py"
     script.write_text(notebook_script(NOTEBOOK), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["MPLBACKEND"] = "Agg"  # show() draws; Jupyter's own backend is inline, a script's is Agg
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ROIs, first: label-" in proc.stdout
     assert "nuclei measured" in proc.stdout
+    assert "the command opened" in proc.stdout and "active image: nuclei-smooth" in proc.stdout
+    assert "CommandError - Gaussian Blur...: Numeric value expected" in proc.stdout
     f1 = float(proc.stdout.split("F1@0.5 = ")[1].split()[0])
     assert f1 > 0.8, proc.stdout

@@ -111,17 +111,21 @@ _NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "pgf", "cairo", "template"}
 def label_colormap(n_labels: int):
     """A matplotlib colormap for a label image: 0 black, then the label LUT's colours.
 
-    The distinct-colour label LUT of :mod:`ij_bridge.imagej.images` is used
-    when that module offers one (``label_lut()``, the table the label images
-    are shown with in ImageJ); otherwise labels are grey levels.
+    The colours are those of the distinct-colour label LUT that ImageJ shows
+    label images with (:func:`ij_bridge.luts.label_lut`,
+    :func:`ij_bridge.imagej.images.set_label_lut`): label ``k`` has entry ``k``
+    up to 255 labels, as in ImageJ; beyond, the table repeats (entry
+    ``1 + (k - 1) % 255``), where ImageJ's 256-entry display gives bands of
+    neighbouring labels one colour. Without that table, labels are grey levels.
     """
     from matplotlib.colors import ListedColormap
 
-    from . import images
-
-    lut = getattr(images, "label_lut", None)
+    try:
+        from ..luts import label_lut as lut
+    except ImportError:  # an installation without the label LUT: grey levels
+        lut = None
     n = max(int(n_labels), 1)
-    if callable(lut):
+    if lut is not None:
         table = np.asarray(lut(), dtype=float)  # (256, 3) 0..255, entry 0 the background
         if table.max() > 1:
             table = table / 255.0

@@ -99,8 +99,11 @@ def _demo(args) -> int:
 
 
 # --------------------------------------------------------------------------- ij-bridge imagej
-#: the menu that holds the commands (commands.registry.DEFAULT_MENU, as ImageJ shows it)
-MENU = ("Plugins", "IJ Bridge")
+def _default_menu() -> tuple[str, ...]:
+    """The menu that holds the commands, ("Plugins", "IJ Bridge")."""
+    from ..commands.registry import DEFAULT_MENU
+
+    return tuple(DEFAULT_MENU.split(">"))
 
 
 def _menu_labels(path: tuple[str, ...]) -> list[str] | None:
@@ -187,13 +190,14 @@ def _imagej(args) -> int:
         jc.IJ.open(str(f.resolve()))
         if jc.WindowManager.getImageCount() == before:
             print(f"ij-bridge: ImageJ did not open {str(f)!r} as an image", file=sys.stderr)
-    in_menu = _menu_labels(MENU) or []
+    menu = _default_menu()
+    in_menu = _menu_labels(menu) or []
     info = runtime.runtime_info()
     print(f"ij-bridge: ImageJ {info['imagej_version']} on display {info['display']}, "
-          f"{len(in_menu)} commands in {' > '.join(MENU)}; quit ImageJ (File > Quit) to end", flush=True)
+          f"{len(in_menu)} commands in {' > '.join(menu)}; quit ImageJ (File > Quit) to end", flush=True)
     if args.check:
         for label in in_menu:
-            print(f"menu: {' > '.join(MENU)} > {label}")
+            print(f"menu: {' > '.join(menu)} > {label}")
         titles = jc.WindowManager.getImageTitles()
         for title in titles:
             print(f"image: {title}")

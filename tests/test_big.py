@@ -213,3 +213,13 @@ def test_cli_n2v_big_equals_whole_stack(tmp_path):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "big" / "movie.tif"),
                                   tifffile.imread(tmp_path / "whole" / "movie.tif"))
     _no_leftovers(tmp_path / "big", {"movie.tif"})
+
+
+def test_workflow_segment_big_equals_whole(sd_model, nuclei, whole):
+    from ij_bridge.workflows.stardist import segment
+
+    crop = nuclei[:400, :520]
+    a = segment(crop, sd_model, big=True)
+    b = segment(crop, sd_model, big=False)
+    np.testing.assert_array_equal(a.labels.values, b.labels.values)
+    assert a.n_objects == b.n_objects > 20

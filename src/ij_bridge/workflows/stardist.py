@@ -247,12 +247,24 @@ def _check_percentiles(normalize: bool, percentiles: Sequence[float]) -> tuple[f
 
 # ---------------------------------------------------------------------------------- segment
 
+def _use_big(model, plane, big: bool | None, n_tiles) -> bool:
+    """Whether a 2D plane goes :func:`ij_bridge.stardist.big.predict_instances_big`'s way."""
+    if big is False or int(model.ndim) != 2 or not hasattr(model, "predict_instances_big"):
+        return False
+    if big:
+        return True
+    from ..stardist.big import BIG_THRESHOLD_PIXELS
+
+    return n_tiles is None and int(plane.sizes["y"]) * int(plane.sizes["x"]) > BIG_THRESHOLD_PIXELS
+
+
 def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
             nms_thresh: float | None = None, normalize: bool = True,
             percentiles: Sequence[float] = DEFAULT_PERCENTILES,
             n_tiles: Sequence[int] | int | None = None, axes: str | Sequence[str] | None = None,
             exclude_border: int = 0, progress: Progress | None = None,
-            show_progress: bool = False, name: str | None = None) -> Segmentation:
+            show_progress: bool = False, name: str | None = None,
+            big: bool | None = None) -> Segmentation:
     """Segment every plane (2D model) or volume (3D model) of ``image``.
 
     Parameters
@@ -283,6 +295,12 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
         A progress bar in the terminal for a single plane.
     name : str, optional
         How messages name the image (default: its title, else "the image").
+    big : bool, optional
+        2D model: predict each plane block by block in bounded memory
+        (:func:`ij_bridge.stardist.big.predict_instances_big`: the same
+        objects; percentiles from a subsample above 4000² pixels). Default
+        None: for planes above :data:`~ij_bridge.stardist.big.BIG_THRESHOLD_PIXELS`
+        (4096²) when ``n_tiles`` is not given; True / False force it.
 
     Returns
     -------
@@ -335,10 +353,16 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
                 progress(k * 1000 + int(1000 * done / max(total, 1)), n * 1000,
                          f"{tag}: {message}" if tag else message)
 
-        lbl, det = model.predict_instances(
-            plane, prob_thresh=used["prob"], nms_thresh=used["nms"], n_tiles=n_tiles,
-            normalize=normalize, percentiles=(low, high), progress=sub,
-            show_progress=show_progress and n == 1)
+        if _use_big(model, plane, big, n_tiles):  # issue 14.3: maps and NMS block by block
+            lbl, det = model.predict_instances_big(
+                np.asarray(plane.values), None, prob_thresh=used["prob"], nms_thresh=used["nms"],
+                normalize=normalize, percentiles=(low, high), progress=sub,
+                show_progress=show_progress and n == 1)
+        else:
+            lbl, det = model.predict_instances(
+                plane, prob_thresh=used["prob"], nms_thresh=used["nms"], n_tiles=n_tiles,
+                normalize=normalize, percentiles=(low, high), progress=sub,
+                show_progress=show_progress and n == 1)
         lbl, det = _kept_objects(np.asarray(lbl), det, nd, exclude_border)
         labels[idx] = lbl
         points.append(np.asarray(det["points"]))

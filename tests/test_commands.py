@@ -161,7 +161,7 @@ def test_stardist_rejects_what_it_cannot_do(imagej, crops):
     r = run_macro('selectImage("two channels"); run("StarDist 2D (torch)", "normalize");')
     assert not r.ok and "2 channels but the model takes one" in r.error
     r = run_macro('run("StarDist 3D (torch)", "input=[two channels] normalize");')
-    assert not r.ok and "model= is required" in r.error
+    assert not r.ok and "'two channels' is not a z-stack" in r.error
     r = run_macro('selectImage("two channels"); run("StarDist 2D (torch)", "model=/no/such/model normalize");')
     assert not r.ok and "model=[/no/such/model] does not exist" in r.error
     r = run_macro('run("StarDist 2D (torch)", "input=[two channels] probability=1.5 normalize");')

@@ -109,3 +109,76 @@ def test_train_then_predict(tmp_path, capsys):
     rc = main(["stardist", "train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "images"),
                "--model", str(tmp_path / "m3"), "--epochs", "1", "--steps", "1", "--patch-size", "128"])
     assert rc == 2
+
+
+# ------------------------------------------------------------------------------------- 3D
+TINY3D = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "stardist3d_tiny" / "nuclei1c"
+
+
+def _stack(seed=7, nz=16, calibrated=True):
+    x, _ = synthetic_nuclei((nz, 64, 64), n_objects=12, radius=(5.0, 8.0), seed=seed)
+    data = (np.clip(x, 0, None) * 1000 + 100).astype(np.uint16)
+    if not calibrated:
+        return xr.DataArray(data, dims=("z", "y", "x"))
+    coords = {"z": np.arange(nz) * 2.0, "y": np.arange(64) * 0.5, "x": np.arange(64) * 0.5}
+    return xr.DataArray(data, dims=("z", "y", "x"), coords=coords,
+                        attrs={"units": {"x": "µm", "y": "µm", "z": "µm"}})
+
+
+def test_predict_3d_writes_the_label_stack_and_per_slice_rois(tmp_path, capsys):
+    from test_outlines import fill, roi_loops
+
+    from ij_bridge.workflows.stardist import load_model, segment
+
+    imwrite(tmp_path / "stack.tif", _stack())
+    rc = main(["stardist", "predict", str(tmp_path / "stack.tif"), "--model", str(TINY3D),
+               "--output", str(tmp_path / "out"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert "no z calibration" not in capsys.readouterr().err
+    lbl = imread(tmp_path / "out" / "stack_labels.tif")
+    assert lbl.dims == ("z", "y", "x") and lbl.shape == (16, 64, 64) and lbl.dtype == np.uint16
+    np.testing.assert_allclose(lbl.coords["z"].values[:3], [0, 2, 4])
+    np.testing.assert_allclose(lbl.coords["x"].values[:3], [0, 0.5, 1])
+    assert lbl.attrs["units"]["z"] == "µm"
+    expected = segment(imread(tmp_path / "stack.tif"), load_model(str(TINY3D)))
+    np.testing.assert_array_equal(lbl.values, expected.labels.values)
+    n = int(lbl.values.max())
+    assert n >= 5
+    # one ROI per object and slice, at its z position, covering exactly its voxels there
+    rois = read_rois(tmp_path / "out" / "stack_rois.zip")
+    assert len(rois) == sum(len(np.unique(p)) - 1 for p in lbl.values)
+    for r in rois:
+        value = int(r.props.split(":")[1])
+        assert (r.c_position, r.t_position) == (0, 0) and 1 <= r.z_position <= 16
+        assert r.name == f"label-{value:04d}-z{r.z_position:03d}"
+        np.testing.assert_array_equal(fill(roi_loops(r), (64, 64)), lbl.values[r.z_position - 1] == value)
+    # one row per object, volumes in µm³
+    df = pd.read_csv(tmp_path / "out" / "stack_objects.csv")
+    assert df["label"].tolist() == list(range(1, n + 1))
+    assert df.loc[0, "volume"] == pytest.approx(np.sum(lbl.values == 1) * 0.5 * 0.5 * 2.0)
+
+
+def test_predict_3d_bad_input(tmp_path, capsys):
+    imwrite(tmp_path / "raw.tif", _stack(nz=8, calibrated=False))
+    rc = main(["stardist", "predict", str(tmp_path / "raw.tif"), "--model", str(TINY3D),
+               "--output", str(tmp_path / "o1"), "--quiet"])
+    assert rc == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "no z calibration" in line]
+    assert len(err) == 1 and err[0].startswith("warning: ") and "in voxels" in err[0]
+    # a 3D model on a 2D image, a 2D model with --3d: one line each, naming the fix
+    x, _ = synthetic_nuclei((64, 64), n_objects=4, seed=1)
+    imwrite(tmp_path / "flat.tif", _calibrated(x))
+    rc = main(["stardist", "predict", str(tmp_path / "flat.tif"), "--model", str(TINY3D),
+               "--output", str(tmp_path / "o2"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is not a z-stack" in err and "2D model" in err and len(err.splitlines()) == 1
+    rc = main(["stardist", "predict", str(tmp_path / "raw.tif"), "--3d", "--model", "stardist_nuclei2d",
+               "--output", str(tmp_path / "o3"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "is a 2D model" in err and "--3d" in err
+    # a 2D model on a z-stack: slice by slice, with a note
+    rc = main(["stardist", "predict", str(tmp_path / "raw.tif"), "--output", str(tmp_path / "o4"),
+               "--quiet"])
+    assert rc == 0
+    assert "segments each of the 8 z slices" in capsys.readouterr().err
+    assert imread(tmp_path / "o4" / "raw_labels.tif").dims == ("z", "y", "x")

@@ -5,6 +5,7 @@ Examples::
     ij-bridge stardist train --images imgs/ --masks masks/ --model nuclei.zip --epochs 20
     ij-bridge stardist predict --model nuclei.zip a.tif more/ --output seg/
     ij-bridge stardist predict a.tif --output seg/          # bundled stardist_nuclei2d model
+    ij-bridge stardist predict --3d stack.tif --output seg/ # bundled stardist_nuclei3d model
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..workflows.stardist import DEFAULT_MODEL  # the one place it is set
+from ..workflows.stardist import DEFAULT_MODEL, DEFAULT_MODEL_3D  # the one place they are set
 from . import CLIError, collect_tiffs
 
 __all__ = ["register"]
@@ -59,10 +60,16 @@ def register(subparsers: Any) -> None:
 
     pr = sub.add_parser("predict", help="segment images with a trained model",
                         description="Writes per input <name>_labels.tif (calibrated label image), "
-                                    "<name>_rois.zip (ImageJ ROIs) and <name>_objects.csv.")
+                                    "<name>_rois.zip (ImageJ ROIs: 2D the model's polygons, 3D each "
+                                    "object's outline in each slice, at its z (and t) position) and "
+                                    "<name>_objects.csv. A 2D model segments the slices of a z-stack "
+                                    "one by one; a 3D model (--3d) segments volumes.")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF files or folders of them")
-    pr.add_argument("--model", default=DEFAULT_MODEL,
-                    help=f"model folder, .zip or bundled name (default: {DEFAULT_MODEL})")
+    pr.add_argument("--model",
+                    help=f"model folder, .zip or bundled name (default: {DEFAULT_MODEL}; with --3d "
+                         f"{DEFAULT_MODEL_3D})")
+    pr.add_argument("--3d", dest="three_d", action="store_true",
+                    help="segment z-stacks as volumes with a 3D model (the model must be 3D)")
     pr.add_argument("--output", required=True, type=Path, help="output folder")
     pr.add_argument("--prob", type=float, help="probability threshold (default: the model's)")
     pr.add_argument("--nms", type=float, help="overlap (NMS) threshold (default: the model's)")
@@ -268,11 +275,16 @@ def _predict(args: argparse.Namespace) -> int:
             raise CLIError(f"output exists: {exist[0]} (pass --overwrite to replace the outputs)")
     if args.exclude < 0:
         raise CLIError(f"--exclude must be >= 0 pixels, got {args.exclude}")
+    spec = args.model or (DEFAULT_MODEL_3D if args.three_d else DEFAULT_MODEL)
     try:
-        model = load_model(args.model, fiji=args.fiji, device=args.device, stand_in=False,
-                           what=f"--model {args.model}", log=lambda line: print(line, file=sys.stderr))
+        model = load_model(spec, 3 if args.three_d and not args.model else None, fiji=args.fiji,
+                           device=args.device, stand_in=False, what=f"--model {spec}",
+                           log=lambda line: print(line, file=sys.stderr))
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    if args.three_d and model.ndim != 3:
+        raise CLIError(f"--model {spec} is a 2D model but --3d asks for a 3D one: give a 3D model, "
+                       "or leave out --3d to segment each slice with the 2D model")
     n_tiles = _ints(args.tiles, model.ndim, "tiles")
     from ..workflows import big as _big
 
@@ -303,7 +315,8 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             seg = segment(da, model, prob_thresh=args.prob, nms_thresh=args.nms, n_tiles=n_tiles,
                           normalize=not args.no_normalize, percentiles=(args.low, args.high),
-                          exclude_border=args.exclude, show_progress=not args.quiet, name=str(path))
+                          exclude_border=args.exclude, show_progress=not args.quiet, name=str(path),
+                          log=lambda line: print(line, file=sys.stderr))
         except ValueError as exc:
             raise CLIError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from None
         rois = seg.rois()

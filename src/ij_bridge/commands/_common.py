@@ -60,7 +60,8 @@ def show_image(data: np.ndarray, template, dims: Sequence[str], title: str, *,
 
 
 def show_labels(labels: np.ndarray, template, dims: Sequence[str], title: str):
-    """A label image (16-bit when it fits, else 32-bit) keeping ``template``'s calibration."""
+    """A label image (16-bit when it fits, else 32-bit) keeping ``template``'s calibration,
+    shown with the distinct-colour label LUT (:func:`ij_bridge.imagej.images.set_label_lut`)."""
     labels = np.asarray(labels)
     top = int(labels.max()) if labels.size else 0
     if top <= 65535:
@@ -69,7 +70,11 @@ def show_labels(labels: np.ndarray, template, dims: Sequence[str], title: str):
         data = labels.astype(np.float32)
     else:
         raise CommandError(f"{top} objects: more than a 32-bit ImageJ image holds exactly (2**24)")
-    return show_image(data, template, dims, title, display_range=(0, max(top, 1)))
+    from ..imagej.images import set_label_lut, to_imageplus
+
+    imp = set_label_lut(to_imageplus(like(data, template, dims, unique_title(title))), top)
+    imp.show()
+    return imp
 
 
 def label_array(imp, what: str = "label image") -> tuple[np.ndarray, Any]:

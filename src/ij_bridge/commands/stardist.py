@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..workflows import stardist as workflow
-from ..workflows.stardist import DEFAULT_MODEL  # noqa: F401  (kept importable from here)
+from ..workflows.stardist import DEFAULT_MODEL, DEFAULT_MODEL_3D  # noqa: F401  (kept importable from here)
 from ._common import (LABEL_SUFFIX, OUTPUTS, POSITIONS, base_title, directory_or_file,
                       parse_threshold, roi_position, set_torch_threads, show_labels, tiles_tuple,
                       to_xarray)
@@ -32,12 +32,15 @@ def load_model(spec: str, ndim: int, fiji: str = "", log=None):
     """
     from ..stardist.fiji_models import is_fiji_model_name
 
+    from ..stardist.model import bundled_models
+
     command = "StarDist 2D (torch)" if ndim == 2 else "StarDist 3D (torch)"
     spec = str(spec).strip()
-    if not spec and ndim == 3:
-        raise CommandError("model= is required for StarDist 3D: give a model folder or .zip "
-                           "trained with StarDist Train (torch) on z-stacks")
-    spec = spec or DEFAULT_MODEL
+    if spec in ("", DEFAULT_MODEL_3D) and ndim == 3 and DEFAULT_MODEL_3D not in bundled_models():
+        raise CommandError(f"this installation has no bundled 3D model ({DEFAULT_MODEL_3D}): give "
+                           "model= a folder or .zip of a 3D model, e.g. one trained with "
+                           "StarDist Train (torch) on z-stacks")
+    spec = spec or (DEFAULT_MODEL_3D if ndim == 3 else DEFAULT_MODEL)
     fiji_name = is_fiji_model_name(spec) and not Path(spec).expanduser().exists()
     try:
         model = workflow.load_model(spec, ndim if fiji_name else None, fiji=fiji or None, log=log,
@@ -68,25 +71,39 @@ def _segment(ctx, imp, model, normalize, low, high, probability, overlap, tiles,
     return workflow.segment(to_xarray(imp), model, prob_thresh=prob, nms_thresh=nms,
                             normalize=normalize, percentiles=(low, high),
                             n_tiles=tiles_tuple(tiles, model.ndim), exclude_border=exclude,
-                            progress=ctx.progress, name=repr(str(imp.getTitle())))
+                            progress=ctx.progress, name=repr(str(imp.getTitle())), log=ctx.log)
+
+
+def _check_z_stack(imp) -> None:
+    """A 3D model needs z slices: say so (and how to fix swapped slices/frames) before any work."""
+    if int(imp.getNSlices()) > 1:
+        return
+    title = str(imp.getTitle())
+    frames = int(imp.getNFrames())
+    hint = (f"; if its {frames} frames are z slices, swap them with Image > Properties... "
+            f"(slices={frames}, frames=1)" if frames > 1 else "")
+    raise CommandError(f"{title!r} is not a z-stack (it has 1 slice){hint}; StarDist 3D (torch) "
+                       f"segments z-stacks - segment 2D images with run(\"StarDist 2D (torch)\", "
+                       f"\"input=[{title}] ...\")")
 
 
 def _outputs(ctx, imp, seg, output, position, table):
-    """Show the label image, fill the ROI Manager (the model's polygons; 3D: each slice's
-    outlines) and, on request, the objects table."""
+    """Show the label image, fill the ROI Manager (the model's polygons; 3D: each object's
+    outline in each slice, with its z (and t) hyperstack position) and, on request, the
+    objects table."""
     labels = seg.labels
     dims = [str(d) for d in labels.dims]
     if output in ("Label Image", "Both"):
         lab_imp = show_labels(labels.values, to_xarray(imp), dims, base_title(imp) + LABEL_SUFFIX)
         ctx.log(f"label image {lab_imp.getTitle()!r}")
     if output in ("ROI Manager", "Both"):
-        from ..imagej.rois import labels_to_rois, set_roi_manager_rois
+        from ..imagej.rois import set_roi_manager_rois
 
-        pos = roi_position(position, imp) if len(dims) > 2 else None
         if seg.polygons is not None:
-            rois = seg.rois(position=pos)
-        else:  # 3D: a polyhedron has no ROI; each object's outline in each slice
-            rois = labels_to_rois(labels.values, dims=tuple(dims), position=pos)
+            rois = seg.rois(position=roi_position(position, imp) if len(dims) > 2 else None)
+        else:  # 3D: each object's outline in each slice; Automatic = (c, z, t) positions
+            rois = seg.rois(position="hyperstack" if position == "Automatic"
+                            else roi_position(position, imp))
         set_roi_manager_rois(rois, reset=True)
         ctx.log(f"{len(rois)} ROIs in the ROI Manager")
     if table:
@@ -133,21 +150,25 @@ def stardist_2d_command(ctx, input, model, normalize, low, high, probability, ov
 
 @command("StarDist 3D (torch)", params=[
     ImageTitle("input", help="z-stack to segment (default: the active image)"),
-    ModelChoice("model", "stardist3d", "", label="model (folder or .zip of a 3D model)"),
+    ModelChoice("model", "stardist3d", DEFAULT_MODEL_3D, label="model (folder or .zip of a 3D model)"),
     *_SEGMENT_PARAMS,
     Choice("output", OUTPUTS, "Label Image", label="output type (ROIs: one per object and slice)"),
     Integer("tiles", 1, minimum=0, label="tiles per axis in x and y (0 = automatic)"),
-    Choice("position", POSITIONS, "Automatic", label="position of ROIs"),
+    Integer("exclude", 2, minimum=0, label="exclude objects centred this close to the x/y border (pixels)"),
+    Choice("position", POSITIONS, "Automatic", label="position of ROIs (Automatic: slice and frame)"),
     _TABLE,
 ], help="StarDist segmentation of z-stacks (and z-stacks over time) with a 3D model.",
     user_errors=_USER_ERRORS)
 def stardist_3d_command(ctx, input, model, normalize, low, high, probability, overlap, output, tiles,
-                        position, table):
-    """Label image ``<title>-labels`` (calibration kept); per-slice ROIs on request."""
+                        exclude, position, table):
+    """Label stack ``<title>-labels`` (calibration kept); on request one ROI per object and slice
+    (named after and carrying its object's label, at its slice and frame) and the objects table."""
     set_torch_threads()
+    _check_z_stack(input)
     m = load_model(model, 3)
-    seg = _segment(ctx, input, m, normalize, low, high, probability, overlap, tiles, 0)
-    ctx.log(f"{seg.n_objects} objects")
+    seg = _segment(ctx, input, m, normalize, low, high, probability, overlap, tiles, exclude)
+    counts = seg.counts
+    ctx.log(f"{sum(counts)} objects" + (f" ({', '.join(map(str, counts))} per frame)" if len(counts) > 1 else ""))
     _outputs(ctx, input, seg, output, position, table)
 
 

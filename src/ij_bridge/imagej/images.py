@@ -30,7 +30,8 @@ from ..layout import (DIM_ORDER, LossyConversionWarning, as_dataarray, assemble,
                       calibration_from_dataarray, check_plane_size, normalise_dims, stack_order,
                       to_imagej_dtype)
 
-__all__ = ["to_imageplus", "from_imageplus", "LossyConversionWarning", "normalise_dims", "DIM_ORDER"]
+__all__ = ["to_imageplus", "from_imageplus", "set_label_lut", "LossyConversionWarning", "normalise_dims",
+           "DIM_ORDER"]
 
 T_ORIGIN_PROPERTY = "ij_bridge.t_origin"
 
@@ -206,6 +207,48 @@ def to_imageplus(data: Any, title: str | None = None, *,
     dr = da.attrs.get("display_range")
     if dr is not None and sizes["c"] == 1 and not is_rgb:
         imp.setDisplayRange(float(dr[0]), float(dr[1]))
+    return imp
+
+
+# --------------------------------------------------------------------------- label images
+def set_label_lut(imp, top: int | None = None):
+    """Show a label image with distinct colours: :func:`ij_bridge.luts.label_lut`, 0 black.
+
+    Sets the image's LUT (all planes) and its display range to ``0 ..
+    max(255, top)``: with up to 255 objects every label has its own entry of
+    the table (label k is entry k), as label tools show them. ImageJ shows a
+    16-bit image through 256 LUT entries, so with more objects consecutive
+    labels share a colour in bands of ``(top + 1) / 256`` (beyond 511
+    objects the first few labels then fall on entry 0 and show black).
+
+    Parameters
+    ----------
+    imp : ij.ImagePlus
+        A single-channel 8-, 16- or 32-bit label image.
+    top : int, optional
+        The largest label (default: the image's maximum over all planes).
+
+    Returns
+    -------
+    ij.ImagePlus
+        ``imp``, for chaining.
+    """
+    import jpype
+
+    from ..luts import label_lut
+
+    _ensure_started()
+    if imp.getType() == jc.ImagePlus.COLOR_RGB or imp.getNChannels() > 1:
+        raise ValueError(f"{imp.getTitle()!r} is not a single-channel label image (RGB or "
+                         f"{imp.getNChannels()} channels)")
+    if top is None:
+        stack = imp.getStack()
+        top = max((stack.getProcessor(i + 1).getStatistics().max for i in range(stack.getSize())),
+                  default=0)
+    table = label_lut().astype(np.int8)  # Java bytes are signed
+    rgb = [jpype.JArray(jpype.JByte)(table[:, i].tolist()) for i in range(3)]
+    imp.setLut(jc("ij.process.LUT")(*rgb))
+    imp.setDisplayRange(0.0, float(max(255, int(top))))
     return imp
 
 

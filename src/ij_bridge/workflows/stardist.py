@@ -10,7 +10,7 @@ written for users (the front ends show them as they are).
   model) or every volume of a time series (3D model) and returns a
   :class:`Segmentation`: the calibrated label image, the model's polygons
   (2D) or polyhedra (3D), the centres, the probabilities, the objects table,
-  and the polygon ROIs (:meth:`Segmentation.rois`).
+  and the ROIs (:meth:`Segmentation.rois`: polygons in 2D, per-slice outlines in 3D).
 * :func:`train_from_pairs` pairs images with their masks by file name, checks
   them, holds out a seeded validation split and trains.
 * :func:`load_model` reads any model the package knows (ij-bridge folders and
@@ -40,11 +40,14 @@ import numpy as np
 
 from .models import ModelCache, channels_of, file_stamp
 
-__all__ = ["DEFAULT_MODEL", "Segmentation", "segment", "load_model", "train_from_pairs",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_3D", "Segmentation", "segment", "load_model", "train_from_pairs",
            "pair_files", "read_pair", "split_pairs", "labels_for_imagej", "clear_model_cache"]
 
 #: The model used where none is named (bundled with the package).
 DEFAULT_MODEL = "stardist_nuclei2d"
+
+#: The 3D model used where none is named (bundled with the package: ``models/stardist_nuclei3d``).
+DEFAULT_MODEL_3D = "stardist_nuclei3d"
 
 #: Percentiles of the input normalisation where none are given.
 DEFAULT_PERCENTILES = (1.0, 99.8)
@@ -138,25 +141,36 @@ class Segmentation:
         return int(sum(self.counts))
 
     def rois(self, position: str | None = "auto") -> list:
-        """The model's polygons as ImageJ polygon ROIs (:class:`roifile.ImagejRoi`), as the
-        StarDist Fiji plugin makes them; none for a 3D model.
+        """The objects as ImageJ ROIs (:class:`roifile.ImagejRoi`).
+
+        2D model: the model's polygons, as the StarDist Fiji plugin makes them;
+        vertices are the polygon's (x, y) with pixel centres at +0.5, as ImageJ
+        draws them. 3D model: one ROI per object and z slice, the exact pixel
+        outline of the object's voxels in that slice of the label image
+        (:func:`ij_bridge.outlines.outline_rois`: a traced polygon, or a
+        composite ROI where the object is in several pieces or has holes in
+        the slice), so that ImageJ's by-slice tools (ROI Manager Measure,
+        Interpolate ROIs, ...) see exactly the label stack's objects.
 
         Each ROI is named ``label-0007`` (stacks add the 1-based plane, ``-z003``,
-        ``-t002``) and has the ROI property ``label`` (``7``). Vertices are the
-        polygon's (x, y) with pixel centres at +0.5, as ImageJ draws them.
+        ``-t002``, ``-t002-z003``) and has the ROI property ``label`` (``7``).
 
         Parameters
         ----------
         position : {"auto", "stack", "hyperstack"} or None
             Stacks: ``"stack"`` gives each ROI its 1-based plane number
-            (t-major, then z); ``"hyperstack"`` its z and t positions;
-            ``"auto"`` is ``"stack"`` for one loop dim, ``"hyperstack"`` for two.
-            A single plane's ROIs are never positioned.
+            (t-major, then z); ``"hyperstack"`` its z and t positions
+            (``Roi.setPosition(0, z, t)``: all channels, 0 for a missing axis);
+            ``"auto"``: 2D model ``"stack"`` for one loop dim, ``"hyperstack"``
+            for two; 3D model always ``"hyperstack"``. A single plane's ROIs are
+            never positioned.
         """
         import roifile
 
         if self.polygons is None:
-            return []
+            from ..outlines import outline_rois
+
+            return outline_rois(self.labels, position="hyperstack" if position == "auto" else position)
         if not self.loop_dims:
             position = None
         elif position == "auto":
@@ -264,7 +278,7 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
             n_tiles: Sequence[int] | int | None = None, axes: str | Sequence[str] | None = None,
             exclude_border: int = 0, progress: Progress | None = None,
             show_progress: bool = False, name: str | None = None,
-            big: bool | None = None) -> Segmentation:
+            log: Log | None = None, big: bool | None = None) -> Segmentation:
     """Segment every plane (2D model) or volume (3D model) of ``image``.
 
     Parameters
@@ -287,14 +301,19 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
     axes : str, optional
         The axes of a numpy ``image`` (e.g. ``"TYX"``), or new names for a DataArray's dims.
     exclude_border : int
-        2D: drop objects whose centre lies closer than this many pixels to the
-        image edge (the Fiji plugin's ``excludeBoundary``); 0 keeps all.
+        Drop objects whose centre lies closer than this many pixels to the
+        image's y/x edges (the Fiji plugin's ``excludeBoundary``; in 3D the
+        lateral edges only, never the first and last slice); 0 keeps all.
     progress : callable, optional
         ``progress(done, total, message)`` over all planes.
     show_progress : bool
         A progress bar in the terminal for a single plane.
     name : str, optional
         How messages name the image (default: its title, else "the image").
+    log : callable, optional
+        Gets the notes and warnings below, one line each (``"warning: ..."``
+        for warnings); without it the warnings are :class:`UserWarning` s and
+        the notes are not given.
     big : bool, optional
         2D model: predict each plane block by block in bounded memory
         (:func:`ij_bridge.stardist.big.predict_instances_big`: the same
@@ -309,8 +328,20 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
     Raises
     ------
     ValueError
-        Missing spatial dims, a channel count the model does not take, bad
-        thresholds or percentiles; the message names the fix.
+        Missing spatial dims (a 3D model on an image without z slices), a
+        channel count the model does not take, bad thresholds or percentiles;
+        the message names the fix. All checks come before any prediction.
+
+    Notes
+    -----
+    * A 2D model on a z-stack segments each slice on its own (a note says so:
+      objects are not joined across slices; a 3D model segments volumes).
+    * A 3D model on a stack without z calibration (z unit "pixel") warns that
+      volumes and z positions come out in voxels.
+    * A stack with fewer slices than the network's z divisor (grid × pooling)
+      is padded in z (mirrored) for the network; the labels keep the stack's
+      slices (a note says so). Other sizes are padded to the next multiple, as
+      in every axis.
     """
     import pandas as pd
     import xarray as xr
@@ -328,6 +359,13 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
     if missing:
         raise ValueError(f"{what}: dims {tuple(dims)} lack {missing} for a {nd}D model")
     _check_channels(da, channels_of(model), what)
+    for line in _input_notes(da, model, what):
+        if line.startswith("warning: ") and log is None:
+            import warnings
+
+            warnings.warn(line[len("warning: "):], UserWarning, stacklevel=2)
+        elif log is not None:
+            log(line)
     low, high = _check_percentiles(normalize, percentiles)
     used = {"prob": model.thresholds["prob"] if prob_thresh is None else float(prob_thresh),
             "nms": model.thresholds["nms"] if nms_thresh is None else float(nms_thresh)}
@@ -392,16 +430,45 @@ def segment(image: Any, model: Any, *, prob_thresh: float | None = None,
                         polyhedra=polyhedra if nd == 3 else None, table=table, thresholds=used)
 
 
+def _z_calibrated(da) -> bool:
+    """True when the DataArray's z axis has a physical unit (not ImageJ's "pixel")."""
+    from ..layout import canonical_unit
+
+    units = da.attrs.get("units") or {}
+    unit = units.get("z", units.get("x")) if "z" in da.coords else None
+    return canonical_unit(unit) != "pixel"
+
+
+def _input_notes(da, model, what: str) -> list[str]:
+    """Lines about how the image will be segmented (``"warning: "`` first for warnings)."""
+    lines = []
+    nz = int(da.sizes["z"]) if "z" in da.dims else 1
+    if model.ndim == 2 and nz > 1:
+        lines.append(f"note: the 2D model segments each of the {nz} z slices of {what} on its own "
+                     "(objects are not joined across slices); segment z-stacks as volumes with a "
+                     "3D model")
+    if model.ndim == 3:
+        if not _z_calibrated(da):
+            lines.append(f"warning: {what} has no z calibration (voxel depth in pixels): volumes and "
+                         "z positions come out in voxels; set the voxel size (in ImageJ: Image > "
+                         "Properties...) or save the stack with its z spacing")
+        div = int(model.config.divisor[0])
+        if nz < div:
+            lines.append(f"note: {what} has {nz} slice(s), fewer than the model's z divisor {div}: "
+                         f"padded (mirrored) to {div} slices for the network; the labels keep {nz}")
+    return lines
+
+
 def _kept_objects(lbl: np.ndarray, det: dict, ndim: int, border: int) -> tuple[np.ndarray, dict]:
-    """Drop objects with no pixel in ``lbl`` (and, 2D, centred within ``border`` of the edge);
-    number the others 1..n in their order."""
+    """Drop objects with no pixel in ``lbl`` (and those centred within ``border`` of the image's
+    y/x edges); number the others 1..n in their order."""
     n = len(det["prob"])
     present = np.zeros(max(n, int(lbl.max(initial=0))) + 1, bool)
     present[np.unique(lbl)] = True
     keep = present[1:n + 1].copy()
-    if border > 0 and ndim == 2 and n:
+    if border > 0 and n:
         h, w = lbl.shape[-2:]
-        pts = np.asarray(det["points"]).reshape(-1, 2)
+        pts = np.asarray(det["points"]).reshape(-1, ndim)[:, -2:]
         keep &= ((pts[:, 0] >= border) & (pts[:, 0] < h - border)
                  & (pts[:, 1] >= border) & (pts[:, 1] < w - border))
     if keep.all():
@@ -431,7 +498,8 @@ def load_model(spec: str | Path | None = None, ndim: int | None = None, *,
     Parameters
     ----------
     spec : str or Path, optional
-        A bundled name (default :data:`DEFAULT_MODEL` for 2D), a folder or
+        A bundled name (default :data:`DEFAULT_MODEL`; with ``ndim=3``
+        :data:`DEFAULT_MODEL_3D`), a folder or
         ``.zip`` saved by ij-bridge, the original StarDist's folder, zip or
         bioimage.io package, a TF SavedModel zip (the Fiji plugin's format), or
         one of the StarDist Fiji plugin's model names (``Versatile
@@ -464,10 +532,11 @@ def load_model(spec: str | Path | None = None, ndim: int | None = None, *,
 
     spec = str(spec if spec is not None else "").strip()
     if not spec:
-        if ndim == 3:
-            raise ValueError("a 3D model is needed (none is bundled): give the folder or .zip of a "
-                             "model trained on z-stacks")
-        spec = DEFAULT_MODEL
+        if ndim == 3 and DEFAULT_MODEL_3D not in bundled_models():
+            raise ValueError(f"a 3D model is needed and this installation has no bundled one "
+                             f"({DEFAULT_MODEL_3D} is missing): give the folder or .zip of a model "
+                             "trained on z-stacks")
+        spec = DEFAULT_MODEL_3D if ndim == 3 else DEFAULT_MODEL
     what = what or f"model {spec!r}"
     p = Path(spec).expanduser()
     if not p.exists() and is_fiji_model_name(spec):

@@ -249,9 +249,13 @@ for box in gd.getCheckboxes():
 ok = gd.getButtons()[0]
 events.postEvent(ActionEvent(ok, ActionEvent.ACTION_PERFORMED, ok.getLabel()))
 
+def label_image():  # the image the command added (whatever its title)
+    ids = list(WindowManager.getIDList() or [])
+    return WindowManager.getImage(ids[-1]) if len(ids) >= 2 else None
+
 def done():
     rm = RoiManager.getInstance()
-    return (WindowManager.getImage("cells-labels") is not None and rm is not None and rm.getCount() > 0
+    return (label_image() is not None and rm is not None and rm.getCount() > 0
             and ResultsTable.getResultsTable().size() > 0)
 
 wait(done, 240, "the results")
@@ -260,7 +264,7 @@ exchange.update(n for n in os.listdir(temp) if n.startswith("ij-bridge-"))
 print(json.dumps({
     "submenus": submenus, "recorded": str(rec.getText()), "exchange": sorted(exchange),
     "left": sorted(n for n in os.listdir(temp) if n.startswith("ij-bridge-")),
-    "labels_max": WindowManager.getImage("cells-labels").getStatistics().max,
+    "labels_max": label_image().getStatistics().max,
     "rois": RoiManager.getInstance().getCount(), "results": ResultsTable.getResultsTable().size(),
 }))
 sys.stdout.flush()
@@ -292,7 +296,7 @@ def test_recorded_menu_run_replays_in_batch(imagej_folder, cells, xvfb, tmp_path
 
     replay = tmp_path / "replay.ijm"
     replay.write_text(f'open("{cells}");\n' + run["recorded"] +
-                      '\nselectImage("cells-labels"); getStatistics(area, mean, min, max);\n'
+                      '\nselectImage(nImages); getStatistics(area, mean, min, max);\n'
                       'print("replayed labels max=" + max + " results=" + nResults);\n')
     r = _plain_imagej(imagej_folder, replay, xvfb)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -68,12 +68,12 @@ def _launch(*args: str, display: str | None, timeout: float = 180) -> subprocess
     return subprocess.run([CLI, "imagej", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
 
 
-@pytest.mark.parametrize("how", ["quit", "close"])
+@pytest.mark.parametrize("how", ["menu", "window"])
 def test_menu_files_and_quit(display, images, how):
     """The real menu bar holds every command under Plugins > IJ Bridge, the files are open, and
     File > Quit (or closing the ImageJ window) ends the process with status 0."""
     t0 = time.monotonic()
-    r = _launch(*map(str, images), "--check", how, display=display)
+    r = _launch("--check", *map(str, images), "--quit-with", how, display=display)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("ij-bridge: ImageJ 1.") and f"on display {display}," in lines[0]

@@ -44,9 +44,12 @@ def register(sub) -> None:
     p.add_argument("--virtual", action="store_true",
                    help="show the window on a private virtual display (Xvfb) instead of $DISPLAY: "
                         "unseen, for scripted use and screenshots")
-    p.add_argument("--check", nargs="?", const="quit", choices=["quit", "close"], default=None,
+    p.add_argument("--check", action="store_true",
                    help="list the Plugins > IJ Bridge menu and the open images as ImageJ shows them, "
-                        "then quit as File > Quit does (or, with 'close', as closing the ImageJ window does)")
+                        "then quit ImageJ (see --quit-with)")
+    p.add_argument("--quit-with", choices=["menu", "window"], default="menu",
+                   help="how --check quits: as a click on File > Quit (menu, the default) or on the "
+                        "ImageJ window's close button (window)")
     p.set_defaults(func=_imagej)
 
     p = sub.add_parser("demo", help="run the main workflow on generated sample data")
@@ -202,7 +205,7 @@ def _imagej(args) -> int:
         for title in titles:
             print(f"image: {title}")
         sys.stdout.flush()
-        if args.check == "quit":
+        if args.quit_with == "menu":
             _click_menu_item("File", "Quit")
         else:  # the window's close button: a WINDOW_CLOSING event
             WindowEvent = jc.WindowEvent

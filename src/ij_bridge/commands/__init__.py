@@ -25,6 +25,7 @@ from .registry import (
     ImageTitle,
     Integer,
     Message,
+    ModelChoice,
     Number,
     Param,
     String,
@@ -41,7 +42,7 @@ from .runner import MacroResult, close_all_images, run_macro
 
 __all__ = [
     "Checkbox", "Choice", "Command", "CommandContext", "CommandError", "Directory", "File",
-    "ImageTitle", "Integer", "Message", "Number", "Param", "String", "command", "get_command",
+    "ImageTitle", "Integer", "Message", "ModelChoice", "Number", "Param", "String", "command", "get_command",
     "install_commands", "registered_commands", "run_command", "MacroResult", "run_macro",
     "close_all_images", "BUILTIN_MODULES", "load_builtin_commands", "builtin_commands",
     "run_plugin", "argstring",

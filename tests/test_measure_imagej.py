@@ -95,9 +95,22 @@ def test_columns_and_values_are_imagejs(clean_imagej, seed, dtype, pixel):
     lbl = _labels(seed)
     rng = np.random.default_rng(seed)
     img = (rng.normal(100, 30, lbl.shape).clip(0, 250)).astype(dtype)
+    types = _compare_with_imagej(lbl, img, pixel)
+    assert types == ["Composite", "Rectangle", "Traced"]  # every kind of ROI was measured
+
+
+def test_real_nuclei_are_imagejs(clean_imagej, shared_data):
+    """The 73 annotated nuclei of the shared data set and their fluorescence image."""
+    import tifffile
+
+    lbl = tifffile.imread(shared_data / "nuclei2d" / "train_left_mask.tif").astype(np.int32)
+    img = tifffile.imread(shared_data / "nuclei2d" / "train_left_img.tif")
+    _compare_with_imagej(lbl, img, 0.5)
+
+
+def _compare_with_imagej(lbl, img, pixel):
     origin_xy = (3.0, -2.0)
     ref, types = _imagej_measure(lbl, img, pixel, "µm", origin_xy)
-    assert types == ["Composite", "Rectangle", "Traced"]  # every kind of ROI was measured
     ours = to_imagej_columns(regionprops_table(lbl, img, spacing=pixel, units="µm",
                                                origin=origin_xy[::-1]))
     assert len(ours) == len(ref) == len(np.unique(lbl)) - 1
@@ -121,6 +134,7 @@ def test_columns_and_values_are_imagejs(clean_imagej, seed, dtype, pixel):
     # units: ImageJ's headings from the image's calibration equal ours
     for h in ("Area", "X", "Perim.", "Feret", "Angle", "Circ."):
         assert ref.attrs["units"][h] == ours.attrs["units"][h], h
+    return types
 
 
 def test_macro_reads_imagej_names(clean_imagej):

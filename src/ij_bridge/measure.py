@@ -77,6 +77,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy import ndimage as ndi
 
 from .layout import dim_name
@@ -262,195 +263,258 @@ def _hull_volume(mask: np.ndarray, spacing: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- 2D outlines
-# Directions of the pixel-edge steps, (dx, dy) with y down on screen.
-_E, _N, _W, _S = 0, 1, 2, 3
-_STEP = np.array([(1, 0), (0, -1), (-1, 0), (0, 1)])
+# The outlines are those ImageJ's ThresholdToSelection draws: every boundary edge of the
+# pixels walked with the object on its left (outer outlines counter-clockwise on screen,
+# holes clockwise); where two pixels touch only at a corner the walk turns right, so
+# diagonal neighbours share one outline (8-connected objects). Directions of the steps:
+# 0 east, 1 north, 2 west, 3 south, (dx, dy) with y down on screen. ImageJ's first vertex
+# of an outline is the right (outer) or left (hole) end of the rightmost run on its
+# lowest line; its corners are counted from there.
 
 
-def _outline_cycles(mask: np.ndarray) -> list[np.ndarray]:
-    """The pixel-edge outlines of a 2D mask, as ImageJ's ThresholdToSelection draws them.
+@njit(cache=True)
+def _trace_runs(m):  # pragma: no cover - compiled
+    """Runs of the pixel-edge outlines of the padded mask ``m`` (see :func:`_outline_cycles`).
 
-    Every boundary edge is walked with the object on its left (outer outlines
-    counter-clockwise on screen, holes clockwise); where two pixels touch only at
-    a corner the walk turns right, so diagonal neighbours share one outline
-    (8-connected objects, 4-connected holes).
-
-    Returns
-    -------
-    list of ndarray
-        Per outline its straight runs, rows ``(direction, length, end_x, end_y)``
-        in walking order (pixel-corner coordinates of ``mask``), rotated so that
-        the first row is the run ending at the outline's first vertex in ImageJ:
-        the right (outer) or left (hole) end of the lowest, rightmost bottom run.
+    Returns an int64 array of rows ``(cycle, direction, length, end_x, end_y)``.
     """
-    m = np.pad(np.asarray(mask, bool), 1)
-    inner = m[1:-1, 1:-1]
-    r, c = np.nonzero(inner)
-    r = r + 1
-    c = c + 1
-    up, down = ~m[r - 1, c], ~m[r + 1, c]
-    left, right = ~m[r, c - 1], ~m[r, c + 1]
-    # edge start vertex (x, y) in padded pixel-corner coordinates, and direction
-    xs = np.concatenate([c[up] + 1, c[down], c[left], c[right] + 1])
-    ys = np.concatenate([r[up], r[down] + 1, r[left], r[right] + 1])
-    ds = np.concatenate([np.full(up.sum(), _W), np.full(down.sum(), _E),
-                         np.full(left.sum(), _S), np.full(right.sum(), _N)])
-    width = m.shape[1] + 1
-    key = ys * width + xs
-    order = np.argsort(key, kind="stable")
-    key_sorted = key[order]
-    # out-edges per vertex: one, or two at a corner where pixels touch diagonally
-    first = {}
-    second = {}
-    for e, k in zip(order.tolist(), key_sorted.tolist()):
-        if k in first:
-            second[k] = e
-        else:
-            first[k] = e
-    used = np.zeros(len(ds), bool)
-    step = _STEP
-    cycles = []
-    for e0 in range(len(ds)):
+    h, w = m.shape
+    wv = w + 1
+    nv = (h + 1) * wv
+    first = np.full(nv, -1, np.int64)
+    second = np.full(nv, -1, np.int64)
+    cap = 4 * h * w
+    ex = np.empty(cap, np.int64)
+    ey = np.empty(cap, np.int64)
+    ed = np.empty(cap, np.int64)
+    ne = 0
+    for r in range(1, h - 1):
+        for c in range(1, w - 1):
+            if not m[r, c]:
+                continue
+            for k in range(4):
+                if k == 0:    # top edge, walked west
+                    if m[r - 1, c]:
+                        continue
+                    x, y, d = c + 1, r, 2
+                elif k == 1:  # bottom edge, walked east
+                    if m[r + 1, c]:
+                        continue
+                    x, y, d = c, r + 1, 0
+                elif k == 2:  # left edge, walked south
+                    if m[r, c - 1]:
+                        continue
+                    x, y, d = c, r, 3
+                else:         # right edge, walked north
+                    if m[r, c + 1]:
+                        continue
+                    x, y, d = c + 1, r + 1, 1
+                ex[ne] = x
+                ey[ne] = y
+                ed[ne] = d
+                v = y * wv + x
+                if first[v] < 0:
+                    first[v] = ne
+                else:
+                    second[v] = ne
+                ne += 1
+    used = np.zeros(ne, np.bool_)
+    out = np.empty((ne, 5), np.int64)
+    nr = 0
+    cyc = 0
+    sx = (1, 0, -1, 0)
+    sy = (0, -1, 0, 1)
+    right = (3, 0, 1, 2)  # E->S, N->E, W->N, S->W
+    for e0 in range(ne):
         if used[e0]:
             continue
-        runs: list[list[int]] = []
+        start = nr
         e = e0
         while not used[e]:
             used[e] = True
-            d = int(ds[e])
-            x = int(xs[e]) + int(step[d, 0])
-            y = int(ys[e]) + int(step[d, 1])
-            if runs and runs[-1][0] == d:
-                runs[-1][1] += 1
-                runs[-1][2], runs[-1][3] = x, y
+            d = ed[e]
+            x = ex[e] + sx[d]
+            y = ey[e] + sy[d]
+            if nr > start and out[nr - 1, 1] == d:
+                out[nr - 1, 2] += 1
+                out[nr - 1, 3] = x
+                out[nr - 1, 4] = y
             else:
-                runs.append([d, 1, x, y])
-            k = y * width + x
-            nxt = first.get(k)
-            if k in second:
-                a, b = first[k], second[k]
-                if used[a]:
-                    nxt = b
-                elif used[b]:
-                    nxt = a
-                else:  # a diagonal touch: turn right ((dx, dy) -> (-dy, dx) on screen)
-                    want = {_E: _S, _S: _W, _W: _N, _N: _E}[d]
-                    nxt = a if int(ds[a]) == want else b
-            if nxt is None:  # pragma: no cover - every boundary vertex has an out-edge
-                raise RuntimeError("open outline")
-            e = nxt
-        if len(runs) > 1 and runs[0][0] == runs[-1][0]:  # the walk started mid-run
-            runs[0][1] += runs[-1][1]
-            runs.pop()
-        a = np.array(runs, dtype=np.int64)
-        a[:, 2:] -= 1  # back to the coordinates of the unpadded mask
-        cycles.append(_imagej_start(a))
-    return cycles
+                out[nr, 0] = cyc
+                out[nr, 1] = d
+                out[nr, 2] = 1
+                out[nr, 3] = x
+                out[nr, 4] = y
+                nr += 1
+            v = y * wv + x
+            a = first[v]
+            b = second[v]
+            if b < 0:
+                e = a
+            elif used[a]:
+                e = b
+            elif used[b]:
+                e = a
+            elif ed[a] == right[d]:
+                e = a
+            else:
+                e = b
+        if nr - start > 1 and out[start, 1] == out[nr - 1, 1]:  # the walk started mid-run
+            out[start, 2] += out[nr - 1, 2]
+            nr -= 1
+        cyc += 1
+    return out[:nr]
 
 
-def _imagej_start(runs: np.ndarray) -> np.ndarray:
-    """Rotate an outline's runs so that the first ends at ImageJ's first vertex."""
-    d, x, y = runs[:, 0], runs[:, 2], runs[:, 3]
-    ex, ey = x, y
-    sx = x - _STEP[d, 0] * runs[:, 1]
-    sy = y - _STEP[d, 1] * runs[:, 1]
-    area2 = np.sum(sx * ey - ex * sy)  # < 0: outer outline (object on the left, y down)
-    want = _E if area2 < 0 else _W
-    bottom = np.flatnonzero(d == want)
-    if len(bottom) == 0:  # pragma: no cover - every outline has horizontal runs
-        return runs
-    lowest = bottom[y[bottom] == y[bottom].max()]
-    # the rightmost run on that line (for an outer outline its end is its right end)
-    rightmost = lowest[np.argmax(np.maximum(x[lowest], sx[lowest]))]
-    return np.roll(runs, -int(rightmost), axis=0)
-
-
-def _traced_corners(lengths: np.ndarray) -> int:
-    """ImageJ's corner count of a traced outline, from its run lengths (first: into vertex 0)."""
-    n = 0
-    corner = False
-    for side in lengths.tolist():
-        if side > 1 or not corner:
-            corner = True
-            n += 1
-        else:
-            corner = False
-    return n
-
-
-def _imagej_perimeter(cycles: list[np.ndarray], pw: float, ph: float) -> float:
-    """ImageJ's perimeter of the ROI that ThresholdToSelection makes of these outlines."""
-    if len(cycles) == 1 and len(cycles[0]) == 4 and cycles[0][:, 1].sum() >= 16:
-        # ImageJ makes a rectangle ROI of this (4 edges, 16 pixels around or more):
-        # its perimeter has no corner correction
-        runs = cycles[0]
-        w = runs[runs[:, 0] == _E, 1].sum()
-        h = runs[runs[:, 0] == _N, 1].sum()
-        return float(2 * w * pw + 2 * h * ph)
-    cut = (pw + ph) - np.hypot(pw, ph)
-    total = 0.0
-    for runs in cycles:
-        horizontal = np.isin(runs[:, 0], (_E, _W))
-        sx = runs[horizontal, 1].sum()
-        sy = runs[~horizontal, 1].sum()
-        total += sx * pw + sy * ph - _traced_corners(runs[:, 1]) * cut
-    return float(total)
-
-
-def _hull_2d(cycles: list[np.ndarray]) -> np.ndarray:
-    """Convex hull of the outline vertices, in ImageJ's order: from the top-left vertex,
-    down the left side first (no collinear points)."""
-    from scipy.spatial import ConvexHull
-
-    pts = np.concatenate([c[:, 2:4] for c in cycles]).astype(np.float64)
-    # outline vertices are pixel corners: never all on one line, so the hull is 2D
-    hull = pts[ConvexHull(pts).vertices]
-    # orientation: negative shoelace sum on screen (y down), as ImageJ's hull
-    xh, yh = hull[:, 0], hull[:, 1]
-    if np.sum(xh * np.roll(yh, -1) - np.roll(xh, -1) * yh) > 0:
-        hull = hull[::-1]
-    top = np.flatnonzero(hull[:, 1] == hull[:, 1].min())
-    start = top[np.argmin(hull[top, 0])]
-    return np.roll(hull, -int(start), axis=0)
-
-
-def _feret(hull: np.ndarray, pw: float, ph: float) -> tuple[float, float, float, float, float]:
-    """ImageJ's Feret, FeretAngle, MinFeret, FeretX, FeretY from the ordered hull."""
-    if len(hull) == 0:
-        return (np.nan,) * 5
-    h = hull * (pw, ph)
-    # differences before calibration, as ImageJ (equal distances then tie the same way)
-    dx = (hull[:, None, 0] - hull[None, :, 0]) * pw
-    dy = (hull[:, None, 1] - hull[None, :, 1]) * ph
-    d2 = dx * dx + dy * dy
-    iu = np.triu_indices(len(h), 1)
-    if len(iu[0]) == 0:
-        return 0.0, 0.0, 0.0, float(hull[0, 0]), float(hull[0, 1])
-    k = int(np.argmax(d2[iu]))  # the first maximal pair in ImageJ's (i < j) order
-    i, j = int(iu[0][k]), int(iu[1][k])
-    if hull[i, 0] > hull[j, 0]:
-        i, j = j, i
-    (x1, y1), (x2, y2) = hull[i], hull[j]
-    angle = np.degrees(np.arctan2((y1 - y2) * ph, (x2 - x1) * pw))
-    if angle < 0:
+@njit(cache=True)
+def _shape_2d(m, pw, ph):  # pragma: no cover - compiled
+    """ImageJ's perimeter, convex hull area (pixels²), Feret, FeretAngle, MinFeret, FeretX,
+    FeretY of the object in the padded mask ``m`` (coordinates of the unpadded mask)."""
+    runs = _trace_runs(m)
+    nr = runs.shape[0]
+    # cycles: [start, stop) row ranges
+    bounds = [0]
+    for i in range(1, nr):
+        if runs[i, 0] != runs[i - 1, 0]:
+            bounds.append(i)
+    bounds.append(nr)
+    ncyc = len(bounds) - 1
+    sx = (1, 0, -1, 0)
+    sy = (0, -1, 0, 1)
+    cut = (pw + ph) - np.sqrt(pw * pw + ph * ph)
+    perimeter = 0.0
+    total_len = 0
+    for k in range(ncyc):
+        a, b = bounds[k], bounds[k + 1]
+        n = b - a
+        # orientation (twice the signed area) and ImageJ's first vertex
+        area2 = 0
+        for i in range(a, b):
+            d, ln, x, y = runs[i, 1], runs[i, 2], runs[i, 3], runs[i, 4]
+            x0 = x - sx[d] * ln
+            y0 = y - sy[d] * ln
+            area2 += x0 * y - x * y0
+        want = 0 if area2 < 0 else 2  # outer: bottom runs walked east; hole: west
+        best = -1
+        best_y = -1
+        best_x = -1
+        for i in range(a, b):
+            d, ln, x, y = runs[i, 1], runs[i, 2], runs[i, 3], runs[i, 4]
+            if d != want:
+                continue
+            right = x if d == 0 else x + ln
+            if y > best_y or (y == best_y and right > best_x):
+                best, best_y, best_x = i, y, right
+        if best < 0:
+            best = a
+        hx = 0
+        vy = 0
+        corners = 0
+        corner = False
+        for j in range(n):
+            i = a + (best - a + j) % n
+            ln = runs[i, 2]
+            if runs[i, 1] == 0 or runs[i, 1] == 2:
+                hx += ln
+            else:
+                vy += ln
+            if ln > 1 or not corner:
+                corner = True
+                corners += 1
+            else:
+                corner = False
+        total_len += hx + vy
+        perimeter += hx * pw + vy * ph - corners * cut
+    if ncyc == 1 and nr == 4 and total_len >= 16:  # a rectangle ROI in ImageJ
+        w = 0
+        h = 0
+        for i in range(4):
+            if runs[i, 1] == 0:
+                w = runs[i, 2]
+            elif runs[i, 1] == 1:
+                h = runs[i, 2]
+        perimeter = 2.0 * w * pw + 2.0 * h * ph
+    # convex hull of the vertices (monotone chain), no collinear points
+    px = (runs[:, 3] - 1).astype(np.float64)
+    py = (runs[:, 4] - 1).astype(np.float64)
+    order = np.argsort(px * (4.0 * (py.max() + 2)) + py)
+    px = px[order]
+    py = py[order]
+    hxs = np.empty(2 * nr + 1)
+    hys = np.empty(2 * nr + 1)
+    t = 0
+    for i in range(nr):
+        while t >= 2 and ((hxs[t - 1] - hxs[t - 2]) * (py[i] - hys[t - 2])
+                          - (hys[t - 1] - hys[t - 2]) * (px[i] - hxs[t - 2])) <= 0:
+            t -= 1
+        hxs[t] = px[i]
+        hys[t] = py[i]
+        t += 1
+    lower = t + 1
+    for i in range(nr - 2, -1, -1):
+        while t >= lower and ((hxs[t - 1] - hxs[t - 2]) * (py[i] - hys[t - 2])
+                              - (hys[t - 1] - hys[t - 2]) * (px[i] - hxs[t - 2])) <= 0:
+            t -= 1
+        hxs[t] = px[i]
+        hys[t] = py[i]
+        t += 1
+    nh = t - 1  # the last point repeats the first
+    area2 = 0.0
+    for i in range(nh):
+        j = (i + 1) % nh
+        area2 += hxs[i] * hys[j] - hxs[j] * hys[i]
+    hull_area = abs(area2) / 2.0
+    # ImageJ's order: from the top-left vertex, negative shoelace sum (y down)
+    s0 = 0
+    for i in range(nh):
+        if hys[i] < hys[s0] or (hys[i] == hys[s0] and hxs[i] < hxs[s0]):
+            s0 = i
+    qx = np.empty(nh)
+    qy = np.empty(nh)
+    for j in range(nh):
+        i = (s0 + j) % nh if area2 < 0 else (s0 - j) % nh
+        qx[j] = hxs[i]
+        qy[j] = hys[i]
+    # Feret: the first pair (i < j) at the largest distance
+    p1 = 0
+    p2 = 0
+    dmax = 0.0
+    for i in range(nh):
+        for j in range(i + 1, nh):
+            dx = (qx[i] - qx[j]) * pw
+            dy = (qy[i] - qy[j]) * ph
+            dsq = dx * dx + dy * dy
+            if dsq > dmax:
+                dmax = dsq
+                p1 = i
+                p2 = j
+    if qx[p1] > qx[p2]:
+        p1, p2 = p2, p1
+    angle = 180.0 / np.pi * np.arctan2((qy[p1] - qy[p2]) * ph, (qx[p2] - qx[p1]) * pw)
+    if angle < 0.0:
         angle += 180.0
-    # the smallest caliper width: per hull edge, the farthest vertex from its line
-    prev = np.roll(h, 1, axis=0)
-    edge = h - prev
-    normal = np.stack([edge[:, 1], -edge[:, 0]], axis=1)
-    length = np.hypot(normal[:, 0], normal[:, 1])
-    ok = length > 0
-    dist = ((h[None, :, :] - h[:, None, :]) * normal[:, None, :]).sum(-1)
-    widths = np.where(ok, np.maximum(dist.max(axis=1), 0) / np.where(ok, length, 1), np.inf)
-    min_feret = float(widths.min()) if np.isfinite(widths).any() else 0.0
-    return float(np.sqrt(d2[i, j])), float(angle), min_feret, float(x1), float(y1)
-
-
-def _polygon_area(hull: np.ndarray) -> float:
-    if len(hull) < 3:
-        return 0.0
-    x, y = hull[:, 0], hull[:, 1]
-    return float(abs(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)) / 2)
+    # MinFeret: per hull edge the farthest vertex from its line, the smallest of those
+    x0 = qx[nh - 1]
+    y0 = qy[nh - 1]
+    min_feret = np.inf
+    for i in range(nh):
+        xprev = x0
+        yprev = y0
+        x0 = qx[i]
+        y0 = qy[i]
+        xn = (y0 - yprev) * ph
+        yn = (xprev - x0) * pw
+        f = 1.0 / np.sqrt(xn * xn + yn * yn)
+        xn *= f * pw
+        yn *= f * ph
+        far = 0.0
+        for j in range(nh):
+            dist = (qx[j] - x0) * xn + (qy[j] - y0) * yn
+            if dist > far:
+                far = dist
+        if far < min_feret:
+            min_feret = far
+    return perimeter, hull_area, np.sqrt(dmax), angle, min_feret, qx[p1], qy[p1]
 
 
 def _sums(d: np.ndarray, w: np.ndarray | None, n_obj: int) -> np.ndarray:
@@ -679,11 +743,7 @@ def regionprops_table(
         hull_area = np.empty(n_obj)
         feret = np.empty((n_obj, 5))
         for i, sl in enumerate(objs):
-            cycles = _outline_cycles(m[sl] == i + 1)
-            perim[i] = _imagej_perimeter(cycles, pw, ph)
-            hull = _hull_2d(cycles)
-            hull_area[i] = _polygon_area(hull)
-            feret[i] = _feret(hull, pw, ph)
+            (perim[i], hull_area[i], *feret[i]) = _shape_2d(np.pad(m[sl] == i + 1, 1), pw, ph)
             feret[i, 3] += sl[1].start
             feret[i, 4] += sl[0].start
         data["perimeter"] = perim

@@ -25,13 +25,27 @@ class StarDistConfig:
     n_channels : int
         Number of input channels.
     anisotropy : tuple of float, optional
-        3D only: relative voxel size (z, y, x); shapes the rays.
+        3D only: relative voxel size (z, y, x), e.g. ``(2, 1, 1)`` for z-steps
+        twice the pixel size; it spreads the rays evenly in physical space (the
+        original's ``Rays_GoldenSpiral(anisotropy=...)``) and scales the
+        distance transform of the probability targets. ``None`` (default): the
+        first training of a fresh model sets it from the training labels, as
+        the original's examples do (the largest median object extent divided by
+        each axis' median extent,
+        :func:`ij_bridge.stardist.augment.anisotropy_from_labels`); give
+        ``(1, 1, 1)`` for isotropic rays.
+    backbone : str
+        ``"unet"`` (default) or ``"resnet"`` (the residual backbone of the
+        original StarDist3D's examples; :class:`ij_bridge.nets.resnet.ResNet`).
     unet_depth, unet_n_filters, unet_kernel_size : int
         Backbone U-Net (3, 32, 3 as in the original).
     unet_pool : tuple of int, optional
         U-Net pooling per axis (default 2 on every axis).
+    resnet_n_blocks, resnet_n_filters, resnet_kernel_size, resnet_n_conv_per_block : int
+        ResNet backbone (4 blocks, 32 filters doubled at the strided blocks,
+        kernel 3, 3 convolutions per block, as in the original).
     head_channels : int
-        Width of the 3×3 convolution between the U-Net and the outputs (128).
+        Width of the 3×3 convolution between the backbone and the outputs (128).
     patch_size : tuple of int, optional
         Training patch size; default ``(128, 128)`` in 2D, ``(32, 64, 64)`` in 3D.
     batch_size, epochs, steps_per_epoch : int
@@ -47,7 +61,9 @@ class StarDistConfig:
     foreground_prob : float
         Fraction of patches centred on a foreground pixel.
     augment : bool
-        Flips, 90° rotations (2D) and intensity scaling/shift.
+        Flips, 90° rotations and intensity scaling/shift (3D: in the YX plane,
+        rotations only for equal y/x voxel sizes, and flips in Z;
+        :mod:`ij_bridge.stardist.augment`).
     percentiles : (float, float)
         Normalisation percentiles per channel.
     prob_thresh, nms_thresh : float
@@ -68,6 +84,11 @@ class StarDistConfig:
     unet_n_filters: int = 32
     unet_kernel_size: int = 3
     unet_pool: tuple[int, ...] | None = None
+    backbone: str = "unet"
+    resnet_n_blocks: int = 4
+    resnet_n_filters: int = 32
+    resnet_kernel_size: int = 3
+    resnet_n_conv_per_block: int = 3
     head_channels: int = 128
     patch_size: tuple[int, ...] | None = None
     batch_size: int = 4
@@ -106,6 +127,7 @@ class StarDistConfig:
             self.unet_pool = tuple(int(p) for p in self.unet_pool)
         if self.anisotropy is not None:
             self.anisotropy = tuple(float(a) for a in self.anisotropy)
+        self.backbone = str(self.backbone).lower()
         self.validate()
 
     def validate(self) -> None:
@@ -119,13 +141,26 @@ class StarDistConfig:
             raise ValueError(f"patch_size needs {d} entries, got {self.patch_size}")
         if self.unet_pool is not None and len(self.unet_pool) != d:
             raise ValueError(f"unet_pool needs {d} entries, got {self.unet_pool}")
+        if self.backbone not in ("unet", "resnet"):
+            raise ValueError(f"backbone must be 'unet' or 'resnet', got {self.backbone!r}")
+        if self.backbone == "resnet":
+            need = max(int(g).bit_length() - 1 for g in self.grid)
+            if int(self.resnet_n_blocks) < max(need, 1):
+                raise ValueError(f"resnet_n_blocks={self.resnet_n_blocks} is too few for grid "
+                                 f"{self.grid} (needs {max(need, 1)})")
+            if int(self.resnet_n_conv_per_block) < 2:
+                raise ValueError(f"resnet_n_conv_per_block must be >= 2, got {self.resnet_n_conv_per_block}")
+            if int(self.resnet_kernel_size) % 2 != 1:
+                raise ValueError(f"resnet_kernel_size must be odd, got {self.resnet_kernel_size}")
         div = self.divisor
         bad = [p for p, q in zip(self.patch_size, div) if p % q]
         if bad:
             raise ValueError(f"patch_size {self.patch_size} must be divisible by {div} "
-                             "(grid × 2**unet_depth)")
+                             "(grid × 2**unet_depth; the grid for the ResNet)")
         if self.anisotropy is not None and (d != 3 or len(self.anisotropy) != 3):
             raise ValueError("anisotropy is for 3D models and needs 3 values (z, y, x)")
+        if self.anisotropy is not None and any(not a > 0 for a in self.anisotropy):
+            raise ValueError(f"anisotropy must be positive, got {self.anisotropy}")
         if self.n_channels < 1:
             raise ValueError(f"n_channels must be >= 1, got {self.n_channels}")
         lo, hi = self.percentiles
@@ -145,11 +180,13 @@ class StarDistConfig:
 
     @property
     def divisor(self) -> tuple[int, ...]:
-        """Input sizes must be multiples of this (grid × U-Net pooling)."""
+        """Input sizes must be multiples of this (grid × U-Net pooling; the grid for the ResNet)."""
         if self.original is not None:
             from .original import architecture_divisor
 
             return architecture_divisor(self.original)
+        if self.backbone == "resnet":
+            return tuple(self.grid)
         pool = self.unet_pool or (2,) * self.ndim
         return tuple(g * p**self.unet_depth for g, p in zip(self.grid, pool))
 

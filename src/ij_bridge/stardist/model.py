@@ -48,11 +48,13 @@ _memory_budget = memory_budget  # looked up here at each prediction (tests repla
 # ----------------------------------------------------------------------------- network
 
 class StarDistNet(nn.Module):
-    """Grid stem + U-Net + 3×3 head + (probability, distances) outputs.
+    """Backbone + 3×3 head + (probability, distances) outputs.
 
-    The stem (two 3×3 convolutions and a max-pool per factor of two of the
-    grid) brings the input to the output grid, as in the original; the
-    U-Net then works at grid resolution.
+    U-Net backbone (``backbone="unet"``): the stem (two 3×3 convolutions and
+    a max-pool per factor of two of the grid) brings the input to the output
+    grid, as in the original; the U-Net then works at grid resolution.
+    ResNet backbone (``backbone="resnet"``): :class:`ij_bridge.nets.resnet.ResNet`,
+    whose strided blocks reach the grid.
     """
 
     def __init__(self, cfg: StarDistConfig):
@@ -62,6 +64,26 @@ class StarDistNet(nn.Module):
         d = cfg.ndim
         conv = nn.Conv2d if d == 2 else nn.Conv3d
         pool = nn.MaxPool2d if d == 2 else nn.MaxPool3d
+        self.cfg = cfg
+        if cfg.backbone == "resnet":
+            from ..nets.resnet import ResNet
+
+            k = cfg.resnet_kernel_size
+            self.stem = nn.Identity()
+            self.stem_steps = []
+            self.unet = ResNet(cfg.n_channels, ndim=d, grid=cfg.grid, n_blocks=cfg.resnet_n_blocks,
+                               n_filters=cfg.resnet_n_filters, kernel_size=k,
+                               n_conv_per_block=cfg.resnet_n_conv_per_block)
+            self.head = nn.Sequential(conv(self.unet.out_channels, cfg.head_channels, k, padding=k // 2),
+                                      nn.ReLU(inplace=True))
+            self.out_prob = conv(cfg.head_channels, 1, 1)
+            self.out_dist = conv(cfg.head_channels, cfg.n_rays, 1)
+            # as the original: he-normal in the ResNet, Keras' default (Glorot) after it
+            for m in (*self.head.modules(), self.out_prob, self.out_dist):
+                if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+            return
         k = cfg.unet_kernel_size
         nf = cfg.unet_n_filters
         layers: list[nn.Module] = []
@@ -84,7 +106,6 @@ class StarDistNet(nn.Module):
                                   nn.ReLU(inplace=True))
         self.out_prob = conv(cfg.head_channels, 1, 1)
         self.out_dist = conv(cfg.head_channels, cfg.n_rays, 1)
-        self.cfg = cfg
         # the original's (Keras') initialisation: Glorot-uniform kernels, zero biases. PyTorch's
         # default gives about 3x smaller weight variance; at equal short budgets it trained to
         # clearly worse shapes (F1 at IoU 0.7) on the benchmark data (docs/stardist.md)
@@ -101,6 +122,9 @@ class StarDistNet(nn.Module):
     def receptive_radius(self) -> tuple[int, ...]:
         """Upper bound of the receptive field radius (input pixels) per axis."""
         cfg = self.cfg
+        if cfg.backbone == "resnet":
+            r = cfg.resnet_kernel_size // 2
+            return tuple(rad + r * g for rad, g in zip(self.unet.receptive_radius(), cfg.grid))
         r = cfg.unet_kernel_size // 2
         out = []
         for ax in range(cfg.ndim):
@@ -404,6 +428,14 @@ class StarDistBase:
     def _sample_batch(self, data, rng):
         return _training.sample_batch(self, data, rng)
 
+    def _fit_to_labels(self, labels) -> None:
+        """Called once per training, with the (checked) training labels, before any targets."""
+
+    def _training_item(self, img, lbl):
+        """One training image's entry of the data that :meth:`_sample_batch` draws from."""
+        p, d = _training.targets(self, lbl, (1,) * self.ndim)
+        return img, p.astype(np.float32), d.astype(np.float32), np.flatnonzero(lbl > 0)
+
     def _loss(self, prob_logit, dist_pred, prob_true, dist_true):
         return _training.stardist_loss(self, prob_logit, dist_pred, prob_true, dist_true)
 
@@ -631,9 +663,16 @@ class StarDist3D(StarDistBase):
     """StarDist for 3D stacks (star-convex polyhedra, rays on a golden spiral).
 
     Parameters as :class:`StarDist2D`; defaults 96 rays, grid (1, 2, 2),
-    patch (32, 64, 64); set ``anisotropy=(z, y, x)`` for anisotropic voxels.
-    Geometric augmentation is off in 3D (the spiral rays have no symmetry to
-    permute); intensity augmentation is on.
+    patch (32, 64, 64), U-Net backbone (``backbone="resnet"`` for the
+    original's residual one). ``anisotropy=(z, y, x)`` (relative voxel size)
+    shapes the rays; when not given, the first training of a fresh model sets
+    it from the training labels' object extents
+    (:func:`ij_bridge.stardist.augment.anisotropy_from_labels`).
+
+    Training augments image and label patch together (flips and 90°
+    rotations in YX, the rotations only for equal y/x voxel sizes; flips in
+    Z; intensity scale and shift) and computes the targets from the
+    transformed label patch (:mod:`ij_bridge.stardist.augment`).
     """
 
     ndim = 3
@@ -642,7 +681,34 @@ class StarDist3D(StarDistBase):
         return rays_golden_spiral(self.config.n_rays, self.config.anisotropy)
 
     def _star_dist(self, lbl, grid):
-        return star_dist_3d(lbl, self.rays, grid)
+        from .augment import star_dist_3d_fast
+
+        # the numbers of geometry.star_dist_3d, compiled (tests/test_stardist3d_training.py)
+        return star_dist_3d_fast(np.asarray(lbl), self.rays.vertices, grid)
+
+    def _fit_to_labels(self, labels) -> None:
+        from .augment import anisotropy_from_labels, object_margin
+
+        if self.config.anisotropy is None and self._fresh_weights:
+            a = anisotropy_from_labels(labels)
+            if a is not None:
+                self.config.anisotropy = a
+                self.rays = self._make_rays()
+        self._label_margin = object_margin(labels, cap=self.config.patch_size)
+
+    def _training_item(self, img, lbl):
+        margin = getattr(self, "_label_margin", None) or tuple(self.config.patch_size)
+        return img, lbl, np.flatnonzero(lbl > 0), margin
+
+    def _sample_batch(self, data, rng):
+        from .augment import sample_batch_3d
+
+        return sample_batch_3d(self, data, rng)
+
+    def _init_output_biases(self, data) -> None:
+        from .augment import init_output_biases_3d
+
+        init_output_biases_3d(self, data)
 
     def _instances(self, prob, dist, shape, prob_thresh, nms_thresh, progress=None):
         points, p, d = polygon_candidates(prob, dist, prob_thresh, self.config.grid)

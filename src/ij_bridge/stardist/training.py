@@ -226,6 +226,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
     epochs = int(epochs or cfg.epochs)
     steps = int(steps_per_epoch or cfg.steps_per_epoch)
     imgs, lbls = prepare_training(model, X, Y, "training data", axes=axes)
+    model._fit_to_labels(lbls)  # 3D: the anisotropy from the labels when not given
     for i, x in enumerate(imgs):
         if any(s < p for s, p in zip(x.shape[1:], cfg.patch_size)):
             raise ValueError(f"training image {i} has spatial shape {x.shape[1:]}, smaller than "
@@ -239,14 +240,11 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         for x, y in zip(vimgs, vlbls):
             p, d = targets(model, y, cfg.grid)
             val.append((x, y, p.astype(np.float32), d.astype(np.float32)))
-    data = []
-    full = (1,) * model.ndim
-    for x, y in zip(imgs, lbls):
-        p, d = targets(model, y, full)
-        data.append((x, p.astype(np.float32), d.astype(np.float32), np.flatnonzero(y > 0)))
+    # 2D: full-resolution targets once; 3D: the labels (targets per augmented patch)
+    data = [model._training_item(x, y) for x, y in zip(imgs, lbls)]
 
     if model._fresh_weights:
-        init_output_biases(model, data)
+        model._init_output_biases(data)
         model._fresh_weights = False
     rng = np.random.default_rng(cfg.seed)
     with torch.random.fork_rng(devices=[]):
@@ -274,7 +272,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
             acc = np.zeros(3)
             for _ in range(steps):
                 cancel.check()  # a time limit, a signal or Esc stops training here
-                xb, pb, db = sample_batch(model, data, rng)
+                xb, pb, db = model._sample_batch(data, rng)
                 xb, pb, db = model._tensor(xb), pb.to(model.device), db.to(model.device)
                 pl, dl = model.net(xb)
                 loss, lp, ld = stardist_loss(model, pl, dl, pb, db)

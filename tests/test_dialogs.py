@@ -257,6 +257,8 @@ def test_stardist_from_file_opens_a_chooser_and_records_the_path(installed, conf
     chooser.approveSelection()
     _wait_until_done("StarDist 2D (torch)")
     assert f"model {model_dir}," in _log()  # the chosen model is the one that ran
+    # ImageJ's open dialogs start where this one ended
+    assert Path(str(_jclass("ij.io.OpenDialog").getDefaultDirectory())) == model_dir
     line = _recorded(recorder, "StarDist 2D (torch)")
     assert len(line) == 1 and f"model=[{model_dir}]" in line[0], recorder.getText()
     assert wm.recent_models("stardist2d") == [str(model_dir)]

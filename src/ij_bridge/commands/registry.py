@@ -767,10 +767,9 @@ def _choose_model_path(title: str) -> str | None:
         raise result["error"]
     path = result.get("path")
     if path:
-        from pathlib import Path
+        import os
 
-        folder = Path(path) if Path(path).is_dir() else Path(path).parent
-        OpenDialog.setDefaultDirectory(str(folder.parent if Path(path).is_dir() else folder))
+        OpenDialog.setDefaultDirectory(os.path.dirname(path))  # the folder holding the choice
     return path
 
 
@@ -951,9 +950,8 @@ def _escape_checks() -> list:
     """ImageJ's Esc key as a cancellation check.
 
     In every display mode: under a virtual display the image windows are real
-    windows too, whose Esc key ImageJ turns into ``IJ.escapePressed()`` (and a
-    macro's ``setKeyDown("esc")`` does the same). The flag is reset first, so
-    that only an Esc pressed during this command stops it.
+    windows too, whose Esc key ImageJ turns into ``IJ.escapePressed()``. The
+    flag is reset first, so that only an Esc pressed during this command stops it.
     """
     IJ = jc.IJ
     IJ.resetEscape()

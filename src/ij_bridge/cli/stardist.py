@@ -276,8 +276,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.exclude < 0:
         raise CLIError(f"--exclude must be >= 0 pixels, got {args.exclude}")
     spec = args.model or (DEFAULT_MODEL_3D if args.three_d else DEFAULT_MODEL)
-    try:
-        model = load_model(spec, 3 if args.three_d and not args.model else None, fiji=args.fiji,
+    try:  # --3d without --model: the bundled 3D model (or one line saying it is missing)
+        model = load_model("" if args.three_d and not args.model else spec,
+                           3 if args.three_d and not args.model else None, fiji=args.fiji,
                            device=args.device, stand_in=False, what=f"--model {spec}",
                            log=lambda line: print(line, file=sys.stderr))
     except (FileNotFoundError, ValueError) as exc:

@@ -271,3 +271,19 @@ def test_segmentation_qc_on_a_calibrated_stack(clean_imagej):
     for c in ("jaccard", "dice", "hamming_distance", "hausdorff_distance", "hausdorff_distance_95",
               "mean_contour_distance", "mean_matched_score"):
         assert row[c] == pytest.approx(api[c].iloc[0]), c
+
+
+def test_uncalibrated_stack_says_voxels(clean_imagej):
+    from ij_bridge.commands import install_commands, run_macro
+    from ij_bridge.imagej.images import to_imageplus
+    from ij_bridge.imagej.tables import results_to_dataframe
+
+    install_commands()
+    lbl = np.zeros((5, 20, 20), np.uint16)
+    lbl[1:4, 5:10, 5:10] = 3
+    to_imageplus(lbl, "raw3d", dims=("z", "y", "x")).show()
+    r = run_macro('run("Measure Labels", "labels=raw3d");')
+    assert r.ok, r.error
+    assert "no spatial calibration: volumes are in voxels" in r.output
+    df = results_to_dataframe()
+    assert df["Volume"].tolist() == [75.0] and df.attrs["units"]["Volume"] == "pixel^3"

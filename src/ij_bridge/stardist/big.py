@@ -39,7 +39,7 @@ With this, the objects are those of whole-image prediction, label for label,
 unless a chain of suppressions (A suppresses B, which would have suppressed
 C) reaches further than ``margin`` across a core border, or float rounding of
 the network differs between a block and the whole image for a value at
-``prob_thresh``; a warning says when objects are larger than ``margin / 4``
+``prob_thresh``; a warning says when objects are larger than ``margin / 2``
 in radius (then pass a larger ``margin``). This differs from the original
 StarDist's ``predict_instances_big``, which runs a full ``predict_instances``
 on overlapping blocks and keeps, per block, the objects whose *label bounding
@@ -527,7 +527,7 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
             order = np.lexsort((key, -p))
             pts, p, d, coord = pts[order], p[order], d[order], coord[order]
             m_used = state["margin"] or 0
-            if len(d) and float(np.max(d)) * 4 > m_used and m_used < min(block):
+            if len(d) and float(np.max(d)) * 2 > m_used and m_used < min(block):
                 warnings.warn(f"objects up to {float(np.max(d)):.0f} px in radius against margin={m_used}: "
                               "near block borders objects may differ from whole-image prediction; "
                               "pass a larger margin", stacklevel=2)

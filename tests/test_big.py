@@ -227,3 +227,15 @@ def test_workflow_segment_big_equals_whole(sd_model, nuclei, whole):
     b = segment(crop, sd_model, big=False)
     np.testing.assert_array_equal(a.labels.values, b.labels.values)
     assert a.n_objects == b.n_objects > 20
+
+
+def test_size_threshold_decides_the_path(sd_model):
+    from ij_bridge.workflows.big import use_big_n2v, use_big_stardist
+
+    small = {"shape": (4096, 4096), "axes": "YX"}
+    large = {"shape": (4097, 4096), "axes": "YX"}
+    stack = {"shape": (40, 4097, 4096), "axes": "ZYX"}
+    assert not use_big_stardist(small, sd_model, None) and use_big_stardist(large, sd_model, None)
+    assert use_big_stardist(small, sd_model, True) and not use_big_stardist(large, sd_model, False)
+    assert not use_big_stardist(stack, sd_model, None)  # a stack goes plane by plane in memory
+    assert use_big_n2v(stack, None) and not use_big_n2v(stack, False) and not use_big_n2v(small, None)

@@ -82,7 +82,7 @@ def test_active_imageplus_and_active_xarray(clean_imagej):
 @pytest.mark.imagej
 def test_run_command_returns_the_images_it_created(clean_imagej):
     import ij_bridge
-    from ij_bridge.commands import run_command
+    from ij_bridge.commands import CommandError, run_command
 
     labels = np.zeros((40, 50), np.uint16)
     labels[5:15, 5:20] = 1
@@ -95,6 +95,13 @@ def test_run_command_returns_the_images_it_created(clean_imagej):
     assert len(created) == 1
     back = ij_bridge.from_imageplus(created[0])
     np.testing.assert_array_equal(back.values.astype(np.uint16), labels)
+    # no options: the dialog nobody can answer under the virtual display is closed, never waited on
+    t0 = time.monotonic()
+    with pytest.raises(CommandError, match=r"dialog was closed.*run_command\('ROIs to Labels', \"image=\.\.\.\"\)"):
+        run_command("ROIs to Labels", "", imp=imp)
+    with pytest.raises(CommandError, match="dialog was closed"):
+        ij_bridge.run_plugin("ROIs to Labels", imp=imp)
+    assert time.monotonic() - t0 < 30
     # ImageJ's own commands are run_plugin's; run_command says so
     with pytest.raises(KeyError, match=r"ImageJ command.*run_plugin\('Gaussian Blur\.\.\.'"):
         run_command("Gaussian Blur...", "sigma=2")

@@ -972,7 +972,9 @@ def run_command(name: str, options: str = "", imp=None) -> list:
         Command name.
     options : str
         Macro options (``"key=value flag"``); an empty string shows the dialog
-        exactly as ImageJ does.
+        exactly as ImageJ does. Under a virtual display nobody can answer it:
+        it is closed at once and the run fails with a :class:`CommandError`
+        saying to pass the options (it never waits).
     imp : ImagePlus, optional
         Image to make active first.
 
@@ -1010,21 +1012,35 @@ def run_command(name: str, options: str = "", imp=None) -> list:
             raise KeyError(f"{name!r} is an ImageJ command, not an IJ Bridge one: run it with "
                            f"ij_bridge.run_plugin({name!r}, options)") from None
         raise
+    import contextlib
+
     IJ = jc.IJ
     before = last_error.when
+    if options.strip() or runtime.mode() == "interactive":
+        dialogs = contextlib.nullcontext([])
+    else:  # the dialog would wait for a click nobody can give: close it, say what to pass
+        from .runner import closing_dialogs
+
+        dialogs = closing_dialogs()
     with command_lock:
         IJ.getErrorMessage()  # clear
         open_before = set(image_ids())
-        try:
-            if imp is not None:
-                IJ.run(imp, name, options)
-            else:
-                IJ.run(name, options)
-        except jpype.JException as exc:
-            if not _is_macro_cancel(exc):
-                raise
+        with dialogs as dialog_texts:
+            try:
+                if imp is not None:
+                    IJ.run(imp, name, options)
+                else:
+                    IJ.run(name, options)
+            except jpype.JException as exc:
+                if not _is_macro_cancel(exc):
+                    raise
         if last_error.when != before:
             raise CommandError(last_error.message)
+        if dialog_texts:
+            raise CommandError(f"{name}: its dialog was closed, because nobody can answer it under a "
+                               f"virtual display; pass the options, e.g. run_command({name!r}, "
+                               f"\"{' '.join(f'{k}=...' for k in get_command(name).keys[:2])}\") (the "
+                               "Macro Recorder, Plugins > Macros > Record..., shows them)")
         return _images_opened_since(open_before)
 
 

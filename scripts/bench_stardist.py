@@ -43,6 +43,7 @@ Usage::
     .venv/bin/python scripts/bench_stardist.py --skip-original --epochs 5
     .venv/bin/python scripts/bench_stardist.py --phase quality --skip-original --ours-init torch \
         --work .bench/ablation-torch                        # initialisation ablation
+    .venv/bin/python scripts/bench_stardist.py --3d [...]   # StarDist 3D: scripts/bench_stardist3d.py
 """
 
 from __future__ import annotations
@@ -562,6 +563,12 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--3d" in argv:  # StarDist 3D: scripts/bench_stardist3d.py takes the other options
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_stardist3d
+
+        return bench_stardist3d.main([a for a in argv if a != "--3d"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs x 10 steps, 10k NMS only")
     ap.add_argument("--epochs", type=int, default=None)

@@ -91,3 +91,21 @@ def test_bad_arguments():
         synthetic_nuclei(overlap=1.0)
     with pytest.warns(UserWarning, match="only"):
         synthetic_nuclei((32, 32), n_objects=50, radius=(8, 8), overlap=0.0)
+
+
+def test_3d_axial_blur_and_attenuation():
+    """A longer axial PSF smooths along z only; attenuation dims the deep slices; labels stay the same."""
+    kw = dict(n_objects=12, radius=(5, 7), seed=3, anisotropy=2.0, noise=0.0, photons=None, texture=0.0,
+              background=0.0)
+    a, la = synthetic_nuclei((24, 48, 48), **kw)
+    b, lb = synthetic_nuclei((24, 48, 48), axial_blur=3.0, **kw)
+    c, lc = synthetic_nuclei((24, 48, 48), attenuation=1.0, **kw)
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(la, lc)
+    dz = lambda im: np.abs(np.diff(im, axis=0)).mean()     # noqa: E731
+    dy = lambda im: np.abs(np.diff(im, axis=1)).mean()     # noqa: E731
+    assert dz(b) < 0.8 * dz(a) and abs(dy(b) - dy(a)) < 0.35 * dy(a)
+    np.testing.assert_allclose(c[0], a[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(c[-1], a[-1] * np.exp(-23 / 24), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="axial_blur"):
+        synthetic_nuclei((8, 16, 16), axial_blur=0)

@@ -549,7 +549,35 @@ def test_esc_stops_a_training_within_a_step_and_saves_nothing(clean_imagej, tmp_
     assert registry.last_error.message == "cancelled (Esc)"
     if how == "macro":
         r = result["macro"]
-        assert not r.ok and "cancelled (Esc)" in r.error and "after" not in r.output
+        assert not r.ok and r.cancelled == "Esc" and r.error == "stopped: Esc was pressed", r
+        assert "after" not in r.output
     assert list(out.iterdir()) == []  # no model, no temporary sibling
     print(f"{len(steps)} steps, the last {steps[-1][1] - t_esc:.2f} s after Esc; the run ended "
           f"{t_end - t_esc:.2f} s after Esc")
+
+
+@pytest.mark.imagej
+def test_esc_stops_a_macro_under_a_virtual_display(clean_imagej):
+    """Esc on an image window stops a running macro as a cancellation (as in the ImageJ GUI)."""
+    import jpype
+
+    from ij_bridge.commands import run_macro
+
+    WindowManager = jpype.JClass("ij.WindowManager")
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(r=run_macro(
+        'newImage("looping", "8-bit black", 32, 32, 1);\nprint("looping");\n'
+        'while (true) wait(20);\nprint("after");', timeout=120)))
+    t.start()
+    deadline = time.monotonic() + 60
+    while WindowManager.getImage("looping") is None or WindowManager.getImage("looping").getCanvas() is None:
+        assert time.monotonic() < deadline and t.is_alive(), result
+        time.sleep(0.05)
+    time.sleep(0.3)
+    t_esc = time.monotonic()
+    _press_escape_on(WindowManager.getImage("looping"))
+    t.join(30)
+    assert not t.is_alive() and time.monotonic() - t_esc < 10
+    r = result["r"]
+    assert not r.ok and r.cancelled == "Esc" and r.error == "stopped: Esc was pressed", r
+    assert "looping" in r.output and "after" not in r.output

@@ -423,7 +423,7 @@ def _macro_code(code_or_path: str | os.PathLike) -> tuple[str, Path | None]:
 
 
 def _esc_pressed() -> str | None:
-    """ImageJ's Esc key, as a cancellation check (interactive mode)."""
+    """ImageJ's Esc key, as a cancellation check (any display mode: image windows take keys)."""
     return cancel.ESCAPE if bool(jc.IJ.escapePressed()) else None
 
 
@@ -486,7 +486,7 @@ def run_macro(
     (:func:`ij_bridge.cancel.cancel_scope`): :func:`ij_bridge.cancel.request_cancel`
     from another thread, or a signal once
     :func:`ij_bridge.cancel.install_signal_handlers` ran, stops it; in
-    interactive mode so does Esc.
+    so does Esc on an ImageJ window (under a virtual display too).
     """
     import jpype
 
@@ -501,11 +501,10 @@ def run_macro(
     Interpreter = jc.Interpreter
     Thread = jc.Thread
     interactive = runtime.mode() == "interactive"
-    if interactive:
-        IJ.resetEscape()
+    IJ.resetEscape()  # only an Esc pressed during this macro stops it
     t0 = time.perf_counter()
     with registry.command_lock, cancel.cancel_scope(
-            timeout, checks=[_esc_pressed] if interactive else []) as scope:
+            timeout, checks=[_esc_pressed]) as scope:
         IJ.getErrorMessage()  # forget errors of earlier runs
         before = registry.last_error.when
         watcher = _Watcher(echo, close_all=not interactive, scope=scope)
@@ -531,6 +530,11 @@ def run_macro(
             registry._dialog_guard.clear()
             watcher.stop()
             Thread.interrupted()  # clear an interrupt meant for the stopped macro
+        # ImageJ's own Esc handling aborts the interpreter at once, before the watcher's next
+        # look: an Esc that ended the macro is its reason, not the error that the interrupted
+        # statement left
+        if scope.reason is None and _esc_pressed():
+            scope.cancel(cancel.ESCAPE)
         errors: list[str] = []
         if scope.reason is not None:
             # everything else is a consequence of stopping it (e.g. the "'}' expected"

@@ -425,3 +425,14 @@ def test_a_default_model_that_is_not_installed_is_not_offered(config):
         *wm.bundled_model_names("stardist3d"), wm.FROM_FILE]
     items = wm.model_choices("n2v", "")
     assert wm.preselected_model("n2v", items, "") == wm.FROM_FILE
+
+
+@pytest.mark.imagej
+def test_stardist_3d_dialog_offers_3d_models_only(installed, config):
+    _jclass("ij.IJ").createImage("stack", "8-bit black", 32, 32, 4).show()
+    gd = _open_dialog("StarDist 3D (torch)")
+    items = _items(gd.getChoices().get(1))
+    assert items == [*wm.bundled_model_names("stardist3d"), wm.FROM_FILE]
+    assert not set(items) & set(FIJI_NAMES) and "stardist_nuclei2d" not in items
+    _close(gd)
+    assert _wait_until_done("StarDist 3D (torch)") == "StarDist 3D (torch): canceled"

@@ -239,3 +239,13 @@ def test_size_threshold_decides_the_path(sd_model):
     assert use_big_stardist(small, sd_model, True) and not use_big_stardist(large, sd_model, False)
     assert not use_big_stardist(stack, sd_model, None)  # a stack goes plane by plane in memory
     assert use_big_n2v(stack, None) and not use_big_n2v(stack, False) and not use_big_n2v(small, None)
+
+
+def test_bfloat16_option_close_to_float32(sd_model, nuclei, whole):
+    from ij_bridge.metrics import matching
+
+    lbl, _ = whole
+    lab, _ = sd_model.predict_instances_big(nuclei, precision="bfloat16", block_size=384)
+    assert matching(lbl, lab, thresh=0.5).f1 > 0.95  # a documented trade: a few objects change
+    with pytest.raises(ValueError, match="precision"):
+        sd_model.predict_instances_big(nuclei, precision="half")

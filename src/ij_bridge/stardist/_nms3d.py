@@ -2,29 +2,31 @@
 
 Exact volume of the intersection of two star-convex polyhedra A and B
 ---------------------------------------------------------------------
-A star-convex polyhedron with centre ``c``, rays ``r_k`` and distances ``d_k``
-is the union of the tetrahedra ``T_f = (c, c + d_a r_a, c + d_b r_b, c + d_c r_c)``
-over the faces ``f = (a, b, c)`` of the rays' triangulation. The rays' cones
-partition space, so these tetrahedra have disjoint interiors, and
+Let ``o`` be B's centre. B is the union of its face tetrahedra
+``(o, face g)``, one per cone of its rays, with disjoint interiors. A is seen
+from the same point ``o``: the tetrahedra ``(o, face f of A)``, each signed by
+its orientation seen from ``o``, sum to A's indicator (winding number), whether
+``o`` lies inside A, in its kernel, or outside it. Hence
 
-    vol(A ∩ B) = Σ_f Σ_g vol(T_f(A) ∩ T_g(B)).
+    vol(A ∩ B) = Σ_f s_f Σ_g vol(T_f ∩ T_g),
 
-Each term is the intersection of two tetrahedra: ``T_f(A)`` clipped by the
-four half-spaces of ``T_g(B)``. A tetrahedron cut by a plane leaves one
-tetrahedron (one vertex inside) or a triangular prism (two or three inside),
-which is split into three tetrahedra; after four planes at most 81 pieces
-remain, whose volumes are summed. This is exact up to double-precision
-rounding, has no tolerance and no special cases (coplanar faces, touching
-objects and shared centres give zero-volume slivers), and is a continuous
-function of the input.
+and since ``T_f`` and ``T_g`` share their apex ``o``, each term is the cone
+over the spherical polygon ``cone(f) ∩ cone(g)`` (a triangle clipped by three
+planes through ``o``), cut off by the nearer of the two face planes; the
+polygon is split where the planes cross, and each part is a pyramid whose
+volume is a fan of determinants. Only the cones of B that ``cone(f)`` overlaps
+are visited: the cone of its centre direction (a look-up table and a walk
+across cone edges), then a search across cone edges while the overlap is not
+empty. Exact up to double-precision rounding; no tolerance; the two sides of a
+split are disjoint even for coincident face planes. A tetrahedron of A whose
+three outer vertices lie in B's inscribed ball is inside B whole.
 
 Most pairs never get there. A pair is decided by the cheapest sufficient test
 (every bound is rigorous, so the decision is the exact one): overlap of the
-bounding boxes and of the enclosing balls (upper bounds), of the inscribed balls
-about the centres (lower bound), then the exact sum, which stops as soon as the
-running sum exceeds the limit or the running sum plus the volume of the
-remaining tetrahedra of A cannot reach it. Only tetrahedron pairs whose
-bounding boxes overlap are clipped.
+bounding boxes and of the enclosing balls (upper bounds), of the inscribed
+balls about the centres (lower bound), then the exact sum, which stops as soon
+as it is known to exceed the limit or known not to reach it (negative terms
+first, then the positive ones against the volume of the remaining ones).
 
 Greedy loop: candidates sorted by decreasing probability; for each kept one,
 its neighbours come from a uniform grid of bounding-box centres, and the

@@ -1,0 +1,219 @@
+"""NMS speed: ij-bridge against the original StarDist 0.9.2, same candidates, same run.
+
+2D (default) or 3D (``--3d``) candidate sets of 10k and 100k candidates (``--sizes``):
+
+* 3D: star-convex polyhedra (96 rays on the golden spiral) the way a 3D
+  prediction gives them: grid-(1, 2, 2) positions near the centres of random
+  ellipsoidal nuclei, exact ray-ellipsoid distances with smooth noise,
+  probabilities falling off from the centre (the generator of
+  ``scripts/reference_models/make_nms3d.py``); ``nms_thresh`` 0.4.
+* 2D: star-convex polygons (32 rays) of random elliptic nuclei, grid-2
+  positions, jittered distances; ``nms_thresh`` 0.4.
+
+Ours runs in this process (after a warm-up call that loads the compiled
+kernels from numba's cache), once with all numba threads and once with one;
+the original runs in its own environment (``--original-python``, default
+``/work/venvs/stardist-tf/bin/python``) by subprocess with ``OMP_NUM_THREADS``
+set to the same thread count. Printed: seconds, the ratios, the agreement of
+the kept sets, the load average before and after, and the thread settings.
+
+    .venv/bin/python scripts/bench_nms.py --3d
+    .venv/bin/python scripts/bench_nms.py            # 2D
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGINAL_PYTHON = "/work/venvs/stardist-tf/bin/python"
+
+_ORIGINAL = r"""
+import json, sys, time
+import numpy as np
+z = np.load(sys.argv[1])
+from stardist.nms import non_maximum_suppression_3d_sparse, non_maximum_suppression_sparse
+
+class Rays:  # the original's NMS needs only these of its Rays object
+    def __init__(self, v, f):
+        self.vertices, self.faces = v, f
+    def __len__(self):
+        return len(self.vertices)
+
+if "faces" in z:
+    rays = Rays(z["vertices"], z["faces"])
+    small = slice(0, 300)
+    non_maximum_suppression_3d_sparse(z["dist"][small], z["prob"][small], z["points"][small], rays, nms_thresh=0.4)
+    t = time.perf_counter()
+    res = non_maximum_suppression_3d_sparse(z["dist"], z["prob"], z["points"], rays, nms_thresh=float(z["thresh"]))
+else:
+    t = time.perf_counter()
+    res = non_maximum_suppression_sparse(z["dist"], z["prob"], z["points"], nms_thresh=float(z["thresh"]))
+dt = time.perf_counter() - t
+np.save(sys.argv[2], np.sort(np.asarray(res[3], np.int64)))
+print(json.dumps({"seconds": dt}))
+"""
+
+
+def _make_nms3d():
+    spec = importlib.util.spec_from_file_location("make_nms3d", ROOT / "scripts" / "reference_models" / "make_nms3d.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def candidates_3d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` polyhedron candidates around random nuclei (about 50 per nucleus)."""
+    from ij_bridge.stardist import rays_golden_spiral
+
+    gen = _make_nms3d()
+    gen.INNER = 0.6
+    rays = rays_golden_spiral(96)
+    n_nuc = max(4, n // 45)
+    side = int(np.ceil(np.sqrt(n_nuc * 12 ** 3 / 48)))
+    q, points, prob = gen.make_set(seed, rays.vertices.astype(float), (48, side, side), n_nuc,
+                                   ((4.0, 8.0), (4.0, 8.0), (4.0, 8.0)), (1, 2, 2))
+    rng = np.random.default_rng(seed)
+    sel = np.sort(rng.choice(len(prob), size=min(n, len(prob)), replace=False))
+    # the original's faces have a negative determinant in (z, y, x) (its volumes are signed): give it
+    # its own orientation (ours orients the faces itself)
+    faces = rays.faces.copy()
+    pos = np.linalg.det(rays.vertices.astype(float)[faces]) > 0
+    faces[pos] = faces[pos][:, ::-1]
+    return {"dist": q[sel].astype(np.float32) / np.float32(8), "points": points[sel].astype(np.float32),
+            "prob": prob[sel], "vertices": rays.vertices.astype(np.float32),
+            "faces": faces.astype(np.int32), "thresh": np.float32(0.4)}
+
+
+def candidates_2d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` polygon candidates (32 rays) at grid-2 positions of random elliptic nuclei."""
+    rng = np.random.default_rng(seed)
+    phi = np.arange(32) * (2 * np.pi / 32)
+    u = np.stack([np.sin(phi), np.cos(phi)], 1)
+    per = 30  # candidates per nucleus, about what a grid-2 prediction gives for radius 6-12
+    n_nuc = int(np.ceil(n / per))
+    side = np.sqrt(n_nuc * 25.0 ** 2)
+    dist, points, prob = [], [], []
+    for _ in range(n_nuc):
+        c = rng.uniform(0, side, 2)
+        r = rng.uniform(6, 12, 2)
+        t = rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        off = rng.normal(0, 0.3, (per, 2)) * r
+        pts = np.round((c + off) / 2) * 2
+        a = rot.T / r[:, None]
+        p = (pts - c) @ a.T
+        uu = u @ a.T
+        A = (uu * uu).sum(1)[None]
+        B = p @ uu.T
+        C = (p * p).sum(1)[:, None] - 1
+        d = (-B + np.sqrt(np.maximum(B * B - A * C, 0))) / A
+        d = np.maximum(d * rng.uniform(0.85, 1.15, d.shape), 0.5)
+        rho = np.sqrt((p * p).sum(1))
+        dist.append(d)
+        points.append(pts)
+        prob.append(np.clip(1 - rho + rng.normal(0, 0.05, per), 0.01, 1))
+    sel = slice(0, n)
+    return {"dist": np.concatenate(dist)[sel].astype(np.float32),
+            "points": np.concatenate(points)[sel].astype(np.int64),
+            "prob": np.concatenate(prob)[sel].astype(np.float32), "thresh": np.float32(0.4)}
+
+
+def run_ours(c: dict, threads: int) -> tuple[float, np.ndarray]:
+    import numba
+
+    from ij_bridge.stardist import non_maximum_suppression, non_maximum_suppression_3d
+    from ij_bridge.stardist.geometry import Rays, dist_to_coord
+
+    numba.set_num_threads(threads)
+    if "faces" in c:
+        rays = Rays(c["vertices"], c["faces"])
+        small = slice(0, 300)
+        non_maximum_suppression_3d(c["dist"][small], c["points"][small], c["prob"][small], rays, 0.4)
+        t = time.perf_counter()
+        keep = non_maximum_suppression_3d(c["dist"], c["points"], c["prob"], rays, float(c["thresh"]))
+    else:
+        coord = dist_to_coord(c["dist"], c["points"])
+        non_maximum_suppression(coord[:300], c["prob"][:300], 0.4, centres=c["points"][:300])
+        t = time.perf_counter()
+        keep = non_maximum_suppression(dist_to_coord(c["dist"], c["points"]), c["prob"], float(c["thresh"]),
+                                       centres=c["points"])
+    return time.perf_counter() - t, np.sort(keep)
+
+
+def run_original(c: dict, threads: int, python: str, timeout: float) -> tuple[float | None, np.ndarray | None]:
+    with tempfile.TemporaryDirectory(prefix="bench_nms_") as tmp:
+        inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "keep.npy")
+        np.savez(inp, **c)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        try:
+            r = subprocess.run([python, "-c", _ORIGINAL, inp, out], env=env, capture_output=True, text=True,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, None
+        if r.returncode != 0:
+            raise RuntimeError(f"the original failed: {r.stderr.strip().splitlines()[-1:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])["seconds"], np.load(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--3d", dest="three_d", action="store_true", help="3D polyhedra (default: 2D polygons)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for ours (numba) and the original (OpenMP)")
+    ap.add_argument("--original-python", default=ORIGINAL_PYTHON)
+    ap.add_argument("--original-timeout", type=float, default=1800.0, help="seconds before the original is given up")
+    ap.add_argument("--no-original", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    import numba
+
+    kind = "3D" if args.three_d else "2D"
+    print(f"NMS benchmark ({kind}); command: {' '.join([Path(sys.executable).name] + sys.argv)}")
+    print(f"cpu_count {os.cpu_count()}, threads {args.threads} (numba {numba.__version__}, layer "
+          f"{numba.config.THREADING_LAYER}; original OMP_NUM_THREADS={args.threads})")
+    rows = []
+    for n in args.sizes:
+        c = candidates_3d(n, args.seed) if args.three_d else candidates_2d(n, args.seed)
+        load0 = os.getloadavg()
+        t_all, keep = run_ours(c, args.threads)
+        t_one, keep1 = run_ours(c, 1)
+        if not np.array_equal(keep, keep1):
+            raise RuntimeError("kept sets differ between thread counts")
+        t_orig = keep_o = None
+        if not args.no_original:
+            t_orig, keep_o = run_original(c, args.threads, args.original_python, args.original_timeout)
+        load1 = os.getloadavg()
+        agree = None
+        if keep_o is not None:
+            a, b = set(keep.tolist()), set(keep_o.tolist())
+            agree = len(a & b) / max(1, len(a | b))
+        rows.append((len(c["prob"]), t_orig, t_all, t_one, len(keep), None if keep_o is None else len(keep_o),
+                     agree, load0[0], load1[0]))
+        print(f"  {len(c['prob'])} candidates: ours {t_all:.2f} s ({args.threads} threads), {t_one:.2f} s (1 thread); "
+              f"original {'timeout' if t_orig is None else f'{t_orig:.2f} s'}", flush=True)
+    print()
+    print(f"| {kind} candidates | original 0.9.2 s | ours s ({args.threads} threads) | ours s (1 thread) | "
+          "original / ours | speedup threads | kept (ours / original) | kept-set agreement | load avg before / after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, to, ta, t1, ka, ko, ag, l0, l1 in rows:
+        ratio = "n/a" if to is None else f"{to / ta:.1f}×"
+        print(f"| {n:,} | {'>' + str(int(args.original_timeout)) if to is None else f'{to:.2f}'} | {ta:.2f} | {t1:.2f} | "
+              f"{ratio} | {t1 / ta:.2f}× | {ka} / {'-' if ko is None else ko} | "
+              f"{'-' if ag is None else f'{100 * ag:.1f} %'} | {l0:.1f} / {l1:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,7 +10,8 @@ labels' extents, the original's ``calculate_extents`` rule), grid (1, 2, 2), the
 budget (epochs x steps x batch x patch, Adam 3e-4) and the same augmentation (YX flips and
 90° rotations, Z flips, intensity scale/shift). Each trains once per seed (``--seeds``),
 one after the other with the same thread count, and picks its thresholds on the validation
-stack with its own ``optimize_thresholds``. All scores are computed by one code
+stack with its own ``optimize_thresholds`` (``--optimize-thresholds``; by default both use
+the same fixed thresholds, ``--prob`` 0.5 and ``--nms`` 0.4). All scores are computed by one code
 (``ij_bridge.metrics``) on the predicted label stacks.
 
 Reported: F1 and accuracy at IoU 0.5 and 0.7 on the test stacks (per seed and mean), train
@@ -111,7 +112,10 @@ t0 = time.perf_counter()
 model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter, epochs=cfg["epochs"],
             steps_per_epoch=cfg["steps"])
 t_train = time.perf_counter() - t0
-th = model.optimize_thresholds(Xv, Yv)
+if cfg["optimize"]:
+    th = model.optimize_thresholds(Xv, Yv)
+else:
+    th = {"prob": cfg["prob"], "nms": cfg["nms"]}
 model.predict_instances(Xt[0], prob_thresh=th["prob"], nms_thresh=th["nms"])   # warm-up
 preds, pred_s = [], []
 for x in Xt:
@@ -198,8 +202,10 @@ def run_ours(work: Path, cfg: dict) -> dict:
     t0 = time.perf_counter()
     # the stacks are already normalised (percentiles 1, 99.8) as the original gets them; ours
     # normalises them again (the same percentiles: a no-op up to rounding)
-    model.train(X, Y, validation_data=(Xv, Yv), show_progress=False,
+    model.train(X, Y, validation_data=(Xv, Yv), show_progress=False, optimize_thresholds=cfg["optimize"],
                 progress=lambda d, t, m: stamps.append((d, time.perf_counter())))
+    if not cfg["optimize"]:
+        model.thresholds = {"prob": cfg["prob"], "nms": cfg["nms"]}
     t_train = time.perf_counter() - t0
     # step times within epochs (the validation between epochs excluded), warm-up dropped
     dt = [b[1] - a[1] for a, b in zip(stamps, stamps[1:]) if (a[0] % cfg["steps"]) != 0]
@@ -288,7 +294,8 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str, load: dict, nms: str) -
         vals = {w: mean([res[w][s][key] for s in seeds]) for w in who}
         ratio = f" | {vals['ours'] / vals['original']:.2f}" if len(who) == 2 else ""
         lines.append(f"| {name} | " + " | ".join(f"{vals[w]:.3f}" for w in who) + ratio + " |")
-    lines += ["", "Thresholds chosen (prob, nms) per seed: " + "; ".join(
+    lines += ["", ("Thresholds chosen by each one's optimize_thresholds" if cfg["optimize"] else
+                   "Thresholds fixed for both (no threshold search)") + " (prob, nms) per seed: " + "; ".join(
         f"{w}: " + ", ".join(f"({res[w][s]['thresholds']['prob']:.2f}, {res[w][s]['thresholds']['nms']:.2f})"
                              for s in seeds) for w in who), "", nms, ""]
     return "\n".join(lines)
@@ -307,6 +314,12 @@ def main(argv=None) -> int:
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimize-thresholds", action="store_true",
+                    help="each picks thresholds on the validation stack with its own optimize_thresholds "
+                         "(default: both use --prob / --nms; after a small budget the original's 3D "
+                         "threshold search runs NMS on very many candidates and takes very long)")
+    ap.add_argument("--prob", type=float, default=0.5)
+    ap.add_argument("--nms", type=float, default=0.4)
     ap.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; 0 with --quick)")
     ap.add_argument("--skip-original", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
@@ -326,6 +339,7 @@ def main(argv=None) -> int:
            "batch": args.batch, "patch": list(args.patch), "shape": list(args.shape), "n_rays": args.rays,
            "grid": [1, 2, 2], "anisotropy": counts["anisotropy"], "backbone": args.backbone,
            "filters": args.filters, "head": args.head, "threads": args.threads, "warmup": 2,
+           "optimize": bool(args.optimize_thresholds), "prob": args.prob, "nms": args.nms,
            "seeds": [int(v) for v in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")],
            "work": str(work)}
     print(f"data ready ({time.perf_counter() - t0:.0f} s): {counts}", flush=True)

@@ -280,3 +280,34 @@ def test_outline_rois_match_imagej_threshold_to_selection(imagej):
     for a, b in zip(ours, theirs):
         assert a.getZPosition() == b.getZPosition()
         np.testing.assert_array_equal(mask(a), mask(b), err_msg=str(a.getName()))
+
+
+def test_default_model_is_the_bundled_stardist_nuclei3d(imagej, tmp_path, monkeypatch):
+    """Without model=, the command runs DEFAULT_MODEL_3D from the bundled models (here a folder
+    holding the tiny model under that name, so that the wiring is tested whatever ships)."""
+    import shutil
+
+    from ij_bridge import from_imageplus
+    from ij_bridge.stardist import model_io
+    from ij_bridge.workflows.stardist import DEFAULT_MODEL_3D, clear_model_cache
+
+    assert DEFAULT_MODEL_3D == "stardist_nuclei3d"
+    models = tmp_path / "models"
+    shutil.copytree(MODEL, models / DEFAULT_MODEL_3D)
+    monkeypatch.setattr(model_io, "MODELS_DIR", models)
+    clear_model_cache()
+    try:
+        show(nuclei_stack(), "stack")
+        r = run('run("StarDist 3D (torch)", "input=stack normalize");')
+        assert f"models/{DEFAULT_MODEL_3D}, probability" in r.output
+        default = np.asarray(from_imageplus(image("stack-labels")).values)
+        run(f'run("StarDist 3D (torch)", "input=stack model=[{MODEL}] normalize");')
+        np.testing.assert_array_equal(default, from_imageplus(image("stack-labels-2")).values)
+        assert default.max() >= 5
+        # an installation without it: one line asking for model=
+        shutil.rmtree(models / DEFAULT_MODEL_3D)
+        clear_model_cache()
+        msg = fails('run("StarDist 3D (torch)", "input=stack normalize");')
+        assert "no bundled 3D model (stardist_nuclei3d)" in msg and "model=" in msg, msg
+    finally:
+        clear_model_cache()

@@ -182,3 +182,36 @@ def test_predict_3d_bad_input(tmp_path, capsys):
     assert rc == 0
     assert "segments each of the 8 z slices" in capsys.readouterr().err
     assert imread(tmp_path / "o4" / "raw_labels.tif").dims == ("z", "y", "x")
+
+
+def test_predict_3d_default_model(tmp_path, capsys, monkeypatch):
+    """--3d without --model runs the bundled stardist_nuclei3d (here the tiny model under that
+    name, so that the wiring is tested whatever ships); without it, one line."""
+    import shutil
+
+    from ij_bridge.stardist import model_io
+    from ij_bridge.workflows.stardist import clear_model_cache
+
+    models = tmp_path / "models"
+    shutil.copytree(TINY3D, models / "stardist_nuclei3d")
+    monkeypatch.setattr(model_io, "MODELS_DIR", models)
+    clear_model_cache()
+    try:
+        imwrite(tmp_path / "stack.tif", _stack(nz=8))
+        rc = main(["stardist", "predict", "--3d", str(tmp_path / "stack.tif"), "--output",
+                   str(tmp_path / "a"), "--quiet"])
+        assert rc == 0, capsys.readouterr().err
+        rc = main(["stardist", "predict", str(tmp_path / "stack.tif"), "--model", str(TINY3D),
+                   "--output", str(tmp_path / "b"), "--quiet"])
+        assert rc == 0
+        np.testing.assert_array_equal(imread(tmp_path / "a" / "stack_labels.tif").values,
+                                      imread(tmp_path / "b" / "stack_labels.tif").values)
+        shutil.rmtree(models / "stardist_nuclei3d")
+        clear_model_cache()
+        capsys.readouterr()
+        rc = main(["stardist", "predict", "--3d", str(tmp_path / "stack.tif"), "--output",
+                   str(tmp_path / "c"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "no bundled one (stardist_nuclei3d is missing)" in err, err
+    finally:
+        clear_model_cache()

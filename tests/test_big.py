@@ -249,3 +249,27 @@ def test_bfloat16_option_close_to_float32(sd_model, nuclei, whole):
     assert matching(lbl, lab, thresh=0.5).f1 > 0.95  # a documented trade: a few objects change
     with pytest.raises(ValueError, match="precision"):
         sd_model.predict_instances_big(nuclei, precision="half")
+
+
+def test_full_disk_is_an_error_and_leaves_nothing(sd_model, n2v_2d, nuclei, tmp_path):
+    import errno
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(disk)], check=True)
+    try:  # 728 x 664 int32 labels need 1.9 MB: refused as ENOSPC, not a SIGBUS mid-write
+        seen = []
+        with pytest.raises(OSError) as err:
+            sd_model.predict_instances_big(nuclei, disk / "labels.tif", block_size=384,
+                                           progress=lambda *a: seen.append(a))
+        assert err.value.errno == errno.ENOSPC and "nothing was left behind" in str(err.value)
+        assert seen == []  # before the long work
+        from ij_bridge.n2v.big import predict_big
+
+        with pytest.raises(OSError) as err:
+            predict_big(n2v_2d, np.zeros((4, 256, 256), np.float32), disk / "d.tif", axes="TYX")
+        assert err.value.errno == errno.ENOSPC
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -79,7 +79,7 @@ def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None
         For a path ``output``: a read-only memory map of the written TIFF.
     """
     from ..model_files import check_destination, staged
-    from ..stardist.big import _Source, _find_mmap
+    from ..stardist.big import _Source, _find_mmap, preallocate
 
     if not model.is_trained:
         raise RuntimeError("the model is not trained: call train() or N2V.load() first")
@@ -135,6 +135,7 @@ def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None
                 if imagej and in_order and nbytes < 2 ** 32 - 2 ** 25:  # ImageJ's own layout and limit
                     kw = {"imagej": True, "metadata": {"axes": ij_axes}}
                 out = tifffile.memmap(tmp, shape=shape, dtype=np.float32, **kw)
+                preallocate(tmp)  # a full disk: OSError now, not SIGBUS mid-write
             else:
                 out = np.zeros(shape, np.float32) if output is None else output
             out_mm = _find_mmap(out)

@@ -69,6 +69,7 @@ measured peaks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import mmap
 import os
@@ -244,7 +245,28 @@ def _create_output(path: Path, shape: tuple[int, int], dtype, tiff_kwargs=None) 
     if not kw.get("imagej"):
         kw.setdefault("photometric", "minisblack")
         kw.setdefault("bigtiff", nbytes > 2 ** 31)
-    return tifffile.memmap(path, shape=shape, dtype=dtype, **kw)
+    out = tifffile.memmap(path, shape=shape, dtype=dtype, **kw)
+    preallocate(path)
+    return out
+
+
+def preallocate(path: str | os.PathLike) -> None:
+    """Reserve the disk blocks of a (sparse) memory-mapped file now.
+
+    A write through a memory map into a full disk is a SIGBUS that kills the
+    process; reserved up front, a full disk is an ``OSError`` (ENOSPC) here,
+    before any work, and the staged write cleans up.
+    """
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # a file system without it
+            return
+        raise
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- main
@@ -404,6 +426,11 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
             forward = stack.enter_context(_network(model, precision))
             if to_file:  # the file is created once the objects (and so the label type) are known
                 tmp = stack.enter_context(staged(output, overwrite=overwrite))
+                # ... but its room is reserved now: a full disk fails before the long work
+                worst = 4 if isinstance(labels_dtype, str) else np.dtype(labels_dtype).itemsize
+                with open(tmp, "wb") as fh:
+                    fh.truncate(H * W * worst + 65536)
+                preallocate(tmp)
             elif output is not None:
                 out = output
 

@@ -24,7 +24,8 @@ from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
 __all__ = ["train", "prepare_training", "label_axes", "targets", "augment_2d", "sample_batch",
-           "stardist_loss", "val_loss", "init_output_biases", "history_table"]
+           "stardist_loss", "val_loss", "init_output_biases", "history_table", "training_dtype",
+           "bf16_native"]
 
 
 def prepare_training(model: Any, X: Any, Y: Any, name: str, axes: str | None = None,
@@ -205,6 +206,42 @@ def init_output_biases(model: Any, data: list) -> None:
         model.net.out_dist.bias.copy_(torch.as_tensor(d_sum / p_sum, dtype=model.net.out_dist.bias.dtype))
 
 
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), per oneDNN and /proc/cpuinfo."""
+    global _BF16
+    if _BF16 is None:
+        try:
+            ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # an old torch or a build without oneDNN
+            ok = False
+        if ok:
+            try:
+                with open("/proc/cpuinfo") as f:
+                    flags = f.read()
+                ok = "avx512_bf16" in flags or "amx_bf16" in flags
+            except OSError:
+                pass
+        _BF16 = ok
+    return _BF16
+
+
+_BF16: bool | None = None
+
+
+def training_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training for ``cfg.train_precision`` on ``device`` (``None``: float32).
+
+    ``"auto"`` is bfloat16 on CPUs with native bfloat16 (:func:`bf16_native`),
+    float32 elsewhere and on CUDA.
+    """
+    prec = getattr(cfg, "train_precision", "float32")
+    if prec == "bfloat16":
+        return torch.bfloat16
+    if prec == "auto" and torch.device(device).type == "cpu" and bf16_native():
+        return torch.bfloat16
+    return None
+
+
 def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
           validation_data: tuple[Sequence[Any], Sequence[Any]] | None = None,
           epochs: int | None = None, steps_per_epoch: int | None = None,
@@ -254,6 +291,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         # the fused kernel (CPU and CUDA) updates all parameters in one pass
         opt = torch.optim.Adam(model.net.parameters(), lr=cfg.learning_rate, fused=True)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
+        amp = training_dtype(cfg, model.device)
+        # weights, optimizer state and the loss stay float32; only the network's arithmetic changes
+        autocast = torch.autocast(model.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None)
         hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
                                                  "seconds")}
         if val is not None:
@@ -274,8 +314,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
                 cancel.check()  # a time limit, a signal or Esc stops training here
                 xb, pb, db = model._sample_batch(data, rng)
                 xb, pb, db = model._tensor(xb), pb.to(model.device), db.to(model.device)
-                pl, dl = model.net(xb)
-                loss, lp, ld = stardist_loss(model, pl, dl, pb, db)
+                with autocast:  # train_precision="bfloat16": the network in bfloat16
+                    pl, dl = model.net(xb)
+                loss, lp, ld = stardist_loss(model, pl.float(), dl.float(), pb, db)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -396,7 +396,8 @@ def _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, p
 
 
 @njit(cache=True, nogil=True)
-def _gather(i, boxes, suppressed, cell_size, cell_start, cell_members, n0, n1, n2, big, out):
+def _gather(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n0, n1, n2, big, out):
+    """Candidates after ``i`` in ``i``'s component, not suppressed, whose boxes overlap ``i``'s."""
     half = 0.5 * cell_size
     lo0 = max(0, int(math.floor((boxes[i, 0] - half) / cell_size)))
     lo1 = max(0, int(math.floor((boxes[i, 1] - half) / cell_size)))
@@ -404,6 +405,7 @@ def _gather(i, boxes, suppressed, cell_size, cell_start, cell_members, n0, n1, n
     hi0 = min(n0 - 1, int(math.floor((boxes[i, 3] + half) / cell_size)))
     hi1 = min(n1 - 1, int(math.floor((boxes[i, 4] + half) / cell_size)))
     hi2 = min(n2 - 1, int(math.floor((boxes[i, 5] + half) / cell_size)))
+    lab = labels[i]
     cnt = 0
     for g0 in range(lo0, hi0 + 1):
         for g1 in range(lo1, hi1 + 1):
@@ -411,56 +413,135 @@ def _gather(i, boxes, suppressed, cell_size, cell_start, cell_members, n0, n1, n
                 cell = (g0 * n1 + g1) * n2 + g2
                 for s in range(cell_start[cell], cell_start[cell + 1]):
                     j = cell_members[s]
-                    if j > i and not suppressed[j] and _boxes_overlap(boxes[i], boxes[j]):
+                    if j > i and labels[j] == lab and not suppressed[j] and _boxes_overlap(boxes[i], boxes[j]):
                         out[cnt] = j
                         cnt += 1
     for j in big:
-        if j > i and not suppressed[j] and _boxes_overlap(boxes[i], boxes[j]):
+        if j > i and labels[j] == lab and not suppressed[j] and _boxes_overlap(boxes[i], boxes[j]):
             out[cnt] = j
             cnt += 1
     return cnt
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _may_suppress(i, j, centres, vols, boxes, r_out, nms_thresh):
+    """Whether the upper bounds (boxes, enclosing balls) allow one of ``i``, ``j`` to suppress the other."""
+    limit = nms_thresh * (min(vols[i], vols[j]) + 1e-10)
+    w = 1.0
+    for c in range(3):
+        o = min(boxes[i, 3 + c], boxes[j, 3 + c]) - max(boxes[i, c], boxes[j, c])
+        if o <= 0.0:
+            return False
+        w *= o
+    if w <= limit:
+        return False
+    dz = centres[i, 0] - centres[j, 0]
+    dy = centres[i, 1] - centres[j, 1]
+    dx = centres[i, 2] - centres[j, 2]
+    return _lens(r_out[i], r_out[j], math.sqrt(dz * dz + dy * dy + dx * dx)) > limit
+
+
+@njit(cache=True, nogil=True)
+def components_3d(centres, vols, boxes, r_out, nms_thresh, cell_size, cell_start, cell_members, n0, n1, n2, big):
+    """Connected components of "may suppress" (rigorous upper bounds): the greedy is independent across them."""
+    n = vols.shape[0]
+    parent = np.arange(n)
+    none = np.zeros(n, np.bool_)
+    same = np.zeros(n, np.int64)
+    near = np.empty(n, np.int64)
+    for i in range(n):
+        cnt = _gather(i, boxes, none, same, cell_size, cell_start, cell_members, n0, n1, n2, big, near)
+        for t in range(cnt):
+            j = near[t]
+            if _may_suppress(i, j, centres, vols, boxes, r_out, nms_thresh):
+                a = _find(parent, i)
+                b = _find(parent, j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    labels = np.empty(n, np.int64)
+    for i in range(n):
+        labels[i] = _find(parent, i)
+    return labels
+
+
+@njit(cache=True, nogil=True)
+def _greedy_component(members, suppressed, keep, labels, verts, centres, faces, vols, boxes, r_in, r_out,
+                      nms_thresh, lat, inv, nbr, table, cell_size, cell_start, cell_members, n0, n1, n2, big):
+    """The greedy pass over one component (its members ascending), serially."""
+    planes = np.empty((faces.shape[0], 4))
+    near = np.empty(len(members), np.int64)
+    for i in members:
+        if suppressed[i]:
+            continue
+        keep[i] = True
+        cnt = _gather(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n0, n1, n2, big, near)
+        if cnt == 0:
+            continue
+        face_planes(i, verts, centres, faces, planes)
+        for t in range(cnt):
+            j = near[t]
+            if _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, planes,
+                       lat, inv, nbr, table):
+                suppressed[j] = True
+
+
 @njit(cache=True, parallel=True)
 def greedy_nms_3d(verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, lat, inv, nbr, table,
-                  cell_size, cell_start, cell_members, n0, n1, n2, big, progress_every, counts):
+                  cell_size, cell_start, cell_members, n0, n1, n2, big, labels, comp_start, comp_members,
+                  small, large, progress_every, counts):
     """Greedy NMS over polyhedra sorted by decreasing probability; returns the boolean ``keep``.
 
-    ``counts[0]`` is set to the number of candidates visited every
-    ``progress_every``; a non-zero ``counts[1]`` stops the loop (cancel).
+    ``labels``: component of each candidate; ``comp_start``/``comp_members``
+    (CSR, members ascending): the members of each component; ``small`` and
+    ``large``: component indices. Small components run in parallel, one per
+    thread at a time; large ones in turn, each kept candidate's neighbours
+    decided in parallel. ``counts[0]`` counts the candidates done (for
+    progress); a non-zero ``counts[1]`` stops the work (cancel).
     """
     n = verts.shape[0]
     nf = faces.shape[0]
     keep = np.zeros(n, np.bool_)
     suppressed = np.zeros(n, np.bool_)
+    for t in prange(len(small)):
+        if counts[1] != 0:
+            continue
+        c = small[t]
+        _greedy_component(comp_members[comp_start[c]:comp_start[c + 1]], suppressed, keep, labels, verts,
+                          centres, faces, vols, boxes, r_in, r_out, nms_thresh, lat, inv, nbr, table,
+                          cell_size, cell_start, cell_members, n0, n1, n2, big)
+        counts[0] += comp_start[c + 1] - comp_start[c]  # progress only (not atomic)
     near = np.empty(n, np.int64)
     planes = np.empty((nf, 4))
-    for i in range(n):
-        if progress_every > 0 and i % progress_every == 0:
-            counts[0] = i
-            if counts[1] != 0:
-                return keep
-        if suppressed[i]:
-            continue
-        keep[i] = True
-        cnt = _gather(i, boxes, suppressed, cell_size, cell_start, cell_members, n0, n1, n2, big, near)
-        if cnt == 0:
-            continue
-        face_planes(i, verts, centres, faces, planes)
-        if cnt < 4:
-            for t in range(cnt):
-                j = near[t]
-                if _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, planes,
-                           lat, inv, nbr, table):
-                    suppressed[j] = True
-        else:
+    for c in large:
+        step = 0
+        for s in range(comp_start[c], comp_start[c + 1]):
+            i = comp_members[s]
+            step += 1
+            if progress_every > 0 and step % progress_every == 0:
+                counts[0] += progress_every
+                if counts[1] != 0:
+                    return keep
+            if suppressed[i]:
+                continue
+            keep[i] = True
+            cnt = _gather(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n0, n1, n2, big, near)
+            if cnt == 0:
+                continue
+            face_planes(i, verts, centres, faces, planes)
             for t in prange(cnt):
                 j = near[t]
                 if _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, planes,
                            lat, inv, nbr, table):
                     suppressed[j] = True
-    if progress_every > 0:
-        counts[0] = n
+    counts[0] = n
     return keep
 
 

@@ -198,6 +198,7 @@ def _run_with_progress(kernel, args, counts, n, progress, message="non-maximum s
             result["error"] = exc
 
     t = threading.Thread(target=work, name="ij-bridge-nms", daemon=True)
+    done = 0
     t.start()
     while t.is_alive():
         t.join(0.25)
@@ -209,7 +210,8 @@ def _run_with_progress(kernel, args, counts, n, progress, message="non-maximum s
                 t.join()
             raise
         if progress is not None:
-            progress(int(counts[0]), n, message)
+            done = min(n, max(done, int(counts[0])))  # the compiled counter is not atomic: report its maximum
+            progress(done, n, message)
     if "error" in result:  # pragma: no cover
         raise result["error"]
     return result["keep"]
@@ -342,6 +344,24 @@ def polyhedron_intersection_volumes(dist_a: np.ndarray, points_a: np.ndarray, di
     return pair_intersection_volumes(va, pa, r_in, vb, faces, *_cone_tables(rays, faces))
 
 
+def _blocks(labels: np.ndarray):
+    """Independent blocks of the greedy pass from component labels.
+
+    Returns ``(start, members, small, large)``: CSR of the components (members
+    ascending, i.e. by decreasing probability), the components that run
+    whole on one thread each, in parallel, and the large ones, which run in
+    turn with each kept candidate's neighbours decided in parallel.
+    """
+    import numba
+
+    order = np.argsort(labels, kind="stable").astype(np.int64)
+    _, first, sizes = np.unique(labels[order], return_index=True, return_counts=True)
+    start = np.append(first, len(labels)).astype(np.int64)
+    threads = max(1, numba.get_num_threads())
+    large = sizes > max(256, len(labels) // (2 * threads)) if threads > 1 else np.zeros(len(sizes), bool)
+    return start, order, np.flatnonzero(~large).astype(np.int64), np.flatnonzero(large).astype(np.int64)
+
+
 def _grid_3d(boxes: np.ndarray):
     """Uniform 3D grid of box centres (see :func:`_grid`); the origin is the lowest box centre."""
     n = len(boxes)
@@ -410,7 +430,7 @@ def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.nd
     >>> non_maximum_suppression_3d(d, pts, np.array([0.5, 0.7]), rays_golden_spiral(32), 0.4).tolist()
     [1]
     """
-    from ._nms3d import candidate_geometry_3d, greedy_nms_3d
+    from ._nms3d import candidate_geometry_3d, components_3d, greedy_nms_3d
 
     prob = np.asarray(prob)
     if prob.ndim != 1 or len(prob) != len(dist):
@@ -428,9 +448,12 @@ def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.nd
     verts -= origin
     points = points - origin
     boxes = np.ascontiguousarray(boxes - np.concatenate([origin, origin]))
+    grid = (cell, start, members, n0, n1, n2, big)
+    labels = components_3d(points, vols, boxes, r_out, float(nms_thresh), *grid)
+    blocks = _blocks(labels)
     counts = np.zeros(2, np.int64)
     args = (verts, points, faces, vols, boxes, r_in, r_out, float(nms_thresh), *_cone_tables(rays, faces),
-            cell, start, members, n0, n1, n2, big)
+            *grid, labels, *blocks)
     if progress is not None:
         progress(0, n, "non-maximum suppression (3D)")
     keep = _run_with_progress(greedy_nms_3d, args, counts, n, progress, "non-maximum suppression (3D)")

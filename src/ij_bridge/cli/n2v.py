@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--patch-size", help="e.g. 64 or 64,64 (2D), 32,64,64 (3D)")
     tr.add_argument("--masked-fraction", type=float, default=0.002)
     tr.add_argument("--radius", type=int, default=5, help="neighbourhood radius (5)")
-    tr.add_argument("--lr", type=float, default=4e-4, help="learning rate (4e-4)")
+    tr.add_argument("--lr", type=float, default=1e-3, help="learning rate (1e-3)")
     tr.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine"])
     tr.add_argument("--val-fraction", type=float, default=0.1)
     tr.add_argument("--no-augment", action="store_true", help="no flips/rotations")

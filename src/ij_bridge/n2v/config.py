@@ -52,8 +52,10 @@ class N2VConfig:
     64×64 patches (32×64×64 in 3D) augmented with flips and 90° rotations,
     0.2 % of the pixels masked with a neighbourhood radius of 5, a U-Net of
     depth 2 with 32 first-layer filters and 3×3 kernels, MSE on the masked
-    pixels only, Adam at 4e-4 with the learning rate halved when the
-    validation loss plateaus, and 10 % of the data kept for validation.
+    pixels only, Adam at 1e-3 (CAREamics' rate; the published N2V used
+    4e-4, which trains slower on short budgets) with the learning rate halved
+    when the validation loss plateaus, 10 % of the data kept for validation,
+    and bfloat16 autocast for training on CPUs with native bfloat16 support.
 
     Attributes
     ----------
@@ -111,6 +113,13 @@ class N2VConfig:
         independent masks (up to this number) to steady the validation loss.
     augment : bool
         Random flips and 90° rotations in the YX plane.
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the training forward/backward pass (weights, optimizer,
+        loss and prediction stay float32). ``bfloat16`` runs the network under
+        ``torch.autocast`` (CPU: about 2.5x faster per step on CPUs with
+        AMX/AVX512-BF16; results differ from float32 by rounding). ``auto``:
+        bfloat16 on such CPUs (:func:`bf16_native`), float32 elsewhere and on
+        CUDA.
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm
         U-Net shape (see :class:`ij_bridge.nets.unet.UNet`).
     unet_pool : tuple of int, optional
@@ -139,12 +148,13 @@ class N2VConfig:
     neighborhood_radius: int = 5
     struct_mask: StructMask | None = None
     seed: int = 0
-    learning_rate: float = 4e-4
+    learning_rate: float = 1e-3
     lr_patience: int = 10
     lr_schedule: str = "plateau"
     validation_fraction: float = 0.1
     max_val_patches: int = 32
     augment: bool = True
+    precision: str = "auto"
     unet_depth: int = 2
     unet_filters: int = 32
     unet_kernel_size: int = 3
@@ -205,6 +215,8 @@ class N2VConfig:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
@@ -282,7 +294,40 @@ class N2VConfig:
         """Copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def training_dtype(self, device: Any) -> Any:
+        """The autocast dtype for training on ``device`` (``None``: float32)."""
+        import torch
+
+        dev = torch.device(device)
+        if self.precision == "bfloat16":
+            return torch.bfloat16
+        if self.precision == "auto" and dev.type == "cpu" and bf16_native():
+            return torch.bfloat16
+        return None
+
     @property
     def n_masked_per_patch(self) -> float:
         """Expected number of masked pixels per patch and channel."""
         return self.masked_fraction * math.prod(self.patch_size)
+
+
+_BF16: bool | None = None
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), per oneDNN."""
+    global _BF16
+    if _BF16 is None:
+        try:
+            import torch
+
+            _BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # an old torch or a build without oneDNN
+            _BF16 = False
+        if _BF16:
+            try:
+                flags = open("/proc/cpuinfo").read()
+                _BF16 = "avx512_bf16" in flags or "amx_bf16" in flags
+            except OSError:
+                pass
+    return _BF16

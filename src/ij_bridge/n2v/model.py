@@ -54,6 +54,7 @@ class N2V:
         self.mean: np.ndarray | None = None  # per channel, float64
         self.std: np.ndarray | None = None
         self.history: Any = None
+        self._amp: torch.dtype | None = None  # autocast dtype of the current training
         #: where an imported model came from (source, sha256, original config), else None
         self.provenance: dict[str, Any] | None = None
 
@@ -190,6 +191,11 @@ class N2V:
                 xb = torch.from_numpy(np.ascontiguousarray(vp[i:i + cfg.batch_size])).to(dev)
                 val_batches.append(manip(xb, vrng))
 
+        amp = cfg.training_dtype(dev)
+        # bfloat16 autocast (an option, see N2VConfig.precision): the convolutions run in
+        # bfloat16, weights, optimizer state and the loss stay float32
+        autocast = torch.autocast(dev.type, dtype=amp, enabled=amp is not None)
+        self._amp = amp
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
         total_steps = cfg.epochs * cfg.steps_per_epoch
         if cfg.lr_schedule == "cosine":
@@ -215,7 +221,9 @@ class N2V:
                     if cfg.augment:
                         xb = augment_batch(xb, rng)
                     m = manip(xb, rng)
-                    loss = masked_mse(net(self._layout(m.inputs)), m)
+                    with autocast:
+                        pred = net(self._layout(m.inputs))
+                    loss = masked_mse(pred.float(), m)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -286,9 +294,11 @@ class N2V:
         assert net is not None
         net.eval()
         tot, n = 0.0, 0
+        amp = self._amp
         for m in batches:
-            pred = net(self._layout(m.inputs))
-            tot += float(torch.sum((pred.reshape(-1)[m.index] - m.targets) ** 2))
+            with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
+                pred = net(self._layout(m.inputs))
+            tot += float(torch.sum((pred.float().reshape(-1)[m.index] - m.targets) ** 2))
             n += int(m.index.numel())
         net.train()
         return tot / max(n, 1)

@@ -175,6 +175,239 @@ def run_careamics(noisy, args, log) -> tuple[np.ndarray, dict, str]:
     return pred, res, version
 
 
+# ---------------------------------------------------------------------------------------- grid
+GRID_WORKER = r"""
+import json, os, sys, time, types, tempfile
+import numpy as np
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+import torchmetrics  # decides "torchvision absent" before the stub below exists
+tv = types.ModuleType("torchvision"); tv.__version__ = "0+stub"
+tr = types.ModuleType("torchvision.transforms"); fn = types.ModuleType("torchvision.transforms.functional")
+tv.transforms = tr; tr.functional = fn
+sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
+                    "torchvision.transforms.functional": fn})
+import careamics
+from careamics import CAREamist
+from careamics.config import create_n2v_config
+print("READY " + json.dumps({"version": careamics.__version__, "threads": torch.get_num_threads()}),
+      flush=True)
+for line in sys.stdin:
+    cfg = json.loads(line)
+    noisy = np.load(cfg["noisy"])
+    conf = create_n2v_config(experiment_name="bench", data_type="array", axes=cfg["axes"],
+                             patch_size=list(cfg["patch"]), batch_size=cfg["batch"], num_epochs=10,
+                             num_steps=max(1, cfg["steps"] // 10))
+    tp = conf.training_config.trainer_params
+    tp.pop("limit_train_batches", None)
+    tp["max_epochs"] = -1
+    tp["max_steps"] = cfg["steps"]
+    torch.manual_seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    cm = CAREamist(config=conf, work_dir=cfg["work"], enable_progress_bar=False)
+    t0 = time.perf_counter()
+    cm.train(train_data=noisy)
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = cm.predict(pred_data=noisy, axes=cfg["axes"])
+    t_pred = time.perf_counter() - t0
+    if isinstance(pred, tuple):
+        pred = pred[0]
+    pred = np.asarray(pred[0] if isinstance(pred, list) else pred).squeeze()
+    np.save(cfg["out"], pred.astype(np.float32))
+    print("RESULT " + json.dumps({"train_s": t_train, "predict_s": t_pred,
+                                  "steps": int(cm.trainer.global_step)}), flush=True)
+"""
+
+#: images of the grid: name -> (loader, kind, used to choose a default?)
+GRID_IMAGES = ["nuclei", "cell", "camera", "astronaut"]
+GRID_NOISES = ["g10", "g25", "g50", "pg"]
+
+
+def grid_image(name: str) -> np.ndarray:
+    """A clean image scaled to 0–255 (float64)."""
+    import skimage.data as skd
+
+    if name == "nuclei":
+        import tifffile
+
+        img = tifffile.imread(DATA).astype(np.float64)
+    elif name == "cell":
+        img = skd.cell().astype(np.float64)
+    elif name == "camera":
+        img = skd.camera().astype(np.float64)
+    elif name == "astronaut":
+        from skimage.color import rgb2gray
+
+        img = rgb2gray(skd.astronaut()).astype(np.float64)
+    elif name == "nuclei3d":
+        from ij_bridge.synthetic import synthetic_nuclei
+
+        img, _ = synthetic_nuclei((32, 96, 96), n_objects=25, radius=(5.0, 9.0), seed=3,
+                                  noise=0.0, photons=None)
+        img = img.astype(np.float64)
+    else:
+        raise ValueError(name)
+    return (img - img.min()) / (img.max() - img.min()) * 255.0
+
+
+def add_noise(gt: np.ndarray, noise: str, seed: int) -> np.ndarray:
+    """Gaussian σ 10/25/50 on 0–255, or Poisson–Gaussian (30 photons at 255, read noise σ 5)."""
+    rng = np.random.default_rng(seed)
+    if noise.startswith("g"):
+        return (gt + rng.normal(0.0, float(noise[1:]), gt.shape)).astype(np.float32)
+    photons = 30.0 / 255.0
+    return (rng.poisson(gt * photons) / photons + rng.normal(0.0, 5.0, gt.shape)).astype(np.float32)
+
+
+def run_grid(args) -> int:
+    """Both tools on every image × noise × seed, a pair at a time (ours in this process,
+    CAREamics in a persistent worker process, the two at the same time)."""
+    import torch
+
+    from ij_bridge import __version__
+    from ij_bridge.n2v import N2V, N2VConfig
+    from ij_bridge.n2v.config import bf16_native
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    torch.set_num_threads(args.threads)
+    env_threads = {k: os.environ.get(k, "-") for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    log(f"torch {torch.__version__}, torch threads {torch.get_num_threads()} (ours and CAREamics each), "
+        f"env {env_threads}, CPU bfloat16 native: {bf16_native()}, load {os.getloadavg()}")
+    py = ensure_venv(log)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_n2v_"))
+    (tmp / "worker.py").write_text(GRID_WORKER)
+    errlog = open(tmp / "careamics.log", "w")
+    proc = subprocess.Popen([str(py), str(tmp / "worker.py"), str(args.threads)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=errlog, text=True, cwd=tmp,
+                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+
+    def read_line(prefix: str) -> dict:
+        while True:
+            ln = proc.stdout.readline()
+            if not ln:
+                raise RuntimeError(f"CAREamics worker died; see {tmp / 'careamics.log'}")
+            if ln.startswith(prefix):
+                return json.loads(ln[len(prefix):])
+
+    ready = read_line("READY ")
+    log(f"CAREamics {ready['version']} worker ready, threads {ready['threads']}")
+    jobs = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for name in args.images:
+            for noise in args.noises:
+                jobs.append((name, noise, seed))
+        if args.stack:
+            for noise in args.noises_3d:
+                jobs.append(("nuclei3d", noise, seed))
+    rows = []
+    t_start = time.perf_counter()
+    out_json = args.json or (ROOT / ".bench" / "n2v_grid.json")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    arms = [("ours", args.precision)] + ([("ours-fp32", "float32")] if args.fp32_seeds else [])
+    for k, (name, noise, seed) in enumerate(jobs):
+        gt = grid_image(name)
+        if args.crop and gt.ndim == 2:  # the centre crop^2 (smaller images: shorter runs)
+            y0, x0 = [max(0, (n - args.crop) // 2) for n in gt.shape]
+            gt = gt[y0:y0 + args.crop, x0:x0 + args.crop]
+        noisy = add_noise(gt, noise, 1000 + GRID_NOISES.index(noise) * 10 + len(name))
+        is3d = gt.ndim == 3
+        axes = "ZYX" if is3d else "YX"
+        patch = tuple(args.patch_3d) if is3d else (args.patch, args.patch)
+        batch = args.batch_3d if is3d else args.batch
+        steps = args.steps_3d if is3d else args.steps
+        np.save(tmp / "noisy.npy", noisy)
+        load = os.getloadavg()[0]
+        job = dict(noisy=str(tmp / "noisy.npy"), out=str(tmp / "pred.npy"), work=str(tmp / f"w{k}"),
+                   axes=axes, patch=list(patch), batch=batch, steps=steps, seed=seed)
+        proc.stdin.write(json.dumps(job) + "\n")
+        proc.stdin.flush()
+        base = dict(image=name, noise=noise, seed=seed, ndim=gt.ndim, steps=steps, batch=batch,
+                    patch="x".join(map(str, patch)), load=load, noisy_psnr=psnr(noisy, gt))
+        for arm, prec in arms:
+            if arm == "ours-fp32" and seed >= args.fp32_seeds:
+                continue
+            ep = min(args.epochs, steps)
+            cfg = N2VConfig(axes=axes, patch_size=patch, batch_size=batch, epochs=ep,
+                            steps_per_epoch=max(1, steps // ep), seed=seed, precision=prec)
+            model = N2V(cfg, device="cpu")
+            t0 = time.perf_counter()
+            model.train(noisy, show_progress=False)
+            t_train = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            pred = model.predict(noisy)
+            rows.append(dict(base, tool=arm, train_s=t_train, predict_s=time.perf_counter() - t0,
+                             psnr=psnr(pred, gt)))
+        res = read_line("RESULT ")
+        cpred = np.load(tmp / "pred.npy")
+        rows.append(dict(base, tool="careamics", train_s=res["train_s"], predict_s=res["predict_s"],
+                         psnr=psnr(cpred, gt), careamics_steps=res["steps"]))
+        shutil.rmtree(tmp / f"w{k}", ignore_errors=True)
+        mine = [r for r in rows[-3:] if r["image"] == name and r["noise"] == noise and r["seed"] == seed]
+        log(f"[{k + 1}/{len(jobs)} {time.perf_counter() - t_start:.0f}s load {load:.1f}] {name} {noise} "
+            f"seed {seed}: " + ", ".join(f"{r['tool']} {r['psnr']:.2f} dB {r['train_s']:.1f}s"
+                                         for r in mine))
+        out_json.write_text(json.dumps(dict(args={k2: str(v) for k2, v in vars(args).items()},
+                                            version=__version__, careamics=ready["version"],
+                                            threads=torch.get_num_threads(), env=env_threads,
+                                            bf16_native=bf16_native(), rows=rows), indent=1))
+    proc.stdin.close()
+    proc.wait()
+    errlog.close()
+    print(grid_table(rows))
+    log(f"rows in {out_json}; total {time.perf_counter() - t_start:.0f}s; load {os.getloadavg()}")
+    return 0
+
+
+def grid_table(rows: list[dict]) -> str:
+    """Markdown tables: per image × noise, mean ± spread (min–max over seeds) per tool, and a summary."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    tools = [t for t in ("ours", "ours-fp32", "careamics") if t in set(df.tool)]
+    out = ["| image | noise | noisy | " + " | ".join(f"{t} PSNR mean (min–max)" for t in tools)
+           + " | Δ mean (ours − CAREamics) | train time ratio |",
+           "|---|---|---:|" + "---:|" * (len(tools) + 2)]
+    for (im, nz), g in df.groupby(["image", "noise"], sort=False):
+        cells = []
+        for t in tools:
+            p = g[g.tool == t].psnr
+            cells.append(f"{p.mean():.2f} ({p.min():.2f}–{p.max():.2f}) n={len(p)}" if len(p) else "—")
+        o, c = g[g.tool == "ours"], g[g.tool == "careamics"]
+        d = o.psnr.mean() - c.psnr.mean()
+        ratio = o.train_s.sum() / c[c.seed.isin(o.seed)].train_s.sum()
+        out.append(f"| {im} | {nz} | {g.noisy_psnr.iloc[0]:.2f} | " + " | ".join(cells)
+                   + f" | {d:+.2f} | {ratio:.2f} |")
+    o = df[df.tool == "ours"].set_index(["image", "noise", "seed"])
+    c = df[df.tool == "careamics"].set_index(["image", "noise", "seed"])
+    both = o.add_suffix("_o").join(c.add_suffix("_c"), how="inner")
+    diff = both.psnr_o - both.psnr_c
+    out.append("")
+    out.append(f"paired runs: {len(both)}; ours better in {int((diff > 0).sum())}; Δ PSNR mean {diff.mean():+.2f} "
+               f"dB, worst {diff.min():+.2f} dB, best {diff.max():+.2f} dB")
+    # worst case per image × noise: the lowest PSNR over seeds, ours vs CAREamics
+    wo = both.groupby(level=[0, 1]).psnr_o.min()
+    wc = both.groupby(level=[0, 1]).psnr_c.min()
+    out.append(f"worst seed per image × noise: ours above CAREamics in {int((wo > wc).sum())} of {len(wo)}; "
+               f"Δ(worst) mean {(wo - wc).mean():+.2f} dB, min {(wo - wc).min():+.2f} dB")
+    mo = both.groupby(level=[0, 1]).psnr_o.mean()
+    mc = both.groupby(level=[0, 1]).psnr_c.mean()
+    out.append(f"mean over seeds per image × noise: ours above CAREamics in {int((mo > mc).sum())} of {len(mo)}")
+    out.append(f"training time: ours {both.train_s_o.sum():.0f} s, CAREamics {both.train_s_c.sum():.0f} s, "
+               f"ratio {both.train_s_o.sum() / both.train_s_c.sum():.2f} (per-run median "
+               f"{(both.train_s_o / both.train_s_c).median():.2f})")
+    if "ours-fp32" in tools:
+        f = df[df.tool == "ours-fp32"].set_index(["image", "noise", "seed"])
+        bf = o.add_suffix("_b").join(f.add_suffix("_f"), how="inner")
+        dd = bf.psnr_b - bf.psnr_f
+        out.append(f"bfloat16 vs float32 (ours, {len(bf)} paired runs): Δ PSNR mean {dd.mean():+.2f} dB, "
+                   f"min {dd.min():+.2f}, max {dd.max():+.2f}; time ratio "
+                   f"{bf.train_s_b.sum() / bf.train_s_f.sum():.2f}")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1000, help="gradient steps (default 1000)")
@@ -187,13 +420,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="N2V", choices=["N2V", "N2V2"])
     ap.add_argument("--lr-schedule", default="plateau", choices=["plateau", "cosine"],
                     help="our learning-rate schedule (CAREamics: its default)")
-    ap.add_argument("--lr", type=float, default=4e-4,
-                    help="our learning rate (default 4e-4, the published N2V; CAREamics 0.3.5 uses "
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="our learning rate (default 1e-3, our default since session 4; CAREamics 0.3.5 uses "
                     "torch's Adam default 1e-3)")
     ap.add_argument("--skip-careamics", action="store_true")
     ap.add_argument("--skip-ours", action="store_true", help="run CAREamics only")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    g = ap.add_argument_group("grid (--grid): every image x noise x seed, both tools in pairs")
+    g.add_argument("--grid", action="store_true", help="run the grid instead of the single image")
+    g.add_argument("--images", nargs="+", default=GRID_IMAGES, choices=GRID_IMAGES)
+    g.add_argument("--noises", nargs="+", default=GRID_NOISES, choices=GRID_NOISES)
+    g.add_argument("--seeds", type=int, default=3, help="training seeds per tool (default 3)")
+    g.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed ... first-seed+seeds-1 (to split the grid over runs)")
+    g.add_argument("--stack", action="store_true", help="add the 3D stack (synthetic nuclei 32x96x96)")
+    g.add_argument("--noises-3d", nargs="+", default=["g25", "pg"], choices=GRID_NOISES)
+    g.add_argument("--steps-3d", type=int, default=50)
+    g.add_argument("--batch-3d", type=int, default=4)
+    g.add_argument("--patch-3d", type=int, nargs=3, default=[16, 32, 32])
+    g.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="our training precision (default: our default, auto)")
+    g.add_argument("--fp32-seeds", type=int, default=0,
+                   help="also train ours in float32 for the first N seeds (the bfloat16 check)")
+    g.add_argument("--crop", type=int, default=0, help="use the centre crop of this size of 2D images")
+    g.add_argument("--table", type=Path, nargs="+",
+                   help="only print the tables of grid JSON files written before (rows merged)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(grid_table([r for t in args.table for r in json.loads(t.read_text())["rows"]]))
+        return 0
+    if args.grid:
+        return run_grid(args)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

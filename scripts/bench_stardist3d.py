@@ -82,13 +82,13 @@ def augmenter(x, y):
 
 class StepTimer(tf.keras.callbacks.Callback):
     def __init__(self):
-        super().__init__(); self.t = []; self._last = None
+        super().__init__(); self.t = []; self.c = []; self._last = None
     def on_epoch_begin(self, epoch, logs=None):
         self._last = None
     def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.process_time())
         if self._last is not None:
-            self.t.append(now - self._last)
+            self.t.append(now[0] - self._last[0]); self.c.append(now[1] - self._last[1])
         self._last = now
 
 
@@ -124,9 +124,10 @@ for x in Xt:
     pred_s.append(time.perf_counter() - t1)
 np.savez_compressed(os.path.join(work, f"orig_s{cfg['seed']}_pred.npz"), *preds)
 steps = np.asarray(timer.t[cfg["warmup"]:] or timer.t)
+steps_cpu = np.asarray(timer.c[cfg["warmup"]:] or timer.c)
 out = {"versions": {"stardist": stardist.__version__, "tensorflow": tf.__version__,
                     "csbdeep": csbdeep.__version__},
-       "step_s": float(np.median(steps)), "train_s": t_train, "predict_s": float(np.median(pred_s)),
+       "step_s": float(np.median(steps)), "step_cpu_s": float(np.median(steps_cpu)), "train_s": t_train, "predict_s": float(np.median(pred_s)),
        "thresholds": {k: float(v) for k, v in th.items()},
        "threads": {"tf_intra": tf.config.threading.get_intra_op_parallelism_threads(),
                    "tf_inter": tf.config.threading.get_inter_op_parallelism_threads()}}
@@ -203,13 +204,15 @@ def run_ours(work: Path, cfg: dict) -> dict:
     # the stacks are already normalised (percentiles 1, 99.8) as the original gets them; ours
     # normalises them again (the same percentiles: a no-op up to rounding)
     model.train(X, Y, validation_data=(Xv, Yv), show_progress=False, optimize_thresholds=cfg["optimize"],
-                progress=lambda d, t, m: stamps.append((d, time.perf_counter())))
+                progress=lambda d, t, m: stamps.append((d, time.perf_counter(), time.process_time())))
     if not cfg["optimize"]:
         model.thresholds = {"prob": cfg["prob"], "nms": cfg["nms"]}
     t_train = time.perf_counter() - t0
     # step times within epochs (the validation between epochs excluded), warm-up dropped
-    dt = [b[1] - a[1] for a, b in zip(stamps, stamps[1:]) if (a[0] % cfg["steps"]) != 0]
-    dt = dt[cfg["warmup"]:] or dt
+    pairs = [(a, b) for a, b in zip(stamps, stamps[1:]) if (a[0] % cfg["steps"]) != 0]
+    dt = [b[1] - a[1] for a, b in pairs]
+    dc = [b[2] - a[2] for a, b in pairs]
+    dt, dc = dt[cfg["warmup"]:] or dt, dc[cfg["warmup"]:] or dc
     model.predict_instances(Xt[0])
     preds, pred_s = [], []
     for x in Xt:
@@ -217,7 +220,7 @@ def run_ours(work: Path, cfg: dict) -> dict:
         preds.append(model.predict_instances(x)[0])
         pred_s.append(time.perf_counter() - t1)
     np.savez_compressed(work / f"ours_s{cfg['seed']}_pred.npz", *preds)
-    return {"step_s": float(np.median(dt)), "train_s": t_train, "predict_s": float(np.median(pred_s)),
+    return {"step_s": float(np.median(dt)), "step_cpu_s": float(np.median(dc)), "train_s": t_train, "predict_s": float(np.median(pred_s)),
             "thresholds": dict(model.thresholds), "threads": {"torch": torch.get_num_threads()}}
 
 
@@ -289,7 +292,8 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str, load: dict, nms: str) -
             ratio = (f" | {mean(vals['ours']) / mean(vals['original']):.2f}" if len(who) == 2
                      and mean(vals["original"]) > 0 else (" | -" if len(who) == 2 else ""))
             lines.append(f"| {k} @ IoU {t}, mean (per seed) | " + " | ".join(cells) + ratio + " |")
-    for key, name in (("step_s", "train s/step (median)"), ("train_s", "train wall s (incl. validation)"),
+    for key, name in (("step_s", "train s/step, wall (median)"), ("step_cpu_s", "train s/step, process CPU (median)"),
+                      ("train_s", "train wall s (incl. validation)"),
                       ("predict_s", "predict s per stack (median)")):
         vals = {w: mean([res[w][s][key] for s in seeds]) for w in who}
         ratio = f" | {vals['ours'] / vals['original']:.2f}" if len(who) == 2 else ""
@@ -313,7 +317,9 @@ def main(argv=None) -> int:
     ap.add_argument("--backbone", default="unet", choices=["unet", "resnet"])
     ap.add_argument("--filters", type=int, default=16)
     ap.add_argument("--head", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per framework (default 1: on a loaded machine torch's 2 OpenMP threads "
+                         "spin-wait for each other and run several times slower than one)")
     ap.add_argument("--optimize-thresholds", action="store_true",
                     help="each picks thresholds on the validation stack with its own optimize_thresholds "
                          "(default: both use --prob / --nms; after a small budget the original's 3D "

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -198,50 +198,152 @@ def _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out, nms_t
 
 
 @njit(cache=True, nogil=True)
+def _gather_2d(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n_cells0, n_cells1, big, out):
+    """Candidates after ``i`` in ``i``'s component, not suppressed, near ``i`` (grid cells and ``big``)."""
+    half = 0.5 * cell_size
+    # grid members' box centres lie within half a cell of their boxes
+    lo0 = max(0, int(math.floor((boxes[i, 0] - half) / cell_size)))
+    lo1 = max(0, int(math.floor((boxes[i, 1] - half) / cell_size)))
+    hi0 = min(n_cells0 - 1, int(math.floor((boxes[i, 2] + half) / cell_size)))
+    hi1 = min(n_cells1 - 1, int(math.floor((boxes[i, 3] + half) / cell_size)))
+    lab = labels[i]
+    cnt = 0
+    for g0 in range(lo0, hi0 + 1):
+        for g1 in range(lo1, hi1 + 1):
+            cell = g0 * n_cells1 + g1
+            for s in range(cell_start[cell], cell_start[cell + 1]):
+                j = cell_members[s]
+                if j > i and labels[j] == lab and not suppressed[j]:
+                    out[cnt] = j
+                    cnt += 1
+    for j in big:
+        if j > i and labels[j] == lab and not suppressed[j]:
+            out[cnt] = j
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def components_2d(centres, areas, boxes, r_out, nms_thresh, cell_size, cell_start, cell_members,
+                  n_cells0, n_cells1, big):
+    """Connected components of "may suppress" (box and enclosing-disc upper bounds, as in ``_decide``).
+
+    A candidate can only be suppressed by one in its own component, so the
+    greedy pass is independent across components.
+    """
+    n = areas.shape[0]
+    parent = np.arange(n)
+    none = np.zeros(n, np.bool_)
+    same = np.zeros(n, np.int64)
+    near = np.empty(n, np.int64)
+    for i in range(n):
+        cnt = _gather_2d(i, boxes, none, same, cell_size, cell_start, cell_members, n_cells0, n_cells1, big, near)
+        for t in range(cnt):
+            j = near[t]
+            ov0 = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+            ov1 = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+            if ov0 <= 0.0 or ov1 <= 0.0:
+                continue
+            limit = nms_thresh * (min(areas[i], areas[j]) + 1e-10)
+            if ov0 * ov1 <= limit:
+                continue
+            d = math.hypot(centres[i, 0] - centres[j, 0], centres[i, 1] - centres[j, 1])
+            if _lens(r_out[i], r_out[j], d) <= limit:
+                continue
+            a = _find(parent, i)
+            b = _find(parent, j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    labels = np.empty(n, np.int64)
+    for i in range(n):
+        labels[i] = _find(parent, i)
+    return labels
+
+
+@njit(cache=True, nogil=True)
+def _greedy_component_2d(members, suppressed, keep, labels, verts, centres, areas, orient, boxes, star, r_in,
+                         r_out, nms_thresh, cell_size, cell_start, cell_members, n_cells0, n_cells1, big):
+    """The greedy pass over one component (its members ascending), serially."""
+    m = verts.shape[1]
+    buf_a = np.empty((8 * m + 8, 2))
+    buf_b = np.empty((8 * m + 8, 2))
+    near = np.empty(len(members), np.int64)
+    for i in members:
+        if suppressed[i]:
+            continue
+        keep[i] = True
+        cnt = _gather_2d(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n_cells0, n_cells1,
+                         big, near)
+        for t in range(cnt):
+            j = near[t]
+            if _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out, nms_thresh, buf_a, buf_b):
+                suppressed[j] = True
+
+
+@njit(cache=True, parallel=True)
 def greedy_nms(verts, centres, areas, orient, boxes, star, r_in, r_out, nms_thresh,
-               cell_size, cell_start, cell_members, n_cells0, n_cells1, big, progress_every, progress_counts):
+               cell_size, cell_start, cell_members, n_cells0, n_cells1, big, labels, comp_start, comp_members,
+               small, large, progress_every, progress_counts):
     """Greedy NMS over candidates already sorted by decreasing probability.
 
     ``cell_start``/``cell_members``: CSR grid (``n_cells0`` × ``n_cells1`` cells of
     ``cell_size``) of the candidates by box centre, each cell's members ascending;
     ``big``: candidates whose box is larger than a cell, not in the grid, visited
-    for every kept one. Returns the boolean ``keep`` array (in the sorted order);
-    ``progress_counts[0]`` is updated every ``progress_every`` candidates.
+    for every kept one. ``labels``, ``comp_start``/``comp_members``, ``small``,
+    ``large``: the independent blocks (components of :func:`components_2d`);
+    small ones run in parallel, one per thread at a time, large ones in turn
+    with each kept candidate's neighbours decided in parallel. The result does
+    not depend on the number of threads. Returns the boolean ``keep`` array (in
+    the sorted order); ``progress_counts[0]`` counts the candidates done.
     """
     n = verts.shape[0]
     m = verts.shape[1]
     keep = np.zeros(n, np.bool_)
     suppressed = np.zeros(n, np.bool_)
+    for t in prange(len(small)):
+        c = small[t]
+        _greedy_component_2d(comp_members[comp_start[c]:comp_start[c + 1]], suppressed, keep, labels, verts,
+                             centres, areas, orient, boxes, star, r_in, r_out, nms_thresh, cell_size, cell_start,
+                             cell_members, n_cells0, n_cells1, big)
+        progress_counts[0] += comp_start[c + 1] - comp_start[c]  # progress only (not atomic)
+    near = np.empty(n, np.int64)
     buf_a = np.empty((8 * m + 8, 2))
     buf_b = np.empty((8 * m + 8, 2))
-    half = 0.5 * cell_size
-    for i in range(n):
-        if progress_every > 0 and i % progress_every == 0:
-            progress_counts[0] = i
-        if suppressed[i]:
-            continue
-        keep[i] = True
-        # grid members' box centres lie within half a cell of their boxes
-        lo0 = max(0, int(math.floor((boxes[i, 0] - half) / cell_size)))
-        lo1 = max(0, int(math.floor((boxes[i, 1] - half) / cell_size)))
-        hi0 = min(n_cells0 - 1, int(math.floor((boxes[i, 2] + half) / cell_size)))
-        hi1 = min(n_cells1 - 1, int(math.floor((boxes[i, 3] + half) / cell_size)))
-        for g0 in range(lo0, hi0 + 1):
-            for g1 in range(lo1, hi1 + 1):
-                cell = g0 * n_cells1 + g1
-                for s in range(cell_start[cell], cell_start[cell + 1]):
-                    j = cell_members[s]
-                    if j > i and not suppressed[j]:
-                        if _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out,
-                                   nms_thresh, buf_a, buf_b):
-                            suppressed[j] = True
-        for j in big:
-            if j > i and not suppressed[j]:
-                if _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out,
-                           nms_thresh, buf_a, buf_b):
-                    suppressed[j] = True
-    if progress_every > 0:
-        progress_counts[0] = n
+    for c in large:
+        step = 0
+        for s in range(comp_start[c], comp_start[c + 1]):
+            i = comp_members[s]
+            step += 1
+            if progress_every > 0 and step % progress_every == 0:
+                progress_counts[0] += progress_every
+            if suppressed[i]:
+                continue
+            keep[i] = True
+            cnt = _gather_2d(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n_cells0,
+                             n_cells1, big, near)
+            if cnt < 256:  # a parallel region costs more than a few cheap decisions
+                for t in range(cnt):
+                    j = near[t]
+                    if _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out,
+                               nms_thresh, buf_a, buf_b):
+                        suppressed[j] = True
+            else:
+                for t in prange(cnt):
+                    j = near[t]
+                    ba = np.empty((8 * m + 8, 2))
+                    bb = np.empty((8 * m + 8, 2))
+                    if _decide(i, j, verts, centres, areas, orient, boxes, star, r_in, r_out,
+                               nms_thresh, ba, bb):
+                        suppressed[j] = True
+    progress_counts[0] = n
     return keep
 
 
@@ -327,10 +429,12 @@ def warm_up() -> None:
     verts = np.ascontiguousarray(np.concatenate([v, v + 1.0]))
     pair_intersection_areas(verts[:1], np.zeros((1, 2)), verts[1:])
     c, areas, orient, boxes, star, r_in, r_out = candidate_geometry(verts, np.zeros((2, 2)), True)
-    greedy_nms(verts + 5.0, c + 5.0, areas, orient, boxes + 5.0, star, r_in, r_out, 0.4, 10.0,
-               np.array([0, 2], np.int64), np.arange(2, dtype=np.int64), 1, 1, np.zeros(0, np.int64),
-               0, np.zeros(1, np.int64))
-
+    bx = boxes + 5.0
+    grid = (10.0, np.array([0, 2], np.int64), np.arange(2, dtype=np.int64), 1, 1, np.zeros(0, np.int64))
+    labels = components_2d(c + 5.0, areas, bx, r_out, 0.4, *grid)
+    greedy_nms(verts + 5.0, c + 5.0, areas, orient, bx, star, r_in, r_out, 0.4, *grid, labels,
+               np.array([0, 2], np.int64), np.arange(2, dtype=np.int64), np.zeros(1, np.int64),
+               np.zeros(0, np.int64), 0, np.zeros(1, np.int64))
 
 if __name__ == "__main__":
     warm_up()

@@ -143,7 +143,7 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
     >>> non_maximum_suppression(c, np.array([0.9, 0.8]), 0.3).tolist()
     [0]
     """
-    from ._polyclip import candidate_geometry, greedy_nms
+    from ._polyclip import candidate_geometry, components_2d, greedy_nms
 
     coord = np.asarray(coord, np.float64)
     prob = np.asarray(prob)
@@ -167,9 +167,11 @@ def non_maximum_suppression(coord: np.ndarray, prob: np.ndarray, nms_thresh: flo
     verts -= origin
     c = c - origin
     boxes = boxes - np.concatenate([origin, origin])
+    boxes = np.ascontiguousarray(boxes)
+    grid = (cell, start, members, n0, n1, big)
+    labels = components_2d(c, areas, boxes, r_out, float(nms_thresh), *grid)
     counts = np.zeros(1, np.int64)
-    args = (verts, c, areas, orient, np.ascontiguousarray(boxes), star, r_in, r_out, float(nms_thresh),
-            cell, start, members, n0, n1, big)
+    args = (verts, c, areas, orient, boxes, star, r_in, r_out, float(nms_thresh), *grid, labels, *_blocks(labels))
     if progress is None or n < 20_000:
         if progress is not None:
             progress(0, n, "non-maximum suppression")

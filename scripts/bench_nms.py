@@ -109,8 +109,9 @@ def candidates_2d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         r = rng.uniform(6, 12, 2)
         t = rng.uniform(0, np.pi)
         rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-        off = rng.normal(0, 0.3, (per, 2)) * r
-        pts = np.round((c + off) / 2) * 2
+        off = rng.normal(0, 0.3, (per, 2))
+        off *= np.minimum(1.0, 0.7 / (np.linalg.norm(off, axis=1, keepdims=True) + 1e-12))  # inside the nucleus
+        pts = np.round((c + (rot @ (off * r).T).T) / 2) * 2
         a = rot.T / r[:, None]
         p = (pts - c) @ a.T
         uu = u @ a.T
@@ -124,9 +125,12 @@ def candidates_2d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         points.append(pts)
         prob.append(np.clip(1 - rho + rng.normal(0, 0.05, per), 0.01, 1))
     sel = slice(0, n)
+    # distinct probabilities: the two break ties differently (ours by input order)
+    prob = np.concatenate(prob)
+    prob = (np.clip(prob, 0.01, 0.94) + np.arange(len(prob)) * (0.05 / len(prob))).astype(np.float32)
     return {"dist": np.concatenate(dist)[sel].astype(np.float32),
             "points": np.concatenate(points)[sel].astype(np.int64),
-            "prob": np.concatenate(prob)[sel].astype(np.float32), "thresh": np.float32(0.4)}
+            "prob": prob[sel], "thresh": np.float32(0.4)}
 
 
 def run_ours(c: dict, threads: int) -> tuple[float, np.ndarray]:

@@ -62,7 +62,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nuclei2d"
-VENV = ROOT / ".bench" / "stardist-tf"
+VENV = ROOT / ".bench" / "stardist-tf"  # --venv: an existing one (e.g. /work/venvs/stardist-tf)
 WORK = ROOT / ".bench" / "stardist-run"
 ORIGINAL_REQS = ["tensorflow-cpu==2.15.1", "stardist==0.9.2", "csbdeep==0.8.2", "numpy<2"]
 OUT_MD = ROOT / ".bench" / "stardist_results.md"  # copied into docs/benchmarks.md by hand
@@ -84,7 +84,9 @@ from stardist.matching import matching_dataset
 from stardist.nms import non_maximum_suppression_sparse
 
 out = {"versions": {"stardist": stardist.__version__, "tensorflow": tf.__version__,
-                    "csbdeep": csbdeep.__version__}}
+                    "csbdeep": csbdeep.__version__},
+       "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                      "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
 work = cfg["work"]
 data = np.load(os.path.join(work, "data.npz"))
 
@@ -162,6 +164,11 @@ else:
                 steps_per_epoch=cfg["timing_steps"])
     out["step_s"] = float(np.median(timer.t[cfg["warmup"]:] or timer.t))
     out["step_cpu_s"] = float(np.median(timer.c[cfg["warmup"]:] or timer.c))
+    out["step_all_s"] = list(timer.t)
+    if cfg.get("train_only"):  # --phase steps: training steps only
+        with open(cfg["result"], "w") as f:
+            json.dump(out, f, indent=1, default=float)
+        sys.exit(0)
     # prediction on a 256x256 image with the model trained on synthetic data
     pm = model
     if os.path.exists(os.path.join(work, "models", f"orig_synthetic_s{cfg['seed']}", "weights_best.h5")):
@@ -290,7 +297,8 @@ def _our_config(cfg: dict, epochs: int, steps: int):
     from ij_bridge.stardist import StarDistConfig
 
     return StarDistConfig(n_rays=32, grid=(2, 2), patch_size=(128, 128), batch_size=4, epochs=epochs,
-                          steps_per_epoch=steps, learning_rate=3e-4, seed=cfg["seed"])
+                          steps_per_epoch=steps, learning_rate=3e-4, seed=cfg["seed"],
+                          train_precision=cfg.get("precision", "float32"))
 
 
 INIT_VARIANTS = {
@@ -369,6 +377,9 @@ def run_ours(work: Path, cfg: dict) -> dict:
     model.train(X, Y, show_progress=False, optimize_thresholds=False, progress=stamp)
     out["step_s"] = float(np.median(_step_times(stamps, cfg["timing_steps"], cfg["warmup"])))
     out["step_cpu_s"] = float(np.median(_step_times(cstamps, cfg["timing_steps"], cfg["warmup"])))
+    out["torch_threads"] = torch.get_num_threads()
+    if cfg.get("train_only"):  # --phase steps: training steps only
+        return out
     pm = model
     if (work / f"ours_synthetic_s{cfg['seed']}_model").exists():
         pm = sd.StarDist2D.load(work / f"ours_synthetic_s{cfg['seed']}_model", device="cpu")
@@ -562,6 +573,72 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _load_avg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def steps_phase(py: Path | None, work: Path, cfg: dict, rounds: int, precisions: list[str],
+                skip_ours: bool = False) -> str:
+    """Training s/step only, interleaved per round: original, then ours in each precision.
+
+    Each run is a fresh process for the original (TensorFlow) and a fresh model here (ours),
+    one epoch of ``cfg["timing_steps"]`` steps on the real training image, the first
+    ``cfg["warmup"]`` steps dropped. Returns a markdown table with the ratios of the
+    medians over rounds and the per-round ratios (each against that round's original).
+    """
+    runs: list[dict] = []
+    for r in range(rounds):
+        row: dict = {"round": r + 1, "load_before": _load_avg()}
+        if py:
+            o = run_original(py, work, dict(cfg, mode="timing", train_only=True, seed=cfg["seeds"][0]),
+                             f"steps{r}")
+            row["original"] = o
+            print(f"round {r + 1}: original {o['step_s']:.4f} s/step (TF threads {o.get('tf_threads')}), "
+                  f"load {_load_avg()}", flush=True)
+        if not skip_ours:
+            for prec in precisions:
+                u = run_ours(work, dict(cfg, mode="timing", train_only=True, seed=cfg["seeds"][0],
+                                        precision=prec))
+                row[prec] = u
+                print(f"round {r + 1}: ours {prec} {u['step_s']:.4f} s/step (torch threads "
+                      f"{u['torch_threads']}), load {_load_avg()}", flush=True)
+        row["load_after"] = _load_avg()
+        runs.append(row)
+    (work / "steps.json").write_text(json.dumps(runs, indent=1, default=float))
+    import torch
+
+    who = (["original"] if py else []) + ([] if skip_ours else precisions)
+    lines = [f"Training s/step, {cfg['timing_steps']} steps per run ({cfg['warmup']} warm-up steps dropped), "
+             f"{rounds} interleaved rounds ({', '.join(who)}), {cfg['threads']} thread(s) per framework "
+             f"(torch.get_num_threads() = {runs[-1].get(precisions[0], {}).get('torch_threads', '-')}; "
+             f"TF intra/inter op = {runs[-1].get('original', {}).get('tf_threads', '-')}; OMP_NUM_THREADS="
+             f"{os.environ.get('OMP_NUM_THREADS')}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}). {os.cpu_count()} CPU cores; torch {torch.__version__}, "
+             f"bfloat16 native: {_bf16()}. Load average per round (before → after): "
+             + "; ".join(f"{r['load_before']} → {r['load_after']}" for r in runs) + ".", "",
+             "| run | " + " | ".join(f"round {r['round']}" for r in runs) + " | median | / original |",
+             "| --- |" + " ---: |" * (len(runs) + 2)]
+    med = {w: float(np.median([r[w]["step_s"] for r in runs])) for w in who}
+    for w in who:
+        label = "original StarDist 0.9.2" if w == "original" else f"ours, train_precision={w}"
+        cells = [f"{r[w]['step_s']:.4f}" for r in runs]
+        ratio = f"{med[w] / med['original']:.2f}" if "original" in med else "-"
+        lines.append(f"| {label} (wall s/step) | " + " | ".join(cells) + f" | {med[w]:.4f} | {ratio} |")
+    if "original" in med:
+        for w in who[1:]:
+            cells = [f"{r[w]['step_s'] / r['original']['step_s']:.2f}" for r in runs]
+            lines.append(f"| ours {w} / original, same round | " + " | ".join(cells) + " | | |")
+    return "\n".join(lines)
+
+
+def _bf16() -> bool:
+    from ij_bridge.stardist.training import bf16_native
+
+    return bf16_native()
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--3d" in argv:  # StarDist 3D: scripts/bench_stardist3d.py takes the other options
@@ -580,8 +657,20 @@ def main(argv=None) -> int:
                     help="threads per framework in the quality phase, where both train side by side "
                          "(default 1)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 3)")
-    ap.add_argument("--phase", choices=("all", "quality", "timing"), default="all",
-                    help="'timing' reuses the quality results of an earlier run in --work")
+    ap.add_argument("--phase", choices=("all", "quality", "timing", "steps"), default="all",
+                    help="'timing' reuses the quality results of an earlier run in --work; 'steps': "
+                         "training s/step only, original and ours in each --step-precisions, interleaved")
+    ap.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "auto"),
+                    help="our StarDistConfig.train_precision in the quality and timing phases")
+    ap.add_argument("--step-precisions", default="float32,bfloat16",
+                    help="our train_precisions timed by --phase steps (comma-separated)")
+    ap.add_argument("--timing-steps", type=int, default=None, help="steps per timing run (default 60)")
+    ap.add_argument("--omp-wait-policy", choices=("PASSIVE", "ACTIVE"), default=None,
+                    help="OMP_WAIT_POLICY for both frameworks (set before torch/TF start). On a shared, "
+                         "oversubscribed machine the default spinning makes torch's 2-thread steps several "
+                         "times slower; PASSIVE avoids that")
+    ap.add_argument("--venv", type=Path, default=None,
+                    help="an existing venv with stardist 0.9.2 + TF (default .bench/stardist-tf, created)")
     ap.add_argument("--datasets", default="real,synthetic")
     ap.add_argument("--seeds", default=None,
                     help="training seeds for the quality phase, comma-separated (default 0,1,2; 0 with --quick); "
@@ -598,11 +687,15 @@ def main(argv=None) -> int:
            "seeds": [int(v) for v in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")],
            "datasets": [d for d in args.datasets.split(",") if d], "ious": list(IOUS),
            "warmup": 3 if args.quick else 10, "pred_reps": 3 if args.quick else 5,
-           "timing_steps": 20 if args.quick else 60,
+           "timing_steps": args.timing_steps or (20 if args.quick else 60), "precision": args.precision,
            "nms_sets": ["nms10k"] if args.quick else ["nms10k", "nms100k"], "work": str(args.work)}
     rounds = args.rounds or (1 if args.quick else 3)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = str(args.threads)
+    if args.omp_wait_policy:
+        if "torch" in sys.modules:
+            raise SystemExit("--omp-wait-policy must be set before torch is imported")
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     t0 = time.perf_counter()
     work: Path = args.work.resolve()
     cfg["work"] = str(work)
@@ -613,7 +706,20 @@ def main(argv=None) -> int:
         (work / "counts.json").write_text(json.dumps(counts))
         print(f"data ready ({time.perf_counter() - t0:.1f} s): {counts}", flush=True)
     counts = json.loads((work / "counts.json").read_text())
-    py = None if args.skip_original else ensure_venv()
+    py = None if args.skip_original else (args.venv / "bin" / "python" if args.venv else ensure_venv())
+    if args.phase == "steps":
+        md = steps_phase(py, work, cfg, rounds, [p for p in args.step_precisions.split(",") if p],
+                         skip_ours=args.skip_ours)
+        cmd = ".venv/bin/python scripts/bench_stardist.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        md = f"Command: `{cmd.strip()}`\n\n" + md
+        print()
+        print(md)
+        if str(args.out) != "-":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(md)
+            print(f"written to {args.out}")
+        print(f"total {time.perf_counter() - t0:.0f} s")
+        return 0
 
     res: dict = {"eval": {}}
     seeds = cfg["seeds"]

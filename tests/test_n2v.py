@@ -138,7 +138,7 @@ def test_config_defaults_and_json_round_trip():
     c = N2VConfig()
     assert c.patch_size == (64, 64) and c.masked_fraction == 0.002 and c.neighborhood_radius == 5
     assert c.unet_depth == 2 and c.unet_filters == 32 and c.unet_kernel_size == 3
-    assert c.learning_rate == 1e-3 and c.validation_fraction > 0 and c.precision == "auto"
+    assert c.learning_rate == 1e-3 and c.validation_fraction > 0 and c.precision == "float32"
     c3 = N2VConfig(axes="ZYX")
     assert c3.patch_size == (32, 64, 64) and c3.ndim == 3
     s = N2VConfig(variant="structN2V", struct_mask={"direction": "vertical", "span": 7}, seed=3)

@@ -53,28 +53,38 @@ def test_training_raises_psnr_by_3db():
 
 
 def test_bfloat16_training_denoises_and_float32_differs():
-    """precision="bfloat16" trains under autocast (weights stay float32) and gains >= 3 dB;
+    """precision="bfloat16" trains under autocast (weights stay float32) and gains >= 2.5 dB
+    in 90 steps;
     "float32" gives other weights; "auto" is bfloat16 exactly on CPUs with native bfloat16."""
     from ij_bridge.n2v.config import bf16_native
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared CI machine: one thread per test process is fastest
+    try:
+        _bf16_checks(bf16_native)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bf16_checks(bf16_native) -> None:
     gt = _clean(seed=4)
     noisy = (gt + np.random.default_rng(5).normal(0, 30, gt.shape)).astype(np.float32)
-    bf = N2V(_config(precision="bfloat16"), device="cpu")
+    bf = N2V(_config(precision="bfloat16", epochs=3), device="cpu")
     bf.train(noisy, show_progress=False)
     assert all(p.dtype == torch.float32 for p in bf.net.parameters())
     out = bf.predict(noisy)
     assert out.dtype == np.float32
     gain = _psnr(out, gt) - _psnr(noisy, gt)
-    assert gain >= 3.0, f"bfloat16 training: PSNR gain only {gain:.2f} dB"
+    assert gain >= 2.5, f"bfloat16 training: PSNR gain only {gain:.2f} dB"
     fp = N2V(_config(precision="float32", epochs=1, steps_per_epoch=3), device="cpu")
     fp.train(noisy, show_progress=False)
     bf1 = N2V(_config(precision="bfloat16", epochs=1, steps_per_epoch=3), device="cpu")
     bf1.train(noisy, show_progress=False)
     w32, w16 = fp.net.state_dict(), bf1.net.state_dict()
     assert any(not torch.equal(w32[k], w16[k]) for k in w32)
-    assert _config().training_dtype("cpu") == (torch.bfloat16 if bf16_native() else None)
-    assert _config().training_dtype("meta") is None and _config(precision="float32").training_dtype("cpu") is None
+    auto = _config(precision="auto")
+    assert auto.training_dtype("cpu") == (torch.bfloat16 if bf16_native() else None)
+    assert auto.training_dtype("meta") is None and _config().training_dtype("cpu") is None
     with pytest.raises(ValueError, match="precision"):
         _config(precision="half")
 

@@ -54,8 +54,8 @@ class N2VConfig:
     depth 2 with 32 first-layer filters and 3×3 kernels, MSE on the masked
     pixels only, Adam at 1e-3 (CAREamics' rate; the published N2V used
     4e-4, which trains slower on short budgets) with the learning rate halved
-    when the validation loss plateaus, 10 % of the data kept for validation,
-    and bfloat16 autocast for training on CPUs with native bfloat16 support.
+    when the validation loss plateaus, and 10 % of the data kept for
+    validation.
 
     Attributes
     ----------
@@ -119,7 +119,8 @@ class N2VConfig:
         ``torch.autocast`` (CPU: about 2.5x faster per step on CPUs with
         AMX/AVX512-BF16; results differ from float32 by rounding). ``auto``:
         bfloat16 on such CPUs (:func:`bf16_native`), float32 elsewhere and on
-        CUDA.
+        CUDA. Default ``float32``: on short budgets bfloat16 cost 0.9 dB PSNR
+        on average (docs/benchmarks.md), so it is opt-in.
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm
         U-Net shape (see :class:`ij_bridge.nets.unet.UNet`).
     unet_pool : tuple of int, optional
@@ -154,7 +155,7 @@ class N2VConfig:
     validation_fraction: float = 0.1
     max_val_patches: int = 32
     augment: bool = True
-    precision: str = "auto"
+    precision: str = "float32"
     unet_depth: int = 2
     unet_filters: int = 32
     unet_kernel_size: int = 3

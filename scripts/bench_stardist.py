@@ -626,6 +626,12 @@ def steps_phase(py: Path | None, work: Path, cfg: dict, rounds: int, precisions:
         cells = [f"{r[w]['step_s']:.4f}" for r in runs]
         ratio = f"{med[w] / med['original']:.2f}" if "original" in med else "-"
         lines.append(f"| {label} (wall s/step) | " + " | ".join(cells) + f" | {med[w]:.4f} | {ratio} |")
+    cmed = {w: float(np.median([r[w]["step_cpu_s"] for r in runs])) for w in who}
+    for w in who:  # process CPU time: less sensitive to other jobs on a shared machine
+        label = "original StarDist 0.9.2" if w == "original" else f"ours, train_precision={w}"
+        cells = [f"{r[w]['step_cpu_s']:.4f}" for r in runs]
+        ratio = f"{cmed[w] / cmed['original']:.2f}" if "original" in cmed else "-"
+        lines.append(f"| {label} (CPU s/step) | " + " | ".join(cells) + f" | {cmed[w]:.4f} | {ratio} |")
     if "original" in med:
         for w in who[1:]:
             cells = [f"{r[w]['step_s'] / r['original']['step_s']:.2f}" for r in runs]

@@ -95,7 +95,8 @@ t2 = time.perf_counter()
 print(json.dumps(dict(wall=t2 - t1, wall_total=t2 - t0, cpu=time.process_time(),
                       rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
                       n=int(len(det["prob"])), block=list(det["block_size"]), margin=det["margin"],
-                      stride=det["percentiles_stride"], threads=torch.get_num_threads())))
+                      stride=det["percentiles_stride"], threads=torch.get_num_threads(),
+                      seconds=det["seconds"])))
 """
 
 ORIGINAL = r"""
@@ -193,14 +194,15 @@ def main(argv=None) -> int:
                 r = run_job(kind, cfg, py)
                 r["load"] = load
                 res[kind] = r
-                print(f"{kind:9s} wall {r['wall']:7.1f} s  peak RSS {r['rss_gb']:5.2f} GB  objects {r['n']}  "
-                      f"(load {load:.2f}) {json.dumps({k: v for k, v in r.items() if k in ('block', 'margin', 'stride')})}",
+                print(f"{kind:9s} wall {r['wall']:7.1f} s  CPU {r['cpu']:7.1f} s  peak RSS {r['rss_gb']:5.2f} GB  "
+                      f"objects {r['n']}  "
+                      f"(load {load:.2f}) {json.dumps({k: v for k, v in r.items() if k in ('block', 'margin', 'stride', 'seconds')})}",
                       flush=True)
             if "original" in res:
                 o, r = res["original"], res["ours"]
                 agree = crop_f1(work / "labels_ours.tif", work / "labels_original.tif") if size <= 8192 else None
                 print(f"ratio ours/original: wall {r['wall'] / o['wall']:.2f}x, peak RSS "
-                      f"{r['rss_gb'] / o['rss_gb']:.2f}x; objects {r['n']} vs {o['n']}"
+                      f"{r['rss_gb'] / o['rss_gb']:.2f}x, CPU time {r['cpu'] / o['cpu']:.2f}x; objects {r['n']} vs {o['n']}"
                       + (f"; F1@0.5 between the two on a 2048² crop {agree:.3f}" if agree is not None else ""),
                       flush=True)
             rows.append((size, res))
@@ -208,11 +210,12 @@ def main(argv=None) -> int:
             for f in work.iterdir():
                 f.unlink()
             work.rmdir()
-    print("\n| image | run | wall s | peak RSS GB | objects | load avg |\n|---|---|---|---|---|---|")
+    print("\n| image | run | wall s | CPU s | peak RSS GB | objects | load avg |\n|---|---|---|---|---|---|---|")
     for size, res in rows:
         for kind, r in res.items():
             name = "ours `predict_instances_big`" if kind == "ours" else "original `predict_instances_big` (blocks 2048)"
-            print(f"| {size}² | {name} | {r['wall']:.1f} | {r['rss_gb']:.2f} | {r['n']} | {r['load']:.2f} |")
+            print(f"| {size}² | {name} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss_gb']:.2f} | {r['n']} | "
+                  f"{r['load']:.2f} |")
     return 0
 
 

@@ -19,6 +19,12 @@ Usage::
     .venv/bin/python scripts/bench_n2v.py                  # both, 1000 steps
     .venv/bin/python scripts/bench_n2v.py --skip-careamics
     .venv/bin/python scripts/bench_n2v.py --steps 200 --threads 2
+    .venv/bin/python scripts/bench_n2v.py --grid --threads 1 --steps 30 --batch 4 --stack
+
+``--grid`` (issue 14): every image (nuclei, cell, camera, astronaut) x noise (Gaussian σ 10, 25,
+50, Poisson–Gaussian) x training seed, optionally a 3D stack; ours in this process and CAREamics
+in a persistent worker process train each pair at the same time; prints mean, min–max, worst
+case, time ratios, the load average and the thread settings (docs/benchmarks.md).
 """
 
 from __future__ import annotations

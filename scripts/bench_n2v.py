@@ -225,7 +225,7 @@ for line in sys.stdin:
                                   "steps": int(cm.trainer.global_step)}), flush=True)
 """
 
-#: images of the grid: name -> (loader, kind, used to choose a default?)
+#: the grid's 2D images (nuclei chose the learning-rate default; the others are held out)
 GRID_IMAGES = ["nuclei", "cell", "camera", "astronaut"]
 GRID_NOISES = ["g10", "g25", "g50", "pg"]
 

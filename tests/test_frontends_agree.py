@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from ij_bridge.io import imread, imwrite, read_rois, read_table
+from ij_bridge.measure import from_imagej_columns
 
 PIXEL = 0.5  # µm
 
@@ -75,7 +76,10 @@ def test_cli_command_and_api_give_the_same_objects(clean_imagej, cells, tmp_path
     assert imp is not None
     ij_labels = from_imageplus(imp)
     ij_rois = get_roi_manager_rois()
-    ij_table = results_to_dataframe("cells-objects")
+    # the ImageJ table has ImageJ's headings (Label, Area...); mapped back, it is the API's table
+    ij_raw = results_to_dataframe("cells-objects")
+    assert {"Label", "Area", "X", "Y", "probability"} <= set(ij_raw.columns)
+    ij_table = from_imagej_columns(ij_raw)
 
     # label images: byte-identical, same type and calibration
     for other in (cli_labels, ij_labels):

@@ -152,7 +152,7 @@ def test_z_stack_labels_rois_and_table(imagej):
         assert row["Area"] == pytest.approx(np.sum(labels[z - 1] == value) * PW * PW)
     # the objects table: one row per object
     table = results_to_dataframe("stack-objects")
-    assert len(table) == n and table["label"].astype(int).tolist() == list(range(1, n + 1))
+    assert len(table) == n and table["Label"].tolist() == list(range(1, n + 1))
     assert table["probability"].is_monotonic_decreasing
 
 

@@ -108,9 +108,11 @@ def _outputs(ctx, imp, seg, output, position, table):
         ctx.log(f"{len(rois)} ROIs in the ROI Manager")
     if table:
         from ..imagej.tables import dataframe_to_results
+        from ..measure import to_imagej_columns
 
+        # ImageJ's headings (Label, Area, X, Y...), so that getResult("Area", i) works
         title = base_title(imp) + "-objects"
-        dataframe_to_results(seg.table, title=title, show=True)
+        dataframe_to_results(to_imagej_columns(seg.table), title=title, show=True)
         ctx.log(f"objects table {title!r}")
 
 

@@ -71,9 +71,10 @@ class StarDistConfig:
     train_precision : {"float32", "bfloat16", "auto"}
         Arithmetic of the training forward/backward pass. ``"bfloat16"`` runs
         the network under ``torch.autocast`` (weights, optimizer state, the loss
-        and prediction stay float32); on CPUs with AMX/AVX512-BF16 a step takes
-        about 0.4x the float32 time (docs/benchmarks.md), results differ from
-        float32 by rounding. ``"auto"``: bfloat16 on such CPUs, float32 elsewhere
+        and prediction stay float32); on a CPU with AMX/AVX512-BF16 a 1-thread
+        step took 0.23-0.43x the float32 time (docs/benchmarks.md; 2 threads on
+        a heavily loaded machine were slower), results differ from float32 by
+        rounding. ``"auto"``: bfloat16 on such CPUs, float32 elsewhere
         and on CUDA. Default ``"float32"`` (bit-for-bit the earlier training).
     original : dict, optional
         The architecture of a model imported from the original StarDist (Keras),

@@ -314,3 +314,15 @@ def test_cli_warning_format_and_restore():
     with _clean_warnings():
         assert warnings.showwarning is not before
     assert warnings.showwarning is before   # main([...]) in a test leaves the process as it was
+
+
+@pytest.mark.parametrize("argv", [["info", "--mode", "gui"], ["info", "--mode", "interactive"]])
+def test_cli_window_mode_without_display_is_one_line(argv, tmp_path):
+    """`--mode gui` (PyImageJ's name) is accepted by the CLI; without a DISPLAY it is one
+    error line naming the fix and exit status 2, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    r = subprocess.run([sys.executable, "-m", "ij_bridge.cli", *argv], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DISPLAY" in lines[0] and "virtual" in lines[0], r.stderr

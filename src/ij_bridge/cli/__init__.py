@@ -172,6 +172,16 @@ def _main(argv: list[str] | None) -> int:
             print("ij-bridge: terminated", file=sys.stderr)
             return _leave(EXIT_TERMINATED)
         raise
+    except RuntimeError as exc:
+        # ImageJ could not be started as asked (no DISPLAY for --mode interactive/gui, no
+        # ImageJ found): a set-up problem whose message names the fix, so one line, no traceback
+        if type(exc).__module__ == "ij_bridge.imagej.runtime" and type(exc).__name__ in _SETUP_ERRORS:
+            print(f"ij-bridge: error: {exc}", file=sys.stderr)
+            return _leave(EXIT_USAGE)
+        raise
+
+
+_SETUP_ERRORS = ("HeadlessError", "ImageJNotFoundError")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,7 +60,7 @@ def register(sub) -> None:
                    help='treat exit("message") in the macro as a normal end (default: the file fails)')
     p.add_argument("--imagej", default=None, metavar="PATH",
                    help="ij.jar, a folder of jars or a Fiji.app (default: see `ij-bridge info`)")
-    p.add_argument("--mode", default="virtual", choices=["virtual", "interactive", "auto"],
+    p.add_argument("--mode", default="virtual", choices=["virtual", "interactive", "gui", "auto"],
                    help="display of the ImageJ processes (default: a private virtual display)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_batch)

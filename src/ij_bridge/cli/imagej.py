@@ -22,7 +22,7 @@ __all__ = ["register"]
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imagej", metavar="PATH", help="ij.jar, folder of jars or Fiji.app "
                    "(default: $IJ_BRIDGE_IMAGEJ, a running JVM, /usr/share/java/ij.jar)")
-    p.add_argument("--mode", default="auto", choices=["auto", "headless", "virtual", "interactive"],
+    p.add_argument("--mode", default="auto", choices=["auto", "headless", "virtual", "interactive", "gui"],
                    help="display mode (default: auto)")
 
 

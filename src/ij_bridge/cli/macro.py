@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arg", default="", metavar="STRING", help="the macro's getArgument() value")
     p.add_argument("--imagej", default=None, metavar="PATH",
                    help="ij.jar, a folder of jars or a Fiji.app (default: see `ij-bridge info`)")
-    p.add_argument("--mode", default="auto", choices=["auto", "virtual", "interactive", "headless"],
+    p.add_argument("--mode", default="auto", choices=["auto", "virtual", "interactive", "gui", "headless"],
                    help="display mode (auto: the user's DISPLAY if set, else a virtual one)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop the macro after this many seconds, a running command at its next "

@@ -12,7 +12,7 @@ import os
 import torch
 
 __all__ = ["choose_device", "memory_budget", "available_memory", "CUDA_FRACTION", "CPU_FRACTION",
-           "CPU_CAP"]
+           "CPU_CAP", "bf16_native", "autocast_dtype"]
 
 CUDA_FRACTION = 0.4
 """Share of the GPU's free memory one prediction (one tile) may use."""
@@ -62,3 +62,44 @@ def memory_budget(device: torch.device) -> float:
         free, _ = torch.cuda.mem_get_info(device)
         return CUDA_FRACTION * free
     return float(min(CPU_FRACTION * available_memory(), CPU_CAP))
+
+
+_BF16: bool | None = None
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), per oneDNN and /proc/cpuinfo."""
+    global _BF16
+    if _BF16 is None:
+        try:
+            ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # an old torch or a build without oneDNN
+            ok = False
+        if ok:
+            try:
+                with open("/proc/cpuinfo") as f:
+                    flags = f.read()
+                ok = "avx512_bf16" in flags or "amx_bf16" in flags
+            except OSError:
+                pass
+        _BF16 = ok
+    return _BF16
+
+
+def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The autocast dtype of training for a ``precision`` option on ``device`` (``None``: float32).
+
+    ``"bfloat16"`` is bfloat16 everywhere; ``"auto"`` is bfloat16 on CPUs with
+    native bfloat16 (:func:`bf16_native`) and float32 elsewhere and on CUDA;
+    ``"float32"`` is float32.
+
+    >>> autocast_dtype("float32", "cpu") is None
+    True
+    >>> autocast_dtype("bfloat16", "cpu")
+    torch.bfloat16
+    """
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision == "auto" and torch.device(device).type == "cpu" and bf16_native():
+        return torch.bfloat16
+    return None

@@ -297,14 +297,9 @@ class N2VConfig:
 
     def training_dtype(self, device: Any) -> Any:
         """The autocast dtype for training on ``device`` (``None``: float32)."""
-        import torch
+        from ..device import autocast_dtype
 
-        dev = torch.device(device)
-        if self.precision == "bfloat16":
-            return torch.bfloat16
-        if self.precision == "auto" and dev.type == "cpu" and bf16_native():
-            return torch.bfloat16
-        return None
+        return autocast_dtype(self.precision, device)
 
     @property
     def n_masked_per_patch(self) -> float:
@@ -312,23 +307,8 @@ class N2VConfig:
         return self.masked_fraction * math.prod(self.patch_size)
 
 
-_BF16: bool | None = None
-
-
 def bf16_native() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), per oneDNN."""
-    global _BF16
-    if _BF16 is None:
-        try:
-            import torch
+    """Whether this CPU computes bfloat16 natively (:func:`ij_bridge.device.bf16_native`)."""
+    from ..device import bf16_native as native
 
-            _BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # an old torch or a build without oneDNN
-            _BF16 = False
-        if _BF16:
-            try:
-                flags = open("/proc/cpuinfo").read()
-                _BF16 = "avx512_bf16" in flags or "amx_bf16" in flags
-            except OSError:
-                pass
-    return _BF16
+    return native()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import cancel
+from ..device import autocast_dtype, bf16_native
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
@@ -206,40 +207,13 @@ def init_output_biases(model: Any, data: list) -> None:
         model.net.out_dist.bias.copy_(torch.as_tensor(d_sum / p_sum, dtype=model.net.out_dist.bias.dtype))
 
 
-def bf16_native() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), per oneDNN and /proc/cpuinfo."""
-    global _BF16
-    if _BF16 is None:
-        try:
-            ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # an old torch or a build without oneDNN
-            ok = False
-        if ok:
-            try:
-                with open("/proc/cpuinfo") as f:
-                    flags = f.read()
-                ok = "avx512_bf16" in flags or "amx_bf16" in flags
-            except OSError:
-                pass
-        _BF16 = ok
-    return _BF16
-
-
-_BF16: bool | None = None
-
-
 def training_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training for ``cfg.train_precision`` on ``device`` (``None``: float32).
 
-    ``"auto"`` is bfloat16 on CPUs with native bfloat16 (:func:`bf16_native`),
+    ``"auto"`` is bfloat16 on CPUs with native bfloat16 (:func:`ij_bridge.device.bf16_native`),
     float32 elsewhere and on CUDA.
     """
-    prec = getattr(cfg, "train_precision", "float32")
-    if prec == "bfloat16":
-        return torch.bfloat16
-    if prec == "auto" and torch.device(device).type == "cpu" and bf16_native():
-        return torch.bfloat16
-    return None
+    return autocast_dtype(getattr(cfg, "train_precision", "float32"), device)
 
 
 def train(model: Any, X: Sequence[Any], Y: Sequence[Any],

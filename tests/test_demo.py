@@ -73,6 +73,6 @@ def test_demo_outputs_open_in_imagej_with_calibration(demo_run, clean_imagej):
     ResultsTable = jpype.JClass("ij.measure.ResultsTable")
     rt = ResultsTable.open(str(out / "results.csv"))
     assert rt.size() == n_labels
-    area = np.asarray(rt.getColumn("area"))
+    area = np.asarray(rt.getColumn("Area"))  # ImageJ's heading (Measure Labels)
     # nuclei of radius 6-12 px at 0.25 µm/px: areas between ~2 and ~40 µm²
     assert 1.0 < np.median(area) < 40.0

@@ -172,3 +172,29 @@ def pytest_collection_modifyitems(config, items):
     if unmarked:
         raise pytest.UsageError("these tests use the ij/clean_imagej fixtures but are not marked "
                                 "@pytest.mark.imagej:\n  " + "\n  ".join(unmarked))
+
+
+_SESSION_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _SESSION_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """With a JVM in this process, end it as the ``ij-bridge`` CLI does (``cli._leave``).
+
+    After the whole suite (many ImageJ windows, AWT/Swing dialogs, numba's and
+    torch's OpenMP threads in one process), the interpreter's shutdown once
+    crashed with SIGSEGV *after* pytest had printed its summary (no hs_err
+    file, so after the JVM's own handlers were gone), which turns a green run
+    into a failed ``make test``. The report is complete here, so the process
+    ends with pytest's own status; Xvfb dies with us (PR_SET_PDEATHSIG).
+    """
+    jpype = sys.modules.get("jpype")
+    if not _SESSION_STATUS or jpype is None or not jpype.isJVMStarted():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_SESSION_STATUS[-1])

@@ -186,15 +186,19 @@ def test_cli_stardist_big_equals_whole_image(nuclei, tmp_path):
     crop = nuclei[:520, :600]
     assert crop.shape == (520, 600)
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "slide.tif", crop, imagej=True, resolution=(2.0, 2.0),
-                     metadata={"unit": "um"})
+    # µm escaped as ImageJ writes it, unequal pixel sizes and an origin: all must reach the labels
+    tifffile.imwrite(tmp_path / "in" / "slide.tif", crop, imagej=True, resolution=(1 / 0.65, 1 / 0.5),
+                     metadata={"unit": "\\u00B5m", "xorigin": 3, "yorigin": 5})
     model = str(REF / "stardist" / "2d_grid2")
     common = ["stardist", "predict", str(tmp_path / "in" / "slide.tif"), "--model", model, "--quiet"]
     assert main(common + ["--output", str(tmp_path / "big"), "--big", "--block-size", "320"]) == 0
     assert main(common + ["--output", str(tmp_path / "whole"), "--no-big"]) == 0
     big = imread(tmp_path / "big" / "slide_labels.tif")
     whole = imread(tmp_path / "whole" / "slide_labels.tif")
-    assert big.dtype == np.uint16 and big.attrs.get("units", {}).get("x") in ("um", "µm", "micron")
+    assert big.dtype == np.uint16
+    assert big.attrs["calibration"] == whole.attrs["calibration"] == imread(tmp_path / "in" / "slide.tif").attrs[
+        "calibration"]
+    assert big.attrs["calibration"]["x_unit"] == "µm" and big.attrs["calibration"]["x_origin"] == 3.0
     np.testing.assert_array_equal(big.values, whole.values)
     assert len(read_rois(tmp_path / "big" / "slide_rois.zip")) == int(whole.values.max())
     import pandas as pd
@@ -209,13 +213,21 @@ def test_cli_n2v_big_equals_whole_stack(tmp_path):
 
     stack = np.random.default_rng(4).normal(100, 20, (3, 64, 80)).astype(np.float32)
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "movie.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "in" / "movie.tif", stack, imagej=True, resolution=(1 / 0.65, 1 / 0.5),
+                     metadata={"axes": "TYX", "unit": "\\u00B5m", "xorigin": 3, "yorigin": 5, "finterval": 2.5})
     model = str(REF / "n2v" / "n2v_2d")
     common = ["n2v", "predict", str(tmp_path / "in" / "movie.tif"), "--model", model, "--quiet"]
     assert main(common + ["--output", str(tmp_path / "big"), "--big"]) == 0
     assert main(common + ["--output", str(tmp_path / "whole"), "--no-big"]) == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "big" / "movie.tif"),
                                   tifffile.imread(tmp_path / "whole" / "movie.tif"))
+    from ij_bridge.io import imread
+
+    cal = imread(tmp_path / "in" / "movie.tif").attrs["calibration"]
+    assert cal["x_unit"] == "µm" and cal["frame_interval"] == 2.5
+    # the plane-by-plane output carries the input's calibration, as the whole-stack one does
+    assert imread(tmp_path / "big" / "movie.tif").attrs["calibration"] == cal
+    assert imread(tmp_path / "whole" / "movie.tif").attrs["calibration"] == cal
     _no_leftovers(tmp_path / "big", {"movie.tif"})
 
 

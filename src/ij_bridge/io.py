@@ -50,7 +50,8 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
-    "imread", "imwrite", "read_rois", "write_rois", "read_table", "write_table",
+    "imread", "imwrite", "read_calibration", "calibration_tiff_kwargs", "read_rois", "write_rois",
+    "read_table", "write_table",
     "normalise_dims", "LossyConversionWarning", "DIM_ORDER",
 ]
 
@@ -223,22 +224,7 @@ def imwrite(path: str | os.PathLike, data: Any, *, dims: Sequence[str] | str | N
     for k in ("pixel_width", "pixel_height", "pixel_depth"):
         if not (cal[k] > 0 and math.isfinite(cal[k])):
             raise ValueError(f"{k} must be a positive number, got {cal[k]!r}")
-    meta: dict[str, Any] = {"axes": axes, "unit": _escape(cal["x_unit"])}
-    if cal["y_unit"] and cal["y_unit"] != cal["x_unit"]:
-        meta["yunit"] = _escape(cal["y_unit"])
-    if cal["z_unit"] and cal["z_unit"] != cal["x_unit"]:
-        meta["zunit"] = _escape(cal["z_unit"])
-    if cal["pixel_depth"] != 1.0:
-        meta["spacing"] = _fmt(cal["pixel_depth"])
-    if cal["frame_interval"]:
-        meta["finterval"] = _fmt(cal["frame_interval"])
-    if cal["time_unit"] != "sec":
-        meta["tunit"] = _escape(cal["time_unit"])
-    for k in ("x_origin", "y_origin", "z_origin"):
-        if cal[k]:
-            meta[k.replace("_", "")] = _fmt(cal[k])
-    if cal.get("t_origin"):
-        meta["torigin"] = _fmt(cal["t_origin"])
+    meta: dict[str, Any] = {"axes": axes, **_geometry_metadata(cal)}
     vc = cal.get("value_calibration")
     if vc and not signed and pixels.dtype != np.float32 and vc.get("coefficients") is not None:
         meta["cf"] = int(vc["function"])
@@ -247,8 +233,6 @@ def imwrite(path: str | os.PathLike, data: Any, *, dims: Sequence[str] | str | N
         meta["vunit"] = _escape(vc.get("unit") or "Gray Value")
     if cal.get("value_unit") and pixels.dtype == np.float32:
         meta["vunit"] = _escape(cal["value_unit"])
-    if cal.get("invert_y"):
-        meta["inverty"] = "true"
     dr = da.attrs.get("display_range")
     if dr is not None and not is_rgb and sizes["c"] == 1:
         meta["min"], meta["max"] = _fmt(dr[0]), _fmt(dr[1])
@@ -265,12 +249,129 @@ def imwrite(path: str | os.PathLike, data: Any, *, dims: Sequence[str] | str | N
     if roi is not None:
         meta["ROI"] = _roi_bytes(roi)
         check_roi_coordinates(meta["ROI"], "roi=")
-    resolution = (_resolution_rational(cal["pixel_width"]), _resolution_rational(cal["pixel_height"]))
+    resolution = _resolution(cal)
     with _atomic_path(path, overwrite) as tmp:
         tifffile.imwrite(tmp, arr, imagej=True, resolution=resolution, resolutionunit=1,
                          metadata=meta, compression=compression,
                          photometric="rgb" if is_rgb else "minisblack")
     return Path(path)
+
+
+def _geometry_metadata(cal: dict[str, Any]) -> dict[str, Any]:
+    """The description entries of ImageJ's spatial and time calibration (units, spacing, origins, interval)."""
+    meta: dict[str, Any] = {"unit": _escape(cal["x_unit"])}
+    if cal["y_unit"] and cal["y_unit"] != cal["x_unit"]:
+        meta["yunit"] = _escape(cal["y_unit"])
+    if cal["z_unit"] and cal["z_unit"] != cal["x_unit"]:
+        meta["zunit"] = _escape(cal["z_unit"])
+    if cal["pixel_depth"] != 1.0:
+        meta["spacing"] = _fmt(cal["pixel_depth"])
+    if cal["frame_interval"]:
+        meta["finterval"] = _fmt(cal["frame_interval"])
+    if cal["time_unit"] != "sec":
+        meta["tunit"] = _escape(cal["time_unit"])
+    for k in ("x_origin", "y_origin", "z_origin"):
+        if cal[k]:
+            meta[k.replace("_", "")] = _fmt(cal[k])
+    if cal.get("t_origin"):
+        meta["torigin"] = _fmt(cal["t_origin"])
+    if cal.get("invert_y"):
+        meta["inverty"] = "true"
+    return meta
+
+
+def _resolution(cal: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+    return (_resolution_rational(cal["pixel_width"]), _resolution_rational(cal["pixel_height"]))
+
+
+def calibration_tiff_kwargs(cal: dict[str, Any], axes: str) -> dict[str, Any]:
+    """Keyword arguments for ``tifffile`` that write an ImageJ TIFF with this spatial calibration.
+
+    For writers that fill a file plane by plane (``tifffile.memmap``) rather than
+    through :func:`imwrite`: the pixel sizes, units, z spacing, origins and
+    frame interval of ``cal`` (as :func:`read_calibration` returns it) are
+    written exactly as :func:`imwrite` writes them.
+
+    Parameters
+    ----------
+    cal : dict
+        A calibration (:func:`read_calibration`, or a DataArray's ``attrs``).
+    axes : str
+        ImageJ axes of the data to be written, e.g. ``"YX"`` or ``"ZYX"``.
+    """
+    return {"imagej": True, "resolution": _resolution(cal), "resolutionunit": 1,
+            "metadata": {"axes": axes, **_geometry_metadata(cal)}}
+
+
+def read_calibration(path: str | os.PathLike) -> dict[str, Any]:
+    """The spatial and time calibration of a TIFF, from its header only (no pixels are read).
+
+    Returns the same keys and values as the ``attrs`` of :func:`imread`'s result
+    (``pixel_width``, ``pixel_height``, ``pixel_depth``, units, origins,
+    ``frame_interval``, ``time_unit``); value calibration is not included.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        meta, xres, yres, resunit = _header(tif)
+    cal = default_calibration()
+    attrs: dict[str, Any] = {}
+    _geometry_from_header(cal, attrs, meta, xres, yres, resunit)
+    if attrs.get("invert_y"):
+        cal["invert_y"] = True
+    return cal
+
+
+def _header(tif: Any) -> tuple[dict[str, Any] | None, Any, Any, int]:
+    page = tif.pages[0]
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if meta is not None:
+        meta = {k: _unescape(v) for k, v in meta.items()}
+    xres = page.tags.get("XResolution")
+    yres = page.tags.get("YResolution")
+    resunit = page.tags.get("ResolutionUnit")
+    return (meta, xres.value if xres is not None else None, yres.value if yres is not None else None,
+            int(resunit.value) if resunit is not None else 2)
+
+
+def _pixel_size(res: Any) -> float | None:
+    if res is None:
+        return None
+    num, den = (res if isinstance(res, tuple) else (res, 1))
+    return 1.0 / (num / den) if den and num else None
+
+
+def _geometry_from_header(cal: dict[str, Any], attrs: dict[str, Any], meta: dict[str, Any] | None,
+                          xres: Any, yres: Any, resunit: int) -> None:
+    """Fill ``cal`` with the spatial and time calibration of a TIFF header, as ImageJ 1.53t reads it."""
+    pw, ph = _pixel_size(xres), _pixel_size(yres)
+    if meta is not None:
+        unit = str(meta.get("unit", ""))
+        # as ImageJ's FileOpener: the description's unit always applies; pixel sizes
+        # come from the resolution tags (1.0 where a tag is missing)
+        cal["pixel_width"] = pw if pw is not None else 1.0
+        cal["pixel_height"] = ph if ph is not None else 1.0
+        cal["x_unit"] = sanitize_unit(unit)
+        if meta.get("spacing") is not None:
+            cal["pixel_depth"] = abs(float(meta["spacing"]))
+        for key, field in (("xorigin", "x_origin"), ("yorigin", "y_origin"), ("zorigin", "z_origin"),
+                           ("finterval", "frame_interval"), ("torigin", "t_origin")):
+            if meta.get(key) is not None:
+                cal[field] = float(meta[key])
+        cal["time_unit"] = str(meta.get("tunit") or "sec")
+        if meta.get("yunit"):
+            cal["y_unit"] = sanitize_unit(str(meta["yunit"]))
+        if meta.get("zunit"):
+            cal["z_unit"] = sanitize_unit(str(meta["zunit"]))
+        for k in ("y_unit", "z_unit"):
+            if cal[k] == cal["x_unit"]:
+                cal[k] = None
+        if meta.get("inverty") in (True, "true"):
+            attrs["invert_y"] = True
+    elif pw is not None and resunit in (2, 3) and not (resunit == 2 and pw == 1.0 / 72.0):
+        cal["pixel_width"] = pw
+        cal["pixel_height"] = ph if ph is not None else pw
+        cal["x_unit"] = "inch" if resunit == 2 else "cm"
 
 
 def _roi_bytes(roi: Any) -> bytes:
@@ -306,48 +407,11 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
         series = tif.series[0]
         axes = series.axes.upper()
         data = series.asarray()
-        page = tif.pages[0]
-        meta = tif.imagej_metadata if tif.is_imagej else None
-        xres = page.tags.get("XResolution")
-        yres = page.tags.get("YResolution")
-        resunit = page.tags.get("ResolutionUnit")
-        xres = xres.value if xres is not None else None
-        yres = yres.value if yres is not None else None
-        resunit = int(resunit.value) if resunit is not None else 2
+        meta, xres, yres, resunit = _header(tif)
     cal = default_calibration()
     attrs: dict[str, Any] = {"title": path.name}
-
-    def _pixel_size(res):
-        if res is None:
-            return None
-        num, den = (res if isinstance(res, tuple) else (res, 1))
-        return 1.0 / (num / den) if den and num else None
-
-    pw, ph = _pixel_size(xres), _pixel_size(yres)
+    _geometry_from_header(cal, attrs, meta, xres, yres, resunit)
     if meta is not None:
-        meta = {k: _unescape(v) for k, v in meta.items()}
-        unit = str(meta.get("unit", ""))
-        # as ImageJ's FileOpener: the description's unit always applies; pixel sizes
-        # come from the resolution tags (1.0 where a tag is missing)
-        cal["pixel_width"] = pw if pw is not None else 1.0
-        cal["pixel_height"] = ph if ph is not None else 1.0
-        cal["x_unit"] = sanitize_unit(unit)
-        if meta.get("spacing") is not None:
-            cal["pixel_depth"] = abs(float(meta["spacing"]))
-        for key, field in (("xorigin", "x_origin"), ("yorigin", "y_origin"), ("zorigin", "z_origin"),
-                           ("finterval", "frame_interval"), ("torigin", "t_origin")):
-            if meta.get(key) is not None:
-                cal[field] = float(meta[key])
-        cal["time_unit"] = str(meta.get("tunit") or "sec")
-        if meta.get("yunit"):
-            cal["y_unit"] = sanitize_unit(str(meta["yunit"]))
-        if meta.get("zunit"):
-            cal["z_unit"] = sanitize_unit(str(meta["zunit"]))
-        for k in ("y_unit", "z_unit"):
-            if cal[k] == cal["x_unit"]:
-                cal[k] = None
-        if meta.get("inverty") in (True, "true"):
-            attrs["invert_y"] = True
         if meta.get("Info") is not None:
             attrs["info"] = str(meta["Info"])
         # value calibration
@@ -370,10 +434,6 @@ def imread(path: str | os.PathLike) -> xr.DataArray:
             attrs["overlay"] = _rois_from_meta(meta["Overlays"])
         if meta.get("ROI") is not None:
             attrs["roi"] = _rois_from_meta(meta["ROI"])[0]
-    elif pw is not None and resunit in (2, 3) and not (resunit == 2 and pw == 1.0 / 72.0):
-        cal["pixel_width"] = pw
-        cal["pixel_height"] = ph if ph is not None else pw
-        cal["x_unit"] = "inch" if resunit == 2 else "cm"
 
     # axes -> ImageJ stack order
     letters = []

@@ -42,7 +42,7 @@ BIG_THRESHOLD_BYTES = 2 * 2 ** 30
 def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None, *, axes: str,
                 overwrite: bool = False, tile_shape: int | Sequence[int] | None = None, tta: bool = False,
                 slab: int | None = None, imagej: bool = True, progress: Progress | None = None,
-                show_progress: bool = False) -> Any:
+                show_progress: bool = False, tiff_kwargs: dict[str, Any] | None = None) -> Any:
     """Denoise a stack plane by plane (2D model) or slab by slab (3D model).
 
     Parameters
@@ -67,6 +67,11 @@ def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None
         3D model: core planes per slab (default: 4 divisors' worth, at least 8).
     imagej : bool
         Write an ImageJ hyperstack TIFF (axes from ``axes``).
+    tiff_kwargs : dict, optional
+        For an ImageJ TIFF: keywords of ``tifffile`` that carry the calibration,
+        e.g. :func:`ij_bridge.io.calibration_tiff_kwargs` of the input's
+        :func:`~ij_bridge.io.read_calibration` (pixel size, units, z spacing,
+        origins). Default: uncalibrated.
     progress : callable, optional
         ``progress(done, total, message)`` per plane / slab; ``cancel.check()``
         runs before each (a cancelled run leaves no output file).
@@ -133,7 +138,9 @@ def predict_big(model, image: Any, output: str | os.PathLike | Any | None = None
                 ij_axes = "".join({"S": "T"}.get(a, a) for a in ax)
                 in_order = [a for a in "TZCYX" if a in ij_axes] == list(ij_axes)
                 if imagej and in_order and nbytes < 2 ** 32 - 2 ** 25:  # ImageJ's own layout and limit
-                    kw = {"imagej": True, "metadata": {"axes": ij_axes}}
+                    kw = dict(tiff_kwargs or {})
+                    kw["imagej"] = True
+                    kw["metadata"] = {**kw.get("metadata", {}), "axes": ij_axes}
                 out = tifffile.memmap(tmp, shape=shape, dtype=np.float32, **kw)
                 preallocate(tmp)  # a full disk: OSError now, not SIGBUS mid-write
             else:

@@ -84,13 +84,11 @@ def _open(path: Path, info: dict[str, Any], log: Log | None):
     return tifffile.imread(path)
 
 
-def _tiff_kwargs(info: dict[str, Any], axes: str) -> dict[str, Any]:
-    kw: dict[str, Any] = {"imagej": True, "metadata": {"axes": axes}}
-    if info.get("resolution") is not None:
-        kw["resolution"] = info["resolution"]
-    if info.get("unit"):
-        kw["metadata"]["unit"] = info["unit"]
-    return kw
+def _tiff_kwargs(path: Path, axes: str) -> dict[str, Any]:
+    """ImageJ TIFF keywords that give an output the whole spatial calibration of ``path``."""
+    from ..io import calibration_tiff_kwargs, read_calibration
+
+    return calibration_tiff_kwargs(read_calibration(path), axes)
 
 
 def segment_file_big(path: str | os.PathLike, model: Any, outputs: Sequence[str | os.PathLike], *,
@@ -126,7 +124,7 @@ def segment_file_big(path: str | os.PathLike, model: Any, outputs: Sequence[str 
         _, det = model.predict_instances_big(
             img, tmps[0], overwrite=True, block_size=block_size, prob_thresh=prob_thresh,
             nms_thresh=nms_thresh, normalize=normalize, percentiles=percentiles, labels_dtype="imagej",
-            tiff_kwargs=_tiff_kwargs(info, "YX"), show_progress=show_progress)
+            tiff_kwargs=_tiff_kwargs(path, "YX"), show_progress=show_progress)
         coord, pts, prob = det["coord"], det["points"], det["prob"]
         n = len(prob)
         if n:
@@ -167,6 +165,7 @@ def denoise_file_big(path: str | os.PathLike, model: Any, target: str | os.PathL
     if lead and ax[0] != lead[0]:
         raise ValueError(f"{path.name}: axes {ax}: the {lead[0]} axis must come first; pass --no-big")
     img = _open(path, info, log)
+    ij_axes = "".join({"S": "T"}.get(a, a) for a in ax)
     predict_big(model, img, target, axes=ax, overwrite=overwrite, tile_shape=tile_shape, tta=tta,
-                show_progress=show_progress)
+                show_progress=show_progress, tiff_kwargs=_tiff_kwargs(path, ij_axes))
     return Path(target)

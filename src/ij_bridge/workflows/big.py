@@ -27,23 +27,17 @@ Log = Callable[[str], None]
 
 
 def tiff_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Shape, dtype, axes, whether it memory-maps, and ImageJ calibration of a TIFF, from its header."""
+    """Shape, dtype, axes and whether it memory-maps, from a TIFF's header.
+
+    The calibration is read by :func:`ij_bridge.io.read_calibration` when the
+    outputs are written.
+    """
     import tifffile
 
     with tifffile.TiffFile(path) as tf:
         s = tf.series[0]
-        page = tf.pages[0]
-        info: dict[str, Any] = {"shape": tuple(int(v) for v in s.shape), "dtype": np.dtype(s.dtype),
-                                "axes": str(s.axes), "memmappable": s.dataoffset is not None}
-        ij = tf.imagej_metadata or {}
-        res = {}
-        for tag in ("XResolution", "YResolution"):
-            t = page.tags.get(tag)
-            if t is not None:
-                res[tag] = t.value
-        info["resolution"] = (res["XResolution"], res["YResolution"]) if len(res) == 2 else None
-        info["unit"] = ij.get("unit")
-    return info
+        return {"shape": tuple(int(v) for v in s.shape), "dtype": np.dtype(s.dtype),
+                "axes": str(s.axes), "memmappable": s.dataoffset is not None}
 
 
 def _mode(big: bool | None) -> str:

@@ -13,7 +13,8 @@ Every model write in ij-bridge goes through this module (no Java here):
   zip (with fixed entry times, so the bytes are reproducible) when the path
   ends in ``.zip``.
 * :func:`read_members` reads them back from a folder or a zip, with one
-  clear error for a damaged zip or an unreadable member.
+  clear error for a damaged zip or an unreadable member; :class:`FolderOrZip`,
+  the reader under it, also serves the importers of other tools' models.
 * :func:`sha256_bytes` / :func:`sha256_file` / :func:`verify_sha256` checksum
   the weights, :func:`check_format_version` refuses models of a newer format.
 * :func:`export_bioimageio` writes a model (StarDist or N2V) as a BioImage
@@ -42,6 +43,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -56,7 +58,7 @@ __all__ = [
     "DestinationError", "DestinationExistsError", "ModelFormatError", "ChecksumError",
     "check_destination", "check_output_folder", "staged", "staged_group", "write_members", "replace_path",
     "sha256_bytes", "sha256_file", "verify_sha256", "check_format_version",
-    "is_staging_name", "ZIP_DATE_TIME", "read_members", "require_member",
+    "is_staging_name", "ZIP_DATE_TIME", "FolderOrZip", "read_members", "require_member",
     "write_bioimageio_package", "export_bioimageio",
 ]
 
@@ -527,6 +529,138 @@ def write_members(path: str | os.PathLike, members: Mapping[str, bytes | str] | 
 
 # ------------------------------------------------------------------------------ reading
 
+#: what opening a damaged or foreign zip raises
+_ZIP_OPEN_ERRORS = (zipfile.BadZipFile, OSError, EOFError)
+#: what reading a member of a damaged zip raises (truncated data, CRC and zlib errors,
+#: a compression or encryption zipfile does not support)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, zlib.error,
+                    RuntimeError, NotImplementedError)
+
+
+class FolderOrZip:
+    """The files of a folder or of a zip archive, read with one kind of error.
+
+    The one reader under every model loader: :func:`read_members`, the
+    importers of the original StarDist and n2v models and
+    :mod:`ij_bridge.tfsaved`; each keeps its own rules for the layout inside
+    (a top-level folder, where the model's files start).
+
+    Parameters
+    ----------
+    path : path
+        A folder or a zip file; with ``data``, only the name of the archive.
+    error : callable, default ValueError
+        The exception (type or factory, called with the message) raised for a
+        zip that cannot be opened and for a member that cannot be read.
+    open_message, read_message : str
+        Those two messages; ``{path}``, ``{exc}`` and (read) ``{name}`` are
+        filled in.
+    recursive : bool, default True
+        For a folder: list the files of its sub-folders too (as
+        ``/``-separated paths), or those at its top level only.
+    data : bytes, optional
+        The zip's bytes (a zip held inside another archive).
+
+    Attributes
+    ----------
+    path : Path
+    zip : zipfile.ZipFile or None
+        None for a folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_members(d / "m.zip", {"top/a.txt": b"A", "top/b/c.txt": b"C"})
+    >>> with FolderOrZip(d / "m.zip") as files:
+    ...     files.names, files.top_folder(), files.read("top/b/c.txt")
+    (['top/a.txt', 'top/b/c.txt'], 'top/', b'C')
+    >>> with FolderOrZip(d) as folder:  # a folder: the same calls
+    ...     folder.names, folder.has("m.zip"), folder.top_folder()
+    (['m.zip'], True, '')
+    """
+
+    def __init__(self, path: str | os.PathLike, *, error: Any = ValueError,
+                 open_message: str = "{path} is not a folder or a valid .zip ({exc})",
+                 read_message: str = "{path}: cannot read {name} from the zip ({exc})",
+                 recursive: bool = True, data: bytes | None = None):
+        self.path = Path(path)
+        self._error = error
+        self._read_message = read_message
+        self._recursive = recursive
+        self._names: list[str] | None = None
+        self._name_set: frozenset[str] = frozenset()
+        self.zip: zipfile.ZipFile | None = None
+        if data is None and self.path.is_dir():
+            return
+        try:
+            self.zip = zipfile.ZipFile(self.path if data is None else io.BytesIO(data))
+        except _ZIP_OPEN_ERRORS as exc:
+            raise error(open_message.format(path=self.path, exc=exc)) from None
+        self._set_names(n for n in self.zip.namelist() if not n.endswith("/"))
+
+    def _set_names(self, names: Iterable[str]) -> None:
+        self._names = sorted(names)
+        self._name_set = frozenset(self._names)
+
+    @property
+    def names(self) -> list[str]:
+        """Every file, sorted (``/``-separated paths; a zip's folder entries left out)."""
+        if self._names is None:  # a folder, listed when first asked
+            if self._recursive:
+                self._set_names(str(p.relative_to(self.path)).replace("\\", "/")
+                                for p in self.path.rglob("*") if p.is_file())
+            else:
+                self._set_names(p.name for p in self.path.iterdir() if p.is_file())
+        return self._names
+
+    def has(self, name: str) -> bool:
+        """Whether the file ``name`` (a path from the top) is one of :attr:`names`."""
+        if self._names is None and self._recursive:  # a folder: no need to list it all
+            return (self.path / name).is_file()
+        return name in self._name_set if self._names is not None else name in self.names
+
+    def read(self, name: str, *, label: str | None = None) -> bytes:
+        """The bytes of the file ``name`` (a path from the top).
+
+        ``label``: what the error message calls the file (default ``name``).
+
+        Raises
+        ------
+        FileNotFoundError, KeyError
+            A folder or a zip without ``name``.
+        error
+            The zip's member cannot be read (a truncated or corrupt archive).
+        """
+        if self.zip is None:
+            return (self.path / name).read_bytes()
+        try:
+            return self.zip.read(name)
+        except _ZIP_READ_ERRORS as exc:
+            message = self._read_message.format(path=self.path, name=name if label is None else label, exc=exc)
+            raise self._error(message) from None
+
+    def top_folder(self) -> str:
+        """``"top/"`` when every file of the zip lies inside one top-level folder ``top``, else ``""``."""
+        if self.zip is None:
+            return ""
+        tops = {n.split("/", 1)[0] for n in self.names}
+        if len(tops) == 1 and all("/" in n for n in self.names):
+            return tops.pop() + "/"
+        return ""
+
+    def close(self) -> None:
+        """Close the zip (a folder has nothing to close)."""
+        if self.zip is not None:
+            self.zip.close()
+
+    def __enter__(self) -> FolderOrZip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_members(path: str | os.PathLike, names: Iterable[str], *, what: str = "model") -> dict[str, bytes]:
     """Read the named members of a model folder or zip; those absent are left out.
 
@@ -550,27 +684,11 @@ def read_members(path: str | os.PathLike, names: Iterable[str], *, what: str = "
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{what} not found: {p}")
-    out: dict[str, bytes] = {}
-    if p.is_dir():
-        for name in names:
-            if (p / name).is_file():
-                out[name] = (p / name).read_bytes()
-        return out
-    try:
-        zf = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ValueError(f"{p} is not a {what} folder or a valid .zip ({exc}); the file is corrupt "
-                         "or of another kind") from None
-    with zf:
-        present = set(zf.namelist())
-        for name in names:
-            if name in present:
-                try:
-                    out[name] = zf.read(name)
-                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                    raise ValueError(f"{p}: cannot read {name} from the zip ({exc}); the file is "
-                                     "corrupt - restore it or save the model again") from None
-    return out
+    with FolderOrZip(p, open_message=f"{{path}} is not a {what} folder or a valid .zip ({{exc}}); the file "
+                                     "is corrupt or of another kind",
+                     read_message="{path}: cannot read {name} from the zip ({exc}); the file is "
+                                  "corrupt - restore it or save the model again") as files:
+        return {name: files.read(name) for name in names if files.has(name)}
 
 
 def require_member(files: Mapping[str, bytes], name: str, *, where: str | os.PathLike,

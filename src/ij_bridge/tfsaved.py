@@ -24,7 +24,6 @@ Nothing here imports TensorFlow, Java or torch.
 
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import Any, Iterator
 
 import numpy as np
 from numba import njit
+
+from .model_files import FolderOrZip
 
 __all__ = [
     "SavedModelError",
@@ -472,29 +473,21 @@ class _Files:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._zip: zipfile.ZipFile | None = None
         self.prefix = ""
         outer, sep, member = str(path).partition("!/")
+        read_message = ("{path}: cannot read {name} from the zip ({exc}); the file is truncated or "
+                        "corrupt: download or export it again")
         if sep:  # a zip inside a zip or jar, as in Java's jar: URLs (outer.jar!/models/x.zip)
-            try:
-                self._zip = zipfile.ZipFile(io.BytesIO(read_member(outer, member)))
-            except zipfile.BadZipFile as e:
-                raise SavedModelError(f"{path}: not a readable zip ({e}); reinstall or download "
-                                      "it again") from None
-            self.names = {n for n in self._zip.namelist() if not n.endswith("/")}
-        elif self.path.is_dir():
-            self.names = {str(p.relative_to(self.path)).replace("\\", "/")
-                          for p in self.path.rglob("*") if p.is_file()}
-        elif self.path.is_file():
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except zipfile.BadZipFile as e:
-                raise SavedModelError(
-                    f"{self.path}: not a readable zip ({e}); the file is truncated or not a "
-                    "SavedModel zip: download or export it again") from None
-            self.names = {n for n in self._zip.namelist() if not n.endswith("/")}
+            self._files = FolderOrZip(path, data=read_member(outer, member), error=SavedModelError,
+                                      open_message="{path}: not a readable zip ({exc}); reinstall or "
+                                                   "download it again", read_message=read_message)
+        elif self.path.is_dir() or self.path.is_file():
+            self._files = FolderOrZip(self.path, error=SavedModelError, read_message=read_message,
+                                      open_message="{path}: not a readable zip ({exc}); the file is truncated "
+                                                   "or not a SavedModel zip: download or export it again")
         else:
             raise SavedModelError(f"{self.path}: no such file or folder")
+        self.names = self._files.names
         pbs = sorted((n for n in self.names if PurePosixPath(n).name == "saved_model.pb"),
                      key=lambda n: n.count("/"))
         idx = sorted((n for n in self.names if n.endswith("variables/variables.index")),
@@ -505,24 +498,15 @@ class _Files:
             self.prefix = idx[0][:-len("variables/variables.index")]
 
     def has(self, name: str) -> bool:
-        return self.prefix + name in self.names
+        return self._files.has(self.prefix + name)
 
     def read(self, name: str) -> bytes:
-        full = self.prefix + name
-        if full not in self.names:
+        if not self.has(name):
             raise SavedModelError(f"{self.path}: has no {name}")
-        if self._zip is None:
-            return (self.path / full).read_bytes()
-        try:
-            return self._zip.read(full)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-            raise SavedModelError(
-                f"{self.path}: cannot read {full} from the zip ({e}); the file is truncated or "
-                "corrupt: download or export it again") from None
+        return self._files.read(self.prefix + name)
 
     def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
+        self._files.close()
 
 
 def _decode_tensor(e: _Entry, raw: bytes, name: str) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..model_files import sha256_bytes
+from ..model_files import FolderOrZip, sha256_bytes
 from .config import N2VConfig, StructMask
 
 __all__ = ["OriginalModelError", "detect", "load_original", "n2v_config_from_original"]
@@ -60,38 +60,24 @@ class _Source:
 
     def __init__(self, path: Path):
         self.path = path
-        self.zip: zipfile.ZipFile | None = None
-        if path.is_dir():  # the files at its top level only (it may be any folder, e.g. the one of an .h5)
-            self.names = sorted(p.name for p in path.iterdir() if p.is_file())
-        else:
-            try:
-                self.zip = zipfile.ZipFile(path)
-                self.names = sorted(n for n in self.zip.namelist() if not n.endswith("/"))
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise OriginalModelError(
-                    f"{path}: cannot read the zip ({exc}); it is truncated or corrupt: "
-                    "copy or download it again") from None
-        self.prefix = ""
-        tops = {n.split("/", 1)[0] for n in self.names}
-        if self.zip is not None and len(tops) == 1 and all("/" in n for n in self.names):
-            self.prefix = tops.pop() + "/"
+        # a folder: the files at its top level only (it may be any folder, e.g. the one of an .h5)
+        self.files = FolderOrZip(path, error=OriginalModelError, recursive=False,
+                                 open_message="{path}: cannot read the zip ({exc}); it is truncated or "
+                                              "corrupt: copy or download it again",
+                                 read_message="{path}: cannot read {name} from the zip ({exc}); it is "
+                                              "truncated or corrupt: copy or download it again")
+        self.zip = self.files.zip
+        self.names = self.files.names
+        self.prefix = self.files.top_folder()
 
     def members(self) -> list[str]:
         return [n[len(self.prefix):] for n in self.names if n.startswith(self.prefix)]
 
     def has(self, name: str) -> bool:
-        return self.prefix + name in self.names
+        return self.files.has(self.prefix + name)
 
     def read(self, name: str) -> bytes:
-        full = self.prefix + name
-        if self.zip is None:
-            return (self.path / full).read_bytes()
-        try:
-            return self.zip.read(full)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise OriginalModelError(
-                f"{self.path}: cannot read {full} from the zip ({exc}); it is truncated or "
-                "corrupt: copy or download it again") from None
+        return self.files.read(self.prefix + name)
 
     def where(self, name: str) -> str:
         return f"{self.path}" + (f"!{self.prefix}{name}" if self.zip is not None else f"/{self.prefix}{name}")

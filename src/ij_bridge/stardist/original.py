@@ -30,7 +30,7 @@ import io
 import json
 import warnings
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..model_files import FolderOrZip
 from ..nets.keras import (
     KerasConv, KerasFormatError, KerasLayer, activation, keras_batch_norm, read_keras_h5,
     set_keras_batch_norm,
@@ -522,45 +523,26 @@ class _Source:
 
     def __init__(self, path: Path):
         self.path = path
-        self.zip: zipfile.ZipFile | None = None
-        self.prefix = ""
-        if path.is_dir():
-            self.names = sorted(str(p.relative_to(path)).replace("\\", "/") for p in path.rglob("*")
-                                if p.is_file())
-        else:
-            try:
-                self.zip = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise OriginalModelError(f"{path} is not a valid .zip ({exc}); the file is truncated "
-                                         "or corrupt: copy or download it again") from None
-            names = [n for n in self.zip.namelist() if not n.endswith("/")]
-            tops = {PurePosixPath(n).parts[0] for n in names if "/" in n}
-            root_files = [n for n in names if "/" not in n]
-            if not root_files and len(tops) == 1:
-                self.prefix = tops.pop() + "/"
-            self.names = sorted(n[len(self.prefix):] for n in names if n.startswith(self.prefix))
+        self.files = FolderOrZip(path, error=OriginalModelError,
+                                 open_message="{path} is not a valid .zip ({exc}); the file is truncated "
+                                              "or corrupt: copy or download it again",
+                                 read_message="{path}: {name} cannot be read from the zip ({exc}); the "
+                                              "file is truncated or corrupt: copy or download it again")
+        self.zip = self.files.zip
+        self.prefix = self.files.top_folder()
+        self.names = [n[len(self.prefix):] for n in self.files.names if n.startswith(self.prefix)]
 
     def has(self, name: str) -> bool:
         return name in self.names
 
     def read(self, name: str) -> bytes:
-        if self.zip is None:
-            return (self.path / name).read_bytes()
-        try:
-            return self.zip.read(self.prefix + name)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-            raise OriginalModelError(f"{self.path}: {name} cannot be read from the zip ({exc}); the "
-                                     "file is truncated or corrupt: copy or download it again") from None
-        except Exception as exc:  # zlib.error, CRC errors
-            raise OriginalModelError(f"{self.path}: {name} cannot be read from the zip ({exc}); the "
-                                     "file is truncated or corrupt: copy or download it again") from None
+        return self.files.read(self.prefix + name, label=name)
 
     def label(self, name: str) -> str:
         return f"{self.path}/{name}" if self.zip is None else f"{self.path}:{self.prefix}{name}"
 
     def close(self):
-        if self.zip is not None:
-            self.zip.close()
+        self.files.close()
 
 
 def _json(src: _Source, name: str) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,64 +45,101 @@ STACK_3D = (64, 128, 128)
 ANISOTROPY_3D = 2.0
 
 
-def synthetic_set(n: int, seed0: int, shape=(256, 256)):
+#: ranges of the synthetic training images' parameters, per dimension (2D: 256 x 256 images,
+#: 3D: anisotropic stacks): base radius, objects, long/short radius ratio, noise, overlap, blur
+_RANGES = {
+    2: dict(r0=(4, 8), n=(15, 70), ratio=(1.3, 2.0), noise=(0.005, 0.06), overlap=(0.0, 0.4), blur=(0.5, 2.0)),
+    3: dict(r0=(5, 8), n=(60, 140), ratio=(1.2, 1.6), noise=(0.005, 0.05), overlap=(0.1, 0.4), blur=(0.5, 1.5)),
+}
+
+
+def _draw(rng: np.random.Generator, ndim: int) -> dict:
+    """Parameters of one training image: varied size, density, brightness, blur and noise (3D: also
+    axial blur and depth attenuation). The draws' order fixes the bundled models' data: keep it."""
+    r = _RANGES[ndim]
+    r0 = rng.uniform(*r["r0"])
+    kw = dict(n_objects=int(rng.integers(*r["n"])), radius=(r0, r0 * rng.uniform(*r["ratio"])),
+              noise=float(rng.uniform(*r["noise"])), photons=float(rng.choice([30.0, 100.0, 300.0, 1000.0])),
+              overlap=float(rng.uniform(*r["overlap"])), background=float(rng.uniform(0.0, 0.2)),
+              blur=float(rng.uniform(*r["blur"])))
+    if ndim == 3:
+        kw.update(axial_blur=float(rng.uniform(1.5, 3.0)), attenuation=float(rng.uniform(0.0, 0.7)),
+                  anisotropy=ANISOTROPY_3D)
+    kw["intensity"] = (float(rng.uniform(0.2, 0.6)), 1.0)
+    return kw
+
+
+def _synthetic_images(n: int, seed0: int, shape, quiet: bool = False):
+    """``n`` synthetic images of ``shape`` (seeds ``seed0..``), each with the parameters :func:`_draw` gives."""
+    import warnings
+
     from ij_bridge.synthetic import synthetic_nuclei
 
     rng = np.random.default_rng(seed0)
     X, Y = [], []
     for i in range(n):
-        r0 = rng.uniform(4, 8)
-        kw = dict(
-            n_objects=int(rng.integers(15, 70)),
-            radius=(r0, r0 * rng.uniform(1.3, 2.0)),
-            noise=float(rng.uniform(0.005, 0.06)),
-            photons=float(rng.choice([30.0, 100.0, 300.0, 1000.0])),
-            overlap=float(rng.uniform(0.0, 0.4)),
-            background=float(rng.uniform(0.0, 0.2)),
-            blur=float(rng.uniform(0.5, 2.0)),
-            intensity=(float(rng.uniform(0.2, 0.6)), 1.0),
-        )
-        x, y = synthetic_nuclei(shape, seed=seed0 + i, **kw)
-        X.append(x.astype(np.float32))
-        Y.append(y)
-    return X, Y
-
-
-def synthetic_set_3d(n: int, seed0: int, shape=STACK_3D):
-    """``n`` synthetic anisotropic nuclei stacks (seeds ``seed0..``) with varied size, density and noise."""
-    from ij_bridge.synthetic import synthetic_nuclei
-
-    rng = np.random.default_rng(seed0)
-    X, Y = [], []
-    for i in range(n):
-        r0 = rng.uniform(5, 8)
-        kw = dict(
-            n_objects=int(rng.integers(60, 140)),
-            radius=(r0, r0 * rng.uniform(1.2, 1.6)),
-            noise=float(rng.uniform(0.005, 0.05)),
-            photons=float(rng.choice([30.0, 100.0, 300.0, 1000.0])),
-            overlap=float(rng.uniform(0.1, 0.4)),
-            background=float(rng.uniform(0.0, 0.2)),
-            blur=float(rng.uniform(0.5, 1.5)),
-            axial_blur=float(rng.uniform(1.5, 3.0)),
-            attenuation=float(rng.uniform(0.0, 0.7)),
-            intensity=(float(rng.uniform(0.2, 0.6)), 1.0),
-            anisotropy=ANISOTROPY_3D,
-        )
-        import warnings
+        kw = _draw(rng, len(shape))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "only k of n objects fit": crowded stacks are wanted
+            if quiet:  # "only k of n objects fit": crowded stacks are wanted
+                warnings.simplefilter("ignore")
             x, y = synthetic_nuclei(shape, seed=seed0 + i, **kw)
         X.append(x.astype(np.float32))
         Y.append(y)
     return X, Y
 
 
+def synthetic_set(n: int, seed0: int, shape=(256, 256)):
+    """``n`` synthetic 2D nuclei images (seeds ``seed0..``) with varied size, density and noise."""
+    return _synthetic_images(n, seed0, shape)
+
+
+def synthetic_set_3d(n: int, seed0: int, shape=STACK_3D):
+    """``n`` synthetic anisotropic nuclei stacks (seeds ``seed0..``) with varied size, density and noise."""
+    return _synthetic_images(n, seed0, shape, quiet=True)
+
+
+def evaluate(model, sets) -> tuple[dict, list[float]]:
+    """Scores (F1, accuracy, precision, recall at IoU 0.5 / 0.7; object counts) per named set, and
+    the prediction seconds of each image; ``sets`` is a list of ``(name, images, labels)``."""
+    from ij_bridge.metrics import matching_dataset
+
+    scores, pred_s = {}, []
+    for name, xs, ys in sets:
+        preds = []
+        for x in xs:
+            t = time.perf_counter()
+            preds.append(model.predict_instances(x)[0])
+            pred_s.append(time.perf_counter() - t)
+        ms = matching_dataset(ys, preds, thresh=[0.5, 0.7])
+        scores[name] = {f"{k}@{m.thresh}": round(float(getattr(m, k)), 3)
+                        for m in ms for k in ("f1", "accuracy", "precision", "recall")}
+        scores[name]["n_true"] = int(ms[0].n_true)
+        scores[name]["n_pred"] = int(ms[0].n_pred)
+        print(name, scores[name], flush=True)
+    return scores, pred_s
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `text` through a temporary sibling renamed into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def scores_table(scores: dict) -> list[str]:
+    """The README's markdown table of :func:`evaluate`'s scores."""
+    lines = ["| data | F1@0.5 | accuracy@0.5 | F1@0.7 | accuracy@0.7 | objects (true / predicted) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, s in scores.items():
+        lines.append(f"| {name} | {s['f1@0.5']:.3f} | {s['accuracy@0.5']:.3f} | {s['f1@0.7']:.3f} | "
+                     f"{s['accuracy@0.7']:.3f} | {s['n_true']} / {s['n_pred']} |")
+    return lines
+
+
 def main_3d(args) -> int:
     """Train, evaluate and save the bundled 3D model (``--3d``)."""
     import torch
 
-    from ij_bridge.metrics import matching_dataset
     from ij_bridge.stardist import StarDist3D, StarDistConfig
 
     if args.threads:
@@ -142,21 +180,8 @@ def main_3d(args) -> int:
         train_s = time.perf_counter() - t0
     print(f"trained in {train_s:.0f} s; anisotropy {model.config.anisotropy}; thresholds "
           f"{model.thresholds}", flush=True)
-    scores = {}
-    pred_s = []
-    for name, xs, ys in [("synthetic test stacks (3, seeds 2000-2002, held out)", Xt, Yt),
-                         ("synthetic validation stacks (2, seeds 1000-1001)", Xv, Yv)]:
-        preds = []
-        for x in xs:
-            t = time.perf_counter()
-            preds.append(model.predict_instances(x)[0])
-            pred_s.append(time.perf_counter() - t)
-        ms = matching_dataset(ys, preds, thresh=[0.5, 0.7])
-        scores[name] = {f"{k}@{m.thresh}": round(float(getattr(m, k)), 3)
-                        for m in ms for k in ("f1", "accuracy", "precision", "recall")}
-        scores[name]["n_true"] = int(ms[0].n_true)
-        scores[name]["n_pred"] = int(ms[0].n_pred)
-        print(name, scores[name], flush=True)
+    scores, pred_s = evaluate(model, [("synthetic test stacks (3, seeds 2000-2002, held out)", Xt, Yt),
+                                      ("synthetic validation stacks (2, seeds 1000-1001)", Xv, Yv)])
     out = args.out or OUT_3D
     model.save(out, half=True, overwrite=True)
     model.plot_history(out / "history.png")
@@ -221,18 +246,14 @@ def main_3d(args) -> int:
         "",
         "## Scores (after threshold optimisation)",
         "",
-        "| data | F1@0.5 | accuracy@0.5 | F1@0.7 | accuracy@0.7 | objects (true / predicted) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        *scores_table(scores),
     ]
-    for name, sc in scores.items():
-        lines.append(f"| {name} | {sc['f1@0.5']:.3f} | {sc['accuracy@0.5']:.3f} | {sc['f1@0.7']:.3f} | "
-                     f"{sc['accuracy@0.7']:.3f} | {sc['n_true']} / {sc['n_pred']} |")
     lines += ["", "The validation stacks also chose the best epoch and the thresholds, so their scores "
               "are optimistic; the test stacks' are not. Synthetic data is easier than most real stacks.",
               f"Prediction took {np.mean(pred_s):.1f} s per {STACK_3D} stack on average (same shared CPU).",
               ""]
-    (out / "README.md").write_text("\n".join(lines))
-    (out / "scores.json").write_text(json.dumps({"scores": scores, "train_seconds": train_s,
+    _write_text(out / "README.md", "\n".join(lines))
+    _write_text(out / "scores.json", json.dumps({"scores": scores, "train_seconds": train_s,
                                                  "thresholds": model.thresholds,
                                                  "predict_seconds_per_stack": float(np.mean(pred_s))},
                                                 indent=2))
@@ -270,7 +291,6 @@ def main(argv=None) -> int:
     import tifffile
     import torch
 
-    from ij_bridge.metrics import matching_dataset
     from ij_bridge.stardist import StarDist2D, StarDistConfig
 
     if args.threads:
@@ -302,16 +322,8 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     print(f"trained in {train_s:.0f} s; thresholds {model.thresholds}", flush=True)
 
-    scores = {}
-    for name, xs, ys in [("nuclei2d rows 384-511 (held out)", [real_va[0]], [real_va[1]]),
-                         ("synthetic validation (6 images)", Xsv, Ysv)]:
-        preds = [model.predict_instances(x)[0] for x in xs]
-        ms = matching_dataset(ys, preds, thresh=[0.5, 0.7])
-        scores[name] = {f"{k}@{m.thresh}": round(float(getattr(m, k)), 3)
-                        for m in ms for k in ("f1", "accuracy", "precision", "recall")}
-        scores[name]["n_true"] = int(ms[0].n_true)
-        scores[name]["n_pred"] = int(ms[0].n_pred)
-        print(name, scores[name], flush=True)
+    scores, _ = evaluate(model, [("nuclei2d rows 384-511 (held out)", [real_va[0]], [real_va[1]]),
+                                 ("synthetic validation (6 images)", Xsv, Ysv)])
 
     out = args.out
     model.save(out, half=True, overwrite=True)
@@ -350,16 +362,12 @@ def main(argv=None) -> int:
         "",
         "## Validation scores (after threshold optimisation)",
         "",
-        "| data | F1@0.5 | accuracy@0.5 | F1@0.7 | accuracy@0.7 | objects (true / predicted) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        *scores_table(scores),
     ]
-    for name, s in scores.items():
-        lines.append(f"| {name} | {s['f1@0.5']:.3f} | {s['accuracy@0.5']:.3f} | {s['f1@0.7']:.3f} | "
-                     f"{s['accuracy@0.7']:.3f} | {s['n_true']} / {s['n_pred']} |")
     lines += ["", "The held-out real crop is small (one 128x256 region); treat its scores as indicative.",
               "Scores of the thresholds' own selection data are optimistic by construction.", ""]
-    (out / "README.md").write_text("\n".join(lines))
-    (out / "scores.json").write_text(json.dumps({"scores": scores, "train_seconds": train_s,
+    _write_text(out / "README.md", "\n".join(lines))
+    _write_text(out / "scores.json", json.dumps({"scores": scores, "train_seconds": train_s,
                                                  "thresholds": model.thresholds}, indent=2))
     print(f"saved to {out}")
     return 0

@@ -408,3 +408,13 @@ def test_few_images_each_keep_training_and_give_a_validation_band():
     for t, v in zip(train, val):
         assert t.shape[-2] == v.shape[-2] == 40 and t.shape[-1] + v.shape[-1] == 64
         assert v.shape[-1] >= 16  # at least one patch wide
+
+
+def test_too_small_for_a_validation_band_warns_naming_the_python_and_cli_options():
+    """An image of one patch cannot give a band: validation falls back to the training image, and
+    the warning names both ways to pass held-out images (``validation=`` and the CLI's ``--val``)."""
+    m = N2V(_tiny(), device="cpu")
+    samples = [np.zeros((1, 16, 16), np.float32)]
+    with pytest.warns(UserWarning, match=r"validation=.*--val IMAGE"):
+        train, val = m._split(samples)
+    assert train is samples and val is samples

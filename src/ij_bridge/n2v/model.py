@@ -284,7 +284,8 @@ class N2V:
         if val:
             return train, val
         warnings.warn("image too small to hold out a validation band of one patch; validating on "
-                      "the training image (pass validation= for an independent estimate)",
+                      "the training image (pass validation= in Python or --val IMAGE on the command line for "
+                      "an independent estimate)",
                       stacklevel=3)
         return samples, samples
 

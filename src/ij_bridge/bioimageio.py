@@ -28,7 +28,7 @@ from .model_files import check_destination, write_members
 
 __all__ = ["FORMAT_VERSION", "sha256", "write_package", "check_package_destination", "npy_bytes",
            "tiff_bytes", "cover_png", "torchscript_bytes", "state_dict_bytes", "file_entry", "rdf_bytes",
-           "MARKER", "check_name", "NAME_CHARACTERS", "provenance_entry"]
+           "MARKER", "check_name", "NAME_CHARACTERS", "provenance_entry", "write_model_package"]
 
 #: the bioimage.io model description version written (read by bioimageio.core, deepImageJ 3, JDLL)
 FORMAT_VERSION = "0.5.4"
@@ -80,6 +80,16 @@ def write_package(path: str | Path, files: Mapping[str, bytes], *, overwrite: bo
     replaced only with ``overwrite`` (a folder only if it holds ``rdf.yaml``).
     """
     return write_members(path, files, overwrite=overwrite, markers=(MARKER,))
+
+
+def write_model_package(path: str | Path, files: Mapping[str, bytes], rdf: Mapping[str, Any], *,
+                        overwrite: bool = False) -> Path:
+    """The exporters' last step: ``files`` and ``rdf.yaml`` (made from ``rdf``) written as a package.
+
+    See :func:`write_package` (atomic; a zip when ``path`` ends with ``.zip``).
+    ``files`` itself is not changed.
+    """
+    return write_package(path, {**files, MARKER: rdf_bytes(rdf)}, overwrite=overwrite)
 
 
 def file_entry(name: str, files: Mapping[str, bytes]) -> dict[str, str]:

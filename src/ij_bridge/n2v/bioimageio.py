@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
-                          file_entry, npy_bytes, provenance_entry, rdf_bytes, state_dict_bytes, tiff_bytes,
-                          torchscript_bytes, write_package)
+                          file_entry, npy_bytes, provenance_entry, state_dict_bytes, tiff_bytes, torchscript_bytes,
+                          write_model_package)
 
 __all__ = ["export_bioimageio", "n2v_network"]
 
@@ -235,5 +235,4 @@ TorchScript weights were checked on a second input size.
         },
         "config": {"ij_bridge": config},
     }
-    files["rdf.yaml"] = rdf_bytes(rdf)
-    return write_package(path, files, overwrite=overwrite)
+    return write_model_package(path, files, rdf, overwrite=overwrite)

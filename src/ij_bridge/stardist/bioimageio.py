@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_package_destination, cover_png,
-                          file_entry, npy_bytes, provenance_entry, rdf_bytes, state_dict_bytes, tiff_bytes,
-                          torchscript_bytes, write_package)
+                          file_entry, npy_bytes, provenance_entry, state_dict_bytes, tiff_bytes, torchscript_bytes,
+                          write_model_package)
 from .config import StarDistConfig
 
 __all__ = ["export_bioimageio", "StarDistBioimageioNet"]
@@ -324,5 +324,4 @@ Segmentation quality on the user's data has to be checked on held-out annotated 
         "attachments": attachments,
         "config": {"stardist": stardist_cfg, "ij_bridge": {"version": __version__, "stardist_config": cfg_dict}},
     }
-    files["rdf.yaml"] = rdf_bytes(rdf)
-    return write_package(path, files, overwrite=overwrite)
+    return write_model_package(path, files, rdf, overwrite=overwrite)

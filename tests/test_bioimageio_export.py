@@ -198,3 +198,69 @@ def test_imported_stardist3d_resnet_round_trip_cli(tmp_path, test_model):
     assert sd["provenance"]["source_path"].endswith("3d_resnet")
     out = _npy(files["test_output.npy"])
     assert out.shape == (1, 1 + original["n_rays"]) + x.shape  # full resolution, as the original's export
+
+
+def test_stardist3d_resnet_export_then_import_rebuilds_the_network(tmp_path):
+    """config.stardist.config names the ResNet and its parameters (the original's resnet_* keys);
+    import_bioimageio rebuilds the network from them alone and predicts as the exported model."""
+    from ij_bridge.stardist.bioimageio import import_bioimageio
+
+    # every backbone field away from its default, so that a rebuild from defaults would not fit
+    cfg = StarDistConfig(ndim=3, n_rays=20, grid=(1, 2, 2), anisotropy=(2.0, 1.0, 1.0), backbone="resnet",
+                         resnet_n_blocks=3, resnet_n_filters=6, resnet_kernel_size=5,
+                         resnet_n_conv_per_block=2, head_channels=12, patch_size=(8, 32, 32), batch_size=1,
+                         epochs=1, steps_per_epoch=3, percentiles=(2.0, 99.5))
+    m = StarDist3D(cfg, device="cpu")
+    x, y = synthetic_nuclei((16, 48, 48), n_objects=6, radius=(5.0, 8.0), seed=3, anisotropy=2.0)
+    m.train([x], [y], show_progress=False, optimize_thresholds=False)  # weights away from the initialisation
+    prob, _ = m.predict(x)
+    m.thresholds = {"prob": float(np.quantile(prob, 0.99)), "nms": 0.3}  # a few dozen candidates
+    pkg = m.export_bioimageio(tmp_path / "resnet3d", x)
+
+    rdf = json.loads((pkg / "rdf.yaml").read_text())
+    keys = rdf["config"]["stardist"]["config"]
+    assert rdf["config"]["stardist"]["network"] == "StarDistNet"
+    assert keys["backbone"] == "resnet" and not any(k.startswith("unet_") for k in keys)
+    assert (keys["resnet_n_blocks"], keys["resnet_n_filter_base"], keys["resnet_kernel_size"],
+            keys["resnet_n_conv_per_block"], keys["net_conv_after_resnet"]) == (3, 6, [5, 5, 5], 2, 12)
+
+    back = import_bioimageio(pkg / "rdf.yaml", device="cpu")
+    c = back.config
+    assert type(back) is StarDist3D and c.original is None
+    assert (c.backbone, c.resnet_n_blocks, c.resnet_n_filters, c.resnet_kernel_size, c.resnet_n_conv_per_block,
+            c.head_channels, c.n_rays, c.grid, c.anisotropy, c.percentiles) == (
+        "resnet", 3, 6, 5, 2, 12, 20, (1, 2, 2), (2.0, 1.0, 1.0), (2.0, 99.5))
+    assert back.thresholds == m.thresholds
+    np.testing.assert_array_equal(back.rays.vertices, m.rays.vertices)
+    np.testing.assert_array_equal(back.rays.faces, m.rays.faces)
+    for a, b in zip(m.predict(x), back.predict(x)):
+        np.testing.assert_array_equal(a, b)
+    want, det = m.predict_instances(x)
+    got, _ = back.predict_instances(x)
+    assert len(det["prob"]) >= 2
+    np.testing.assert_array_equal(got, want)
+
+    # a description that does not fit the weights: one line naming the file, nothing loaded
+    keys["resnet_n_blocks"] = 2
+    (pkg / "rdf.yaml").write_text(json.dumps(rdf))
+    with pytest.raises(ValueError, match=r"weights\.pt does not fit the network that .*config\.stardist\.config"):
+        import_bioimageio(pkg, device="cpu")
+
+
+def test_imported_original_resnet_export_then_import_predicts_the_same(tmp_path):
+    """A model of the original StarDist (3D ResNet, Keras padding) exported and imported again:
+    config.stardist.network says it is the original's architecture, which is rebuilt."""
+    from pathlib import Path
+
+    from ij_bridge.stardist.bioimageio import import_bioimageio
+
+    src = Path(__file__).parent / "fixtures" / "reference" / "stardist" / "3d_resnet"
+    x = np.load(src / "reference.npz")["x"].astype(np.float32)
+    m = StarDist3D.load(src, device="cpu")
+    pkg = m.export_bioimageio(tmp_path / "orig_resnet3d.zip", x)
+    back = import_bioimageio(pkg, device="cpu")
+    assert json.loads(_members(pkg)["rdf.yaml"])["config"]["stardist"]["network"] == "OriginalStarDistNet"
+    assert back.config.original["backbone"] == "resnet" and back.thresholds == m.thresholds
+    for a, b in zip(m.predict(x), back.predict(x)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.predict_instances(x)[0], m.predict_instances(x)[0])

@@ -17,20 +17,24 @@ bioimageio.core) read it the same way:
   :class:`StarDistBioimageioNet` imported from ij-bridge;
 * ``config.stardist``: the thresholds (``prob``, ``nms``) under the original's
   key names, the model's configuration in the original's key names
-  (``config``), ``n_rays``, ``grid``, the rays of a 3D model and the NMS
+  (``config``: the backbone, U-Net or ResNet, with its own ``unet_*`` or
+  ``resnet_*`` keys), ``n_rays``, ``grid``, the rays of a 3D model and the NMS
   settings, so a consumer reproduces :meth:`predict_instances`; in 2D also a
   Fiji macro (``stardist_postprocessing.ijm``) that runs the StarDist plugin's
   NMS on the output with these thresholds;
 * test input and output (``.npy``), sample tensors (``.tif``), a cover, a
   README with a validation section, citations and the licence.
 
-The package does not hold Keras weights, so the original package's
-``import_bioimageio`` cannot read it; ij-bridge's own model folder remains the
+:func:`import_bioimageio` rebuilds the model from a package: the network from
+``config.stardist.config`` alone, the weights from ``weights.pt``. The package does
+not hold Keras weights, so the original package's ``import_bioimageio`` cannot
+read it; ij-bridge's own model folder remains the
 lossless format.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,7 +49,7 @@ from ..bioimageio import (FORMAT_VERSION, authors_list, check_name, check_packag
                           write_model_package)
 from .config import StarDistConfig
 
-__all__ = ["export_bioimageio", "StarDistBioimageioNet"]
+__all__ = ["export_bioimageio", "import_bioimageio", "config_from_keys", "StarDistBioimageioNet"]
 
 _CITE = [
     {"text": "Schmidt, Weigert, Broaddus, Myers. Cell Detection with Star-convex Polygons. MICCAI 2018.",
@@ -98,27 +102,112 @@ class StarDistBioimageioNet(nn.Module):
 
 
 def _original_keys(model: Any) -> dict[str, Any]:
-    """The model's configuration under the original StarDist's key names."""
+    """The model's configuration under the original StarDist's key names.
+
+    The backbone is described by its own keys: ``unet_*`` and ``net_conv_after_unet``
+    for the U-Net, ``resnet_*`` and ``net_conv_after_resnet`` for the ResNet (the
+    original's ``Config3D`` names), so that :func:`import_bioimageio` rebuilds the
+    same network from them.
+    """
     cfg = model.config
     if getattr(cfg, "original", None):
         return json.loads(json.dumps(cfg.original))  # an imported model: its own description
     d = cfg.ndim
     out: dict[str, Any] = {
         "n_dim": d, "axes": "YXC" if d == 2 else "ZYXC", "n_channel_in": cfg.n_channels,
-        "n_channel_out": 1 + cfg.n_rays, "n_rays": cfg.n_rays, "grid": list(cfg.grid), "backbone": "unet",
-        "unet_n_depth": cfg.unet_depth, "unet_kernel_size": [cfg.unet_kernel_size] * d,
-        "unet_n_filter_base": cfg.unet_n_filters, "unet_n_conv_per_depth": 2,
-        "unet_pool": list(cfg.unet_pool or (2,) * d), "unet_activation": "relu",
-        "unet_last_activation": "relu", "unet_batch_norm": False, "unet_dropout": 0.0,
-        "net_conv_after_unet": cfg.head_channels,
+        "n_channel_out": 1 + cfg.n_rays, "n_rays": cfg.n_rays, "grid": list(cfg.grid),
+        "backbone": cfg.backbone,
+    }
+    if cfg.backbone == "resnet":
+        out.update({
+            "resnet_n_blocks": cfg.resnet_n_blocks, "resnet_kernel_size": [cfg.resnet_kernel_size] * d,
+            "resnet_kernel_init": "he_normal", "resnet_n_filter_base": cfg.resnet_n_filters,
+            "resnet_n_conv_per_block": cfg.resnet_n_conv_per_block, "resnet_activation": "relu",
+            "resnet_batch_norm": False, "net_conv_after_resnet": cfg.head_channels,
+        })
+    else:
+        out.update({
+            "unet_n_depth": cfg.unet_depth, "unet_kernel_size": [cfg.unet_kernel_size] * d,
+            "unet_n_filter_base": cfg.unet_n_filters, "unet_n_conv_per_depth": 2,
+            "unet_pool": list(cfg.unet_pool or (2,) * d), "unet_activation": "relu",
+            "unet_last_activation": "relu", "unet_batch_norm": False, "unet_dropout": 0.0,
+            "net_conv_after_unet": cfg.head_channels,
+        })
+    out.update({
         "train_patch_size": list(cfg.patch_size) if cfg.patch_size else None,
         "train_background_reg": cfg.background_reg, "train_loss_weights": [1.0, cfg.dist_loss_weight],
-    }
+    })
     if d == 3:
         aniso = list(cfg.anisotropy) if cfg.anisotropy else None
         out["anisotropy"] = aniso
         out["rays_json"] = {"name": "Rays_GoldenSpiral", "kwargs": {"n": cfg.n_rays, "anisotropy": aniso}}
     return out
+
+
+def _int_of(keys: dict[str, Any], name: str, where: str) -> int:
+    """``keys[name]`` as one int (a per-axis list must hold one value: ours are cubic kernels)."""
+    v = keys[name]
+    vals = {int(a) for a in v} if isinstance(v, (list, tuple)) else {int(v)}
+    if len(vals) != 1:
+        raise ValueError(f"{where}: {name}={v!r} differs between axes; ij-bridge's networks use one "
+                         "kernel size on every axis")
+    return vals.pop()
+
+
+def config_from_keys(keys: dict[str, Any], where: str = "config.stardist.config") -> StarDistConfig:
+    """The :class:`StarDistConfig` of ij-bridge's own network that :func:`_original_keys` describes.
+
+    Parameters
+    ----------
+    keys : dict
+        ``config.stardist.config`` of a package written by :func:`export_bioimageio`.
+    where : str
+        Where the keys come from, for the error messages.
+
+    Raises
+    ------
+    ValueError
+        A key the network needs is missing or has a value ij-bridge's network cannot take.
+    """
+    try:
+        d = int(keys["n_dim"])
+        backbone = str(keys.get("backbone", "unet")).lower()
+        kw: dict[str, Any] = dict(ndim=d, n_rays=int(keys["n_rays"]), grid=tuple(int(g) for g in keys["grid"]),
+                                  n_channels=int(keys["n_channel_in"]), backbone=backbone)
+        if backbone == "resnet":
+            kw.update(resnet_n_blocks=int(keys["resnet_n_blocks"]),
+                      resnet_kernel_size=_int_of(keys, "resnet_kernel_size", where),
+                      resnet_n_filters=int(keys["resnet_n_filter_base"]),
+                      resnet_n_conv_per_block=int(keys["resnet_n_conv_per_block"]),
+                      head_channels=int(keys["net_conv_after_resnet"]))
+            bn = keys.get("resnet_batch_norm", False)
+        elif backbone == "unet":
+            kw.update(unet_depth=int(keys["unet_n_depth"]),
+                      unet_kernel_size=_int_of(keys, "unet_kernel_size", where),
+                      unet_n_filters=int(keys["unet_n_filter_base"]),
+                      unet_pool=tuple(int(p) for p in keys.get("unet_pool") or (2,) * d),
+                      head_channels=int(keys["net_conv_after_unet"]))
+            bn = keys.get("unet_batch_norm", False)
+        else:
+            raise ValueError(f"{where}: backbone {backbone!r} is unknown (ij-bridge has 'unet' and 'resnet')")
+        if bn:
+            raise ValueError(f"{where}: batch normalisation in the backbone is not in ij-bridge's networks")
+        if keys.get("train_patch_size"):
+            kw["patch_size"] = tuple(int(p) for p in keys["train_patch_size"])
+        if d == 3 and keys.get("anisotropy"):
+            kw["anisotropy"] = tuple(float(a) for a in keys["anisotropy"])
+        if keys.get("train_loss_weights"):
+            w = keys["train_loss_weights"]
+            kw["dist_loss_weight"] = float(w[1]) / float(w[0] or 1)
+        if keys.get("train_background_reg") is not None:
+            kw["background_reg"] = float(keys["train_background_reg"])
+    except KeyError as exc:
+        raise ValueError(f"{where} has no {exc.args[0]!r}; the package does not describe its network") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where}: a network key has an unusable value ({exc})") from None
+    return StarDistConfig(**kw)
 
 
 def _macro(prob: float, nms: float, n_rays: int) -> str:
@@ -222,6 +311,9 @@ def export_bioimageio(model: Any, path: str | Path, test_input: Any,
     }
     stardist_cfg: dict[str, Any] = {
         "ij_bridge_version": __version__, "model_class": type(model).__name__,
+        # which network config.stardist.config describes: ij-bridge's own (StarDistNet) or the
+        # original's architecture of an imported model (OriginalStarDistNet); import_bioimageio reads it
+        "network": type(model.net).__name__,
         "thresholds": th, "config": _original_keys(model), "n_rays": cfg.n_rays, "grid": list(cfg.grid),
         "nms": {"prob_thresh": th["prob"], "nms_thresh": th["nms"], "exclude_border": 0,
                 "candidates": "pixels of the output whose probability > prob_thresh; "
@@ -270,7 +362,8 @@ decreasing probability, drops a candidate that overlaps a kept one by more than 
 The values are under `config.stardist` in `rdf.yaml` (`thresholds`, `nms`, `n_rays`, `grid`{', `rays`' if nd == 3 else ''}).
 {'In Fiji, run the package with deepImageJ and then `stardist_postprocessing.ijm` (the StarDist plugin must be installed).' if nd == 2 else ''}
 In Python, ij-bridge gives the same objects: `StarDist{nd}D.load(...)` of the original ij-bridge model,
-then `predict_instances`.
+or `ij_bridge.stardist.bioimageio.import_bioimageio(package)` (it rebuilds the network from
+`config.stardist.config` and loads `weights.pt`), then `predict_instances`.
 
 ## Validation
 
@@ -325,3 +418,82 @@ Segmentation quality on the user's data has to be checked on held-out annotated 
         "config": {"stardist": stardist_cfg, "ij_bridge": {"version": __version__, "stardist_config": cfg_dict}},
     }
     return write_model_package(path, files, rdf, overwrite=overwrite)
+
+
+def import_bioimageio(path: str | Path, device: str | torch.device | None = None) -> Any:
+    """Rebuild the model of a package written by :func:`export_bioimageio` (folder, its ``rdf.yaml``, or zip).
+
+    The network is built from ``config.stardist.config`` alone (the original's key
+    names: the backbone and its parameters, :func:`config_from_keys`), filled with the
+    state dict ``weights.pt`` (checked against its SHA-256 in ``rdf.yaml``); the
+    thresholds, the rays of a 3D model and the normalisation percentiles come from
+    ``config.stardist`` too. The model predicts as the one that was exported.
+
+    Parameters
+    ----------
+    path : str or Path
+    device : str or torch.device, optional
+
+    Returns
+    -------
+    StarDist2D or StarDist3D
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not a StarDist package of ij-bridge's export, or its description and weights
+        disagree (one line naming the file).
+    """
+    from ..model_files import read_members, verify_sha256
+    from .geometry import Rays
+    from .model import StarDist2D, StarDist3D
+    from .original import config_from_original, original_architecture
+
+    p = Path(path)
+    if p.is_file() and p.name == "rdf.yaml":
+        p = p.parent
+    files = read_members(p, ("rdf.yaml", "weights.pt"), what="bioimage.io package")
+    if "rdf.yaml" not in files:
+        raise ValueError(f"{p} has no rdf.yaml; it is not a bioimage.io package")
+    try:
+        rdf = json.loads(files["rdf.yaml"])  # ij-bridge writes rdf.yaml as JSON (a subset of YAML)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        rdf = None
+    sd = ((rdf.get("config") or {}).get("stardist") if isinstance(rdf, dict) else None)
+    if not isinstance(sd, dict) or not isinstance(sd.get("config"), dict) or "weights.pt" not in files:
+        raise ValueError(f"{p} is not a StarDist package written by ij-bridge's export (no config.stardist "
+                         "or weights.pt); load packages of the original StarDist with StarDist2D/3D.load")
+    where = "rdf.yaml config.stardist.config"
+    expected = ((rdf.get("weights") or {}).get("pytorch_state_dict") or {}).get("sha256")
+    verify_sha256(files["weights.pt"], expected, where=p, name="weights.pt")
+    keys = sd["config"]
+    th = {k: float((sd.get("thresholds") or {}).get(k, v)) for k, v in (("prob", 0.5), ("nms", 0.4))}
+    if sd.get("network", "StarDistNet") == "OriginalStarDistNet":
+        cfg = config_from_original(keys, original_architecture(keys), th)
+    else:
+        cfg = config_from_keys(keys, f"{p}: {where}")
+    cfg.prob_thresh, cfg.nms_thresh = th["prob"], th["nms"]
+    perc = (sd.get("normalization") or {}).get("percentiles")
+    if perc:
+        cfg.percentiles = tuple(float(v) for v in perc)
+    cfg.validate()
+    klass = StarDist2D if cfg.ndim == 2 else StarDist3D
+    model = klass(cfg, device=device)
+    state = torch.load(io.BytesIO(files["weights.pt"]), map_location="cpu", weights_only=True)
+    # the package's state dict is StarDistBioimageioNet's: the model's network under "net."
+    state = {k[len("net."):]: v.float() if v.is_floating_point() else v
+             for k, v in state.items() if k.startswith("net.")}
+    try:
+        model.net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"{p}: weights.pt does not fit the network that {where} describes ({first})") from None
+    model.net.to(model.device, memory_format=model._memory_format)
+    model._fresh_weights = False
+    model.thresholds = th
+    if cfg.ndim == 3 and sd.get("rays"):
+        model.rays = Rays.from_dict(sd["rays"])
+    model.source = str(p)
+    return model

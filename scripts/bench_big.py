@@ -32,6 +32,12 @@ Usage::
 
     .venv/bin/python scripts/bench_big.py                       # 8192² and 20000²
     .venv/bin/python scripts/bench_big.py --sizes 8192 --skip-original
+    .venv/bin/python scripts/bench_big.py --n2v 64 2048          # N2V, 64 planes of 2048²
+
+With ``--n2v PLANES SIZE`` it measures N2V instead: a noisy uint16 TYX stack,
+denoised by the CLI's plane-by-plane path (``workflows.big.denoise_file_big``)
+and by the whole-stack path (``N2V.predict`` on the array, then ``io.imwrite``),
+each in its own process; peak RSS, times, and whether the outputs are identical.
 """
 
 from __future__ import annotations
@@ -132,8 +138,84 @@ print(json.dumps(dict(wall=t2 - t1, wall_total=t2 - t0, cpu=time.process_time(),
 """
 
 
+N2V_JOB = r"""
+import json, os, resource, sys, time
+cfg = json.loads(sys.argv[1])
+import numpy as np, torch
+torch.set_num_threads(cfg["threads"])
+from ij_bridge.n2v import N2V
+model = N2V.load(cfg["model"])
+t1 = time.perf_counter()
+if cfg["kind"] == "n2v-big":  # the CLI's blockwise path: plane by plane into a staged TIFF
+    from ij_bridge.workflows.big import denoise_file_big
+    denoise_file_big(cfg["image"], model, cfg["out"])
+else:  # the whole stack in memory, then written
+    import tifffile
+    from ij_bridge.io import imwrite
+    x = tifffile.imread(cfg["image"])
+    y = model.predict(x, axes="TYX")
+    imwrite(cfg["out"], y, dims="tyx")
+t2 = time.perf_counter()
+print(json.dumps(dict(wall=t2 - t1, cpu=time.process_time(), n=0,
+                      rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)))
+"""
+
+
+def make_stack(path: Path, planes: int, size: int) -> None:
+    """A ``planes`` × ``size``² uint16 TYX ImageJ TIFF of noisy synthetic nuclei, written plane by plane."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    sys.path.insert(0, str(ROOT / "src"))
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    base, _ = synthetic_nuclei((size, size), n_objects=int(NUCLEI_PER_TILE * size * size / TILE ** 2),
+                               seed=7, **SYNTH)
+    base = np.clip(base + 0.5, 0, None) * 20000
+    out = tifffile.memmap(path, shape=(planes, size, size), dtype=np.uint16, imagej=True,
+                          metadata={"axes": "TYX"})
+    for t in range(planes):
+        out[t] = (base + rng.normal(0, 2000, base.shape)).clip(0, 65535).astype(np.uint16)
+    out.flush()
+    del out
+
+
+def bench_n2v(planes: int, size: int, threads: int, tmp: str) -> int:
+    """Peak memory of N2V prediction of a TYX stack: plane by plane vs the whole stack in memory."""
+    import tifffile
+
+    model = ROOT / "tests" / "fixtures" / "reference" / "n2v" / "n2v_2d"
+    work = Path(tempfile.mkdtemp(prefix="ij-bridge-bench-big-n2v-", dir=tmp))
+    try:
+        img = work / "stack.tif"
+        make_stack(img, planes, size)
+        gib_in, gib_out = img.stat().st_size / 2 ** 30, planes * size * size * 4 / 2 ** 30
+        print(f"\n## N2V: {planes} x {size} x {size} uint16 TYX stack ({gib_in:.2f} GiB; 32-bit result "
+              f"{gib_out:.2f} GiB), model {model.name}", flush=True)
+        res = {}
+        for kind in ("n2v-big", "n2v-whole"):
+            cfg = dict(kind=kind, image=str(img), out=str(work / f"{kind}.tif"), model=str(model), threads=threads)
+            load = os.getloadavg()[0]
+            r = run_job(kind, cfg, sys.executable)
+            res[kind] = r
+            print(f"{kind:10s} wall {r['wall']:7.1f} s  CPU {r['cpu']:7.1f} s  peak RSS {r['rss_gb']:5.2f} GB  "
+                  f"(load {load:.2f})", flush=True)
+        a = tifffile.memmap(work / "n2v-big.tif", mode="r")
+        b = tifffile.memmap(work / "n2v-whole.tif", mode="r")
+        same = all(np.array_equal(a[t], b[t]) for t in range(planes))
+        del a, b
+        o, r = res["n2v-whole"], res["n2v-big"]
+        print(f"ratio plane-by-plane / whole stack: peak RSS {r['rss_gb'] / o['rss_gb']:.2f}x, wall "
+              f"{r['wall'] / o['wall']:.2f}x; outputs identical: {same}", flush=True)
+        return 0 if same else 1
+    finally:
+        for f in work.iterdir():
+            f.unlink()
+        work.rmdir()
+
+
 def run_job(kind: str, cfg: dict, python: str) -> dict:
-    script = OURS if kind == "ours" else ORIGINAL
+    script = {"ours": OURS, "original": ORIGINAL}.get(kind, N2V_JOB)
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]),
                TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT / "src"))
     p = subprocess.run([python, "-c", script, json.dumps(cfg)], capture_output=True, text=True, env=env)
@@ -164,7 +246,14 @@ def main(argv=None) -> int:
     ap.add_argument("--original-python", default="/work/venvs/stardist-tf/bin/python")
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--model", default=str(MODEL))
+    ap.add_argument("--n2v", type=int, nargs=2, metavar=("PLANES", "SIZE"), default=None,
+                    help="instead: N2V prediction of a PLANES x SIZE x SIZE stack, plane by plane (the CLI's "
+                         "blockwise path) against the whole stack in memory; peak RSS of each")
     args = ap.parse_args(argv)
+    if args.n2v:
+        print(f"# bench_big --n2v: {os.cpu_count()} CPU cores, load average "
+              f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at start; {args.threads} threads", flush=True)
+        return bench_n2v(args.n2v[0], args.n2v[1], args.threads, args.tmp)
 
     sys.path.insert(0, str(ROOT / "src"))
     from ij_bridge.stardist.big import normalization_percentiles, open_image

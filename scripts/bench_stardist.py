@@ -52,7 +52,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,33 +59,26 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench_common  # noqa: E402  (set-up shared with bench_stardist3d.py)
+from _bench_common import ORIGINAL_REQS, TF_PRELUDE, run_worker  # noqa: E402,F401
+from _bench_common import load_avg as _load_avg, step_times as _step_times  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nuclei2d"
 VENV = ROOT / ".bench" / "stardist-tf"  # --venv: an existing one (e.g. /work/venvs/stardist-tf)
 WORK = ROOT / ".bench" / "stardist-run"
-ORIGINAL_REQS = ["tensorflow-cpu==2.15.1", "stardist==0.9.2", "csbdeep==0.8.2", "numpy<2"]
 OUT_MD = ROOT / ".bench" / "stardist_results.md"  # copied into docs/benchmarks.md by hand
 IOUS = (0.5, 0.7)
 
 # --------------------------------------------------------------------------- original side
 
-ORIGINAL_WORKER = r'''
-import json, os, sys, time
-cfg = json.loads(sys.argv[1])
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np
-import tensorflow as tf
-tf.config.threading.set_intra_op_parallelism_threads(cfg["threads"])
-tf.config.threading.set_inter_op_parallelism_threads(cfg["threads"])
-import stardist, csbdeep
+ORIGINAL_WORKER = TF_PRELUDE + r'''
 from stardist.models import Config2D, StarDist2D
 from stardist.matching import matching_dataset
 from stardist.nms import non_maximum_suppression_sparse
 
-out = {"versions": {"stardist": stardist.__version__, "tensorflow": tf.__version__,
-                    "csbdeep": csbdeep.__version__},
-       "tf_threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                      "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
+out = {"versions": versions(), "tf_threads": tf_threads()}
 work = cfg["work"]
 data = np.load(os.path.join(work, "data.npz"))
 
@@ -100,19 +92,6 @@ def augmenter(x, y):
             x, y = np.flip(x, ax), np.flip(y, ax)
     x = x * np.random.uniform(0.6, 1.6) + np.random.uniform(-0.2, 0.2)
     return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y)
-
-
-class StepTimer(tf.keras.callbacks.Callback):
-    """Wall and process CPU time between consecutive batch ends within an epoch."""
-    def __init__(self):
-        super().__init__(); self.t = []; self.c = []; self._last = None
-    def on_epoch_begin(self, epoch, logs=None):
-        self._last = None
-    def on_train_batch_end(self, batch, logs=None):
-        now = (time.perf_counter(), time.process_time())
-        if self._last is not None:
-            self.t.append(now[0] - self._last[0]); self.c.append(now[1] - self._last[1])
-        self._last = now
 
 
 def load(ds, part):
@@ -133,13 +112,7 @@ if cfg["mode"] == "quality":
         (X, Y), (Xv, Yv), (Xt, Yt) = load(ds, "train"), load(ds, "val"), load(ds, "test")
         model = StarDist2D(config(cfg["epochs"], cfg["steps"]), name=f"orig_{ds}_s{cfg['seed']}",
                            basedir=os.path.join(work, "models"))
-        model.prepare_for_training()
-        timer = StepTimer()
-        model.callbacks.append(timer)
-        t0 = time.perf_counter()
-        model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter,
-                    epochs=cfg["epochs"], steps_per_epoch=cfg["steps"])
-        t_train = time.perf_counter() - t0
+        timer, t_train = train_timed(model, X, Y, Xv, Yv, augmenter, cfg["epochs"], cfg["steps"])
         t0 = time.perf_counter()
         th = model.optimize_thresholds(Xv, Yv)
         t_opt = time.perf_counter() - t0
@@ -157,13 +130,8 @@ else:
     (X, Y), (Xv, Yv) = load("real", "train"), load("real", "val")
     model = StarDist2D(config(1, cfg["timing_steps"]), name="orig_timing",
                        basedir=os.path.join(work, "models_timing"))
-    model.prepare_for_training()
-    timer = StepTimer()
-    model.callbacks.append(timer)
-    model.train(X, Y, validation_data=(Xv, Yv), augmenter=augmenter, epochs=1,
-                steps_per_epoch=cfg["timing_steps"])
-    out["step_s"] = float(np.median(timer.t[cfg["warmup"]:] or timer.t))
-    out["step_cpu_s"] = float(np.median(timer.c[cfg["warmup"]:] or timer.c))
+    timer, _ = train_timed(model, X, Y, Xv, Yv, augmenter, 1, cfg["timing_steps"])
+    out.update(step_medians(timer, cfg["warmup"]))
     out["step_all_s"] = list(timer.t)
     if cfg.get("train_only"):  # --phase steps: training steps only
         with open(cfg["result"], "w") as f:
@@ -200,16 +168,7 @@ with open(cfg["result"], "w") as f:
 
 def ensure_venv(log=print) -> Path:
     """Create ``.bench/stardist-tf`` with the original StarDist if it is missing."""
-    py = VENV / "bin" / "python"
-    check = [str(py), "-c", "import stardist, tensorflow, csbdeep; assert stardist.__version__ == '0.9.2'"]
-    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return py
-    log(f"creating {VENV} (tensorflow-cpu + stardist 0.9.2; downloads ~600 MB once)")
-    base = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
-    subprocess.run([base, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *ORIGINAL_REQS], check=True)
-    subprocess.run(check, check=True)
-    return py
+    return _bench_common.ensure_venv(VENV, log)
 
 
 # --------------------------------------------------------------------------- data
@@ -325,14 +284,6 @@ def _ablate_init(model, variant: str, seed: int) -> None:
         model._fresh_weights = False  # train() then leaves the output biases alone
 
 
-def _step_times(stamps: list[float], steps_per_epoch: int, warmup: int) -> np.ndarray:
-    """Gaps between consecutive step-end stamps inside an epoch."""
-    st = np.diff(np.asarray(stamps))
-    inside = (np.arange(1, len(stamps)) % steps_per_epoch) != 0
-    st = st[inside]
-    return st[warmup:] if len(st) > warmup else st
-
-
 def run_ours(work: Path, cfg: dict) -> dict:
     """Our side, in this process: ``cfg["mode"]`` is "quality" or "timing"."""
     import torch
@@ -412,20 +363,7 @@ def run_ours(work: Path, cfg: dict) -> dict:
 
 
 def run_original(py: Path, work: Path, cfg: dict, tag: str) -> dict:
-    script = work / "original_worker.py"
-    script.write_text(ORIGINAL_WORKER)
-    cfg = dict(cfg, result=str(work / f"orig_{tag}.json"))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-               OMP_NUM_THREADS=str(cfg["threads"]))
-    env.pop("PYTHONPATH", None)
-    log = work / f"original_{tag}.log"
-    with open(log, "w") as fh:
-        r = subprocess.run([str(py), str(script), json.dumps(cfg)], env=env, stdout=fh,
-                           stderr=subprocess.STDOUT, cwd=str(work))
-    if r.returncode != 0:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit(f"original StarDist failed (exit {r.returncode}); log: {log}")
-    return json.loads(Path(cfg["result"]).read_text())
+    return run_worker(py, work, "original_worker.py", ORIGINAL_WORKER, cfg, tag)
 
 
 # --------------------------------------------------------------------------- evaluation / report
@@ -571,13 +509,6 @@ def report(res: dict, cfg: dict, counts: dict, cmd: str) -> str:
         "both implementations; compare means over seeds, not single runs.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _load_avg() -> str:
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def steps_phase(py: Path | None, work: Path, cfg: dict, rounds: int, precisions: list[str],

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import CLIError
+from ._imagej_process import exit_now
 
 __all__ = ["register"]
 
@@ -165,7 +166,6 @@ def _imagej(args) -> int:
     from ..commands import install_commands
     from ..imagej import runtime
     from ..imagej._java import jc
-    from ..imagej.windows import close_all_images
 
     if args.virtual:
         _, display = runtime._start_xvfb()  # ends with this process (parent-death signal)
@@ -211,19 +211,12 @@ def _imagej(args) -> int:
             WindowEvent = jc.WindowEvent
             queue = jc("java.awt.Toolkit").getDefaultToolkit().getSystemEventQueue()
             queue.postEvent(WindowEvent(ij, WindowEvent.WINDOW_CLOSING))
-    status = 0
     try:
         while ij.isDisplayable():  # ImageJ disposes its window when it quits
             cancel.check()
             time.sleep(0.2)
     except cancel.Cancelled as exc:
         print(f"ij-bridge: {exc.reason}: ImageJ closed without saving", file=sys.stderr)
-        status = cancel.exit_status(exc.reason)
-        try:
-            close_all_images()
-        except Exception:  # pragma: no cover - exiting anyway
-            pass
-    # ImageJ's threads would keep the JVM (and so Python) waiting: leave now
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+        exit_now(cancel.exit_status(exc.reason))
+    # quit by the user: ImageJ's threads would keep the JVM (and so Python) waiting: leave now
+    exit_now(0, close_images=False)

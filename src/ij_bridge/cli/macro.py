@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from . import CLIError
+from ._imagej_process import exit_now
 
 #: seconds a cancelled macro gets to stop before the process ends without it
 GRACE = 30.0
@@ -87,29 +88,5 @@ def _run(args: argparse.Namespace) -> int:
     elif not result.ok:
         print(f"ij-bridge: macro {path.name} failed: {result.error}", file=sys.stderr)
         status = 1
-    _exit_now(status)
+    exit_now(status)
     return status  # pragma: no cover - not reached
-
-
-def _exit_now(status: int) -> None:
-    """End the process without waiting for ImageJ's threads.
-
-    Windows that a macro leaves open keep non-daemon Java threads alive (a
-    stack window's slice selector, for one), and the JVM's shutdown would wait
-    for them forever. Everything the macro wrote is on disk by now, so: close
-    the images, flush, and leave. The virtual display (Xvfb) goes with this
-    process: the bridge starts it with a parent-death signal. Stopping it
-    first would not do: Java's X11 toolkit ends the process with status 1 as
-    soon as its display disappears.
-    """
-    import os
-
-    from ..imagej.windows import close_all_images
-
-    try:
-        close_all_images()
-    except Exception:  # pragma: no cover - exiting anyway
-        pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)

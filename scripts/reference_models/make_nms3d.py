@@ -61,6 +61,19 @@ def ellipsoid_distances(points, centre, rot, radii, rays):
     return (-pu + np.sqrt(np.maximum(pu * pu - uu * (pp - 1.0), 0.0))) / uu
 
 
+def distinct_float32(p: np.ndarray) -> np.ndarray:
+    """``p`` (float32) with exact ties broken: in sorted order, a value not above its predecessor is
+    raised to the next float32 above it; distinct values keep their order."""
+    o = np.argsort(p, kind="stable")
+    s = p[o].tolist()
+    for k in range(1, len(s)):
+        if s[k] <= s[k - 1]:
+            s[k] = float(np.nextafter(np.float32(s[k - 1]), np.float32(np.inf)))
+    out = np.empty_like(p)
+    out[o] = np.asarray(s, np.float32)
+    return out
+
+
 def make_set(seed, rays_vertices, shape, n_nuclei, radius_range, grid):
     rng = np.random.default_rng(seed)
     shape = np.asarray(shape, float)
@@ -91,10 +104,10 @@ def make_set(seed, rays_vertices, shape, n_nuclei, radius_range, grid):
     dist = np.concatenate(dist)
     points = np.concatenate(points).astype(np.int16)
     prob = np.concatenate(prob).astype(np.float32)
-    # distinct probabilities (the original breaks ties by its own sort order)
-    prob = (prob + rng.uniform(-1e-4, 1e-4, len(prob))).astype(np.float32)
-    while len(np.unique(prob)) != len(prob):
-        prob = (prob + rng.uniform(-1e-5, 1e-5, len(prob))).astype(np.float32)
+    # distinct probabilities (the original breaks ties by its own sort order): a small perturbation,
+    # then any float32 ties left (there are many in large sets) raised by an ulp in turn. (Perturbing
+    # again until no tie is left, as this did before, never ends for 30k candidates and more.)
+    prob = distinct_float32((prob + rng.uniform(-1e-4, 1e-4, len(prob))).astype(np.float32))
     q = np.round(dist * 8).astype(np.uint8)
     return q, points, prob
 

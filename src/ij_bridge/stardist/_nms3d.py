@@ -372,30 +372,6 @@ def candidate_geometry_3d(dist, verts, centres, faces, unit6):
 
 
 @njit(cache=True, nogil=True)
-def _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, planes, lat, inv, nbr, table):
-    """Whether kept polyhedron ``i`` (face ``planes``) suppresses ``j``: intersection / smaller volume > nms_thresh."""
-    limit = nms_thresh * (min(vols[i], vols[j]) + 1e-10)
-    w = 1.0
-    for c in range(3):
-        o = min(boxes[i, 3 + c], boxes[j, 3 + c]) - max(boxes[i, c], boxes[j, c])
-        if o <= 0.0:
-            return False
-        w *= o
-    if w <= limit:
-        return False
-    dz = centres[i, 0] - centres[j, 0]
-    dy = centres[i, 1] - centres[j, 1]
-    dx = centres[i, 2] - centres[j, 2]
-    d = math.sqrt(dz * dz + dy * dy + dx * dx)
-    if _lens(r_out[i], r_out[j], d) <= limit:
-        return False
-    if _lens(r_in[i], r_in[j], d) > limit:
-        return True
-    return intersection_volume(j, verts, centres, faces, centres[i], planes, r_in[i], lat, inv, nbr, table,
-                               limit, True) > limit
-
-
-@njit(cache=True, nogil=True)
 def _gather(i, boxes, suppressed, labels, cell_size, cell_start, cell_members, n0, n1, n2, big, out):
     """Candidates after ``i`` in ``i``'s component, not suppressed, whose boxes overlap ``i``'s."""
     half = 0.5 * cell_size
@@ -447,6 +423,25 @@ def _may_suppress(i, j, centres, vols, boxes, r_out, nms_thresh):
     dy = centres[i, 1] - centres[j, 1]
     dx = centres[i, 2] - centres[j, 2]
     return _lens(r_out[i], r_out[j], math.sqrt(dz * dz + dy * dy + dx * dx)) > limit
+
+
+@njit(cache=True, nogil=True)
+def _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, planes, lat, inv, nbr, table):
+    """Whether kept polyhedron ``i`` (face ``planes``) suppresses ``j``: intersection / smaller volume > nms_thresh.
+
+    The upper bounds of :func:`_may_suppress` first, then the inscribed balls'
+    lens (a lower bound), then the exact volume with early stop.
+    """
+    if not _may_suppress(i, j, centres, vols, boxes, r_out, nms_thresh):
+        return False
+    limit = nms_thresh * (min(vols[i], vols[j]) + 1e-10)
+    dz = centres[i, 0] - centres[j, 0]
+    dy = centres[i, 1] - centres[j, 1]
+    dx = centres[i, 2] - centres[j, 2]
+    if _lens(r_in[i], r_in[j], math.sqrt(dz * dz + dy * dy + dx * dx)) > limit:
+        return True
+    return intersection_volume(j, verts, centres, faces, centres[i], planes, r_in[i], lat, inv, nbr, table,
+                               limit, True) > limit
 
 
 @njit(cache=True, nogil=True)

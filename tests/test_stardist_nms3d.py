@@ -48,9 +48,14 @@ def test_volume_closed_forms():
     d = np.array([[1.5] * 6, [4.0] * 6])
     np.testing.assert_allclose(polyhedron_volumes(d, OCTA), 4 / 3 * d[:, 0] ** 3, rtol=F32)
     # unit distances on the golden spiral: the convex hull of the rays
-    rays = rays_golden_spiral(96, anisotropy=(2, 1, 1))
+    rays = rays_golden_spiral(96)
     hull = ConvexHull(rays.vertices.astype(float)).volume
     assert polyhedron_volumes(np.ones((1, 96)), rays)[0] == pytest.approx(hull, rel=1e-6)
+    # anisotropic rays are triangulated before they are normalised (as the original's): then unit
+    # distances give a slightly non-convex polyhedron inside the hull
+    rays = rays_golden_spiral(96, anisotropy=(2, 1, 1))
+    hull = ConvexHull(rays.vertices.astype(float)).volume
+    assert 0.99 * hull < polyhedron_volumes(np.ones((1, 96)), rays)[0] < hull
 
 
 @pytest.mark.parametrize("shift", [(0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (0.3, -1.2, 0.7), (1.9, 1.0, -0.25),
@@ -186,3 +191,21 @@ def test_kept_sets_equal_the_original_stardist():
         either += len(ours | orig)
     assert either > 250
     assert both / either >= 0.99
+
+
+@pytest.mark.parametrize("name, n_rays, anisotropy", [("iso", 96, None), ("aniso", 64, (2.0, 1.0, 1.0))])
+def test_golden_spiral_rays_are_the_originals(name, n_rays, anisotropy):
+    """``rays_golden_spiral`` = the original's ``Rays_GoldenSpiral`` (stored in the fixture): same rays,
+    same triangulation, same face order (``det < 0`` in (z, y, x)); volumes stay positive."""
+    z = np.load(FIXTURE)
+    rays = rays_golden_spiral(n_rays, anisotropy)
+    np.testing.assert_allclose(rays.vertices, z[f"{name}_vertices"], rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(rays.faces, z[f"{name}_faces"])
+    det = np.linalg.det(rays.vertices.astype(float)[rays.faces])
+    assert (det < 0).all()
+    d = np.random.default_rng(0).uniform(2, 6, (3, n_rays))
+    vol = polyhedron_volumes(d, rays)
+    # the original's volume, -sum(det of the scaled face vertices) / 6
+    scaled = d[:, rays.faces, None] * rays.vertices.astype(float)[rays.faces][None]
+    np.testing.assert_allclose(vol, -np.linalg.det(scaled).sum(axis=1) / 6, rtol=1e-9)
+    assert (vol > 0).all()

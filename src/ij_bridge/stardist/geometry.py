@@ -70,7 +70,8 @@ class Rays:
     vertices : ndarray
         ``(n_rays, 3)`` unit vectors in (z, y, x) voxel space.
     faces : ndarray
-        ``(n_faces, 3)`` ray indices of each triangle, oriented outwards.
+        ``(n_faces, 3)`` ray indices of each triangle (any orientation; :func:`rays_golden_spiral`
+        orders them as the original StarDist does, ``det(vertices[face]) < 0``).
 
     Attributes
     ----------
@@ -97,7 +98,7 @@ class Rays:
 
 
 def rays_golden_spiral(n_rays: int = 96, anisotropy: Sequence[float] | None = None) -> Rays:
-    """Rays on a golden spiral, warped by the voxel anisotropy.
+    """Rays on a golden spiral, warped by the voxel anisotropy (the original's ``Rays_GoldenSpiral``).
 
     Parameters
     ----------
@@ -111,6 +112,12 @@ def rays_golden_spiral(n_rays: int = 96, anisotropy: Sequence[float] | None = No
     Returns
     -------
     Rays
+        The vertices and faces of the original StarDist's
+        ``Rays_GoldenSpiral(n_rays, anisotropy)``: the points are triangulated
+        (convex hull) after the anisotropy warp and before they are made unit
+        vectors, and every face is ordered so that ``det(vertices[face]) < 0``
+        in (z, y, x) (counter-clockwise seen from outside in (x, y, z)), as
+        the original orders them (its volumes are ``-det / 6``).
     """
     from scipy.spatial import ConvexHull
 
@@ -124,17 +131,12 @@ def rays_golden_spiral(n_rays: int = 96, anisotropy: Sequence[float] | None = No
     phi = golden * np.arange(n)
     z = np.linspace(-1, 1, n)
     rho = np.sqrt(np.clip(1.0 - z**2, 0, None))
-    verts = np.stack([z, rho * np.sin(phi), rho * np.cos(phi)], axis=1)
-    # physical unit vectors -> voxel space
-    verts = verts / aniso
-    verts /= np.linalg.norm(verts, axis=1, keepdims=True)
-    hull = ConvexHull(verts)
-    faces = hull.simplices.copy()
-    # orient faces outwards (normal . centroid > 0)
-    v = verts[faces]
-    normal = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    flip = np.einsum("ij,ij->i", normal, v.mean(axis=1)) < 0
+    # physical directions -> voxel space; triangulated before normalising, as the original
+    verts = np.stack([z, rho * np.sin(phi), rho * np.cos(phi)], axis=1) / aniso
+    faces = ConvexHull(verts).simplices.copy()
+    flip = np.linalg.det(verts[faces]) > 0
     faces[flip] = faces[flip][:, ::-1]
+    verts /= np.linalg.norm(verts, axis=1, keepdims=True)
     return Rays(verts.astype(np.float32), faces)
 
 

@@ -486,34 +486,20 @@ class OriginalStarDistNet(nn.Module):
 def rays_from_original(rays_json: dict[str, Any]):
     """The original's ``Rays_GoldenSpiral`` (vertices and the triangulation it uses).
 
-    The original triangulates the anisotropy-warped points before normalising them;
-    the same is done here so that polyhedra (and their overlaps in NMS) are the
-    original's.
+    :func:`ij_bridge.stardist.geometry.rays_golden_spiral` builds them as the
+    original does (the anisotropy-warped points triangulated before they are
+    normalised, faces in the original's order), so that polyhedra (and their
+    overlaps in NMS) are the original's.
     """
-    from scipy.spatial import ConvexHull
-
-    from .geometry import Rays
+    from .geometry import rays_golden_spiral
 
     name = rays_json.get("name")
     kw = rays_json.get("kwargs", {})
     if name != "Rays_GoldenSpiral":
         raise OriginalModelError(f"rays {name!r} are not supported (only Rays_GoldenSpiral, the "
                                  "original's default)")
-    n = int(kw.get("n", 70))
-    aniso = np.ones(3) if kw.get("anisotropy") is None else np.asarray(kw["anisotropy"], float)
-    g = (3.0 - np.sqrt(5.0)) * np.pi
-    phi = g * np.arange(n)
-    z = np.linspace(-1, 1, n)
-    rho = np.sqrt(np.clip(1.0 - z**2, 0, None))
-    verts = np.stack([z, rho * np.sin(phi), rho * np.cos(phi)]).T / aniso
-    faces = ConvexHull(verts).simplices.copy()
-    # orient every face outwards (counter-clockwise seen from outside), as the original does
-    v = verts[faces]
-    normal = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    flip = np.einsum("ij,ij->i", normal, v.mean(axis=1)) < 0
-    faces[flip] = faces[flip][:, ::-1]
-    verts = verts / np.linalg.norm(verts, axis=-1, keepdims=True)
-    return Rays(verts.astype(np.float32), faces)
+    aniso = kw.get("anisotropy")
+    return rays_golden_spiral(int(kw.get("n", 70)), None if aniso is None else tuple(float(a) for a in aniso))
 
 
 # ----------------------------------------------------------------------------- file access

@@ -54,14 +54,14 @@ if "faces" in z:
     rays = Rays(z["vertices"], z["faces"])
     small = slice(0, 300)
     non_maximum_suppression_3d_sparse(z["dist"][small], z["prob"][small], z["points"][small], rays, nms_thresh=0.4)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = non_maximum_suppression_3d_sparse(z["dist"], z["prob"], z["points"], rays, nms_thresh=float(z["thresh"]))
 else:
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = non_maximum_suppression_sparse(z["dist"], z["prob"], z["points"], nms_thresh=float(z["thresh"]))
-dt = time.perf_counter() - t
+dt, dc = time.perf_counter() - t, time.process_time() - c
 np.save(sys.argv[2], np.sort(np.asarray(res[3], np.int64)))
-print(json.dumps({"seconds": dt}))
+print(json.dumps({"seconds": dt, "cpu_seconds": dc}))
 """
 
 
@@ -85,14 +85,13 @@ def candidates_3d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
                                    ((4.0, 8.0), (4.0, 8.0), (4.0, 8.0)), (1, 2, 2))
     rng = np.random.default_rng(seed)
     sel = np.sort(rng.choice(len(prob), size=min(n, len(prob)), replace=False))
-    # the original's faces have a negative determinant in (z, y, x) (its volumes are signed): give it
-    # its own orientation (ours orients the faces itself)
-    faces = rays.faces.copy()
-    pos = np.linalg.det(rays.vertices.astype(float)[faces]) > 0
-    faces[pos] = faces[pos][:, ::-1]
+    # the original's volumes are signed (-det / 6): it needs its own face order, det < 0 in (z, y, x),
+    # which rays_golden_spiral gives (ours orients the faces itself)
+    if not (np.linalg.det(rays.vertices.astype(float)[rays.faces]) < 0).all():
+        raise RuntimeError("rays_golden_spiral's faces are not in the original's order")
     return {"dist": q[sel].astype(np.float32) / np.float32(8), "points": points[sel].astype(np.float32),
             "prob": prob[sel], "vertices": rays.vertices.astype(np.float32),
-            "faces": faces.astype(np.int32), "thresh": np.float32(0.4)}
+            "faces": rays.faces.astype(np.int32), "thresh": np.float32(0.4)}
 
 
 def candidates_2d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -133,7 +132,8 @@ def candidates_2d(n: int, seed: int = 0) -> dict[str, np.ndarray]:
             "prob": prob[sel], "thresh": np.float32(0.4)}
 
 
-def run_ours(c: dict, threads: int) -> tuple[float, np.ndarray]:
+def run_ours(c: dict, threads: int) -> tuple[float, float, np.ndarray]:
+    """Ours in this process: ``(wall s, process CPU s, sorted kept indices)``."""
     import numba
 
     from ij_bridge.stardist import non_maximum_suppression, non_maximum_suppression_3d
@@ -144,18 +144,19 @@ def run_ours(c: dict, threads: int) -> tuple[float, np.ndarray]:
         rays = Rays(c["vertices"], c["faces"])
         small = slice(0, 300)
         non_maximum_suppression_3d(c["dist"][small], c["points"][small], c["prob"][small], rays, 0.4)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         keep = non_maximum_suppression_3d(c["dist"], c["points"], c["prob"], rays, float(c["thresh"]))
     else:
         coord = dist_to_coord(c["dist"], c["points"])
         non_maximum_suppression(coord[:300], c["prob"][:300], 0.4, centres=c["points"][:300])
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         keep = non_maximum_suppression(dist_to_coord(c["dist"], c["points"]), c["prob"], float(c["thresh"]),
                                        centres=c["points"])
-    return time.perf_counter() - t, np.sort(keep)
+    return time.perf_counter() - t, time.process_time() - cpu, np.sort(keep)
 
 
-def run_original(c: dict, threads: int, python: str, timeout: float) -> tuple[float | None, np.ndarray | None]:
+def run_original(c: dict, threads: int, python: str, timeout: float):
+    """The original by subprocess: ``(wall s, process CPU s, sorted kept indices)``, Nones on timeout."""
     with tempfile.TemporaryDirectory(prefix="bench_nms_") as tmp:
         inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "keep.npy")
         np.savez(inp, **c)
@@ -164,20 +165,29 @@ def run_original(c: dict, threads: int, python: str, timeout: float) -> tuple[fl
             r = subprocess.run([python, "-c", _ORIGINAL, inp, out], env=env, capture_output=True, text=True,
                                timeout=timeout)
         except subprocess.TimeoutExpired:
-            return None, None
+            return None, None, None
         if r.returncode != 0:
             raise RuntimeError(f"the original failed: {r.stderr.strip().splitlines()[-1:]}")
-        return json.loads(r.stdout.strip().splitlines()[-1])["seconds"], np.load(out)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        return res["seconds"], res["cpu_seconds"], np.load(out)
+
+
+def _fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--3d", dest="three_d", action="store_true", help="3D polyhedra (default: 2D polygons)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--candidates", type=Path, nargs="+",
+                    help="saved candidate sets (.npz from --save) instead of --sizes")
+    ap.add_argument("--save", type=Path, help="folder: write each generated candidate set there (cand_<kind>_<n>.npz)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for ours (numba) and the original (OpenMP)")
     ap.add_argument("--original-python", default=ORIGINAL_PYTHON)
     ap.add_argument("--original-timeout", type=float, default=1800.0, help="seconds before the original is given up")
     ap.add_argument("--no-original", action="store_true")
+    ap.add_argument("--no-ours", action="store_true", help="time the original only")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -186,35 +196,51 @@ def main(argv=None) -> int:
     kind = "3D" if args.three_d else "2D"
     print(f"NMS benchmark ({kind}); command: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"cpu_count {os.cpu_count()}, threads {args.threads} (numba {numba.__version__}, layer "
-          f"{numba.config.THREADING_LAYER}; original OMP_NUM_THREADS={args.threads})")
+          f"{numba.config.THREADING_LAYER}; original OMP_NUM_THREADS={args.threads}); load average "
+          f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    sets = args.candidates if args.candidates else args.sizes
     rows = []
-    for n in args.sizes:
-        c = candidates_3d(n, args.seed) if args.three_d else candidates_2d(n, args.seed)
+    for s in sets:
+        if isinstance(s, Path):
+            c = dict(np.load(s))
+        else:
+            c = candidates_3d(s, args.seed) if args.three_d else candidates_2d(s, args.seed)
+            if args.save is not None:
+                args.save.mkdir(parents=True, exist_ok=True)
+                np.savez(args.save / f"cand_{kind}_{s}.npz", **c)
         load0 = os.getloadavg()
-        t_all, keep = run_ours(c, args.threads)
-        t_one, keep1 = run_ours(c, 1)
-        if not np.array_equal(keep, keep1):
-            raise RuntimeError("kept sets differ between thread counts")
-        t_orig = keep_o = None
+        t_all = c_all = t_one = c_one = keep = None
+        if not args.no_ours:
+            t_all, c_all, keep = run_ours(c, args.threads)
+            t_one, c_one, keep1 = run_ours(c, 1)
+            if not np.array_equal(keep, keep1):
+                raise RuntimeError("kept sets differ between thread counts")
+        t_orig = c_orig = keep_o = None
         if not args.no_original:
-            t_orig, keep_o = run_original(c, args.threads, args.original_python, args.original_timeout)
+            t_orig, c_orig, keep_o = run_original(c, args.threads, args.original_python, args.original_timeout)
         load1 = os.getloadavg()
         agree = None
-        if keep_o is not None:
+        if keep_o is not None and keep is not None:
             a, b = set(keep.tolist()), set(keep_o.tolist())
             agree = len(a & b) / max(1, len(a | b))
-        rows.append((len(c["prob"]), t_orig, t_all, t_one, len(keep), None if keep_o is None else len(keep_o),
-                     agree, load0[0], load1[0]))
-        print(f"  {len(c['prob'])} candidates: ours {t_all:.2f} s ({args.threads} threads), {t_one:.2f} s (1 thread); "
-              f"original {'timeout' if t_orig is None else f'{t_orig:.2f} s'}", flush=True)
+        rows.append((len(c["prob"]), t_orig, c_orig, t_all, c_all, t_one, c_one, None if keep is None else len(keep),
+                     None if keep_o is None else len(keep_o), agree, load0[0], load1[0]))
+        print(f"  {len(c['prob'])} candidates: ours {_fmt(t_all)} s wall / {_fmt(c_all)} s CPU ({args.threads} threads), "
+              f"{_fmt(t_one)} s / {_fmt(c_one)} s (1 thread); original "
+              f"{'timeout' if t_orig is None and not args.no_original else f'{_fmt(t_orig)} s / {_fmt(c_orig)} s'}",
+              flush=True)
     print()
-    print(f"| {kind} candidates | original 0.9.2 s | ours s ({args.threads} threads) | ours s (1 thread) | "
-          "original / ours | speedup threads | kept (ours / original) | kept-set agreement | load avg before / after |")
+    print(f"| {kind} candidates | original 0.9.2 s wall (CPU) | ours s ({args.threads} threads) wall (CPU) | "
+          "ours s (1 thread) wall (CPU) | original / ours wall (CPU) | speedup threads | kept (ours / original) | "
+          "kept-set agreement | load avg before / after |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for n, to, ta, t1, ka, ko, ag, l0, l1 in rows:
-        ratio = "n/a" if to is None else f"{to / ta:.1f}×"
-        print(f"| {n:,} | {'>' + str(int(args.original_timeout)) if to is None else f'{to:.2f}'} | {ta:.2f} | {t1:.2f} | "
-              f"{ratio} | {t1 / ta:.2f}× | {ka} / {'-' if ko is None else ko} | "
+    for n, to, co, ta, ca, t1, c1, ka, ko, ag, l0, l1 in rows:
+        ratio = "n/a" if to is None or ta is None else f"{to / ta:.1f}× ({co / ca:.1f}×)"
+        orig = (f">{int(args.original_timeout)}" if to is None and not args.no_original
+                else f"{_fmt(to)} ({_fmt(co)})")
+        speed = "-" if ta is None else f"{t1 / ta:.2f}×"
+        print(f"| {n:,} | {orig} | {_fmt(ta)} ({_fmt(ca)}) | {_fmt(t1)} ({_fmt(c1)}) | {ratio} | {speed} | "
+              f"{'-' if ka is None else ka} / {'-' if ko is None else ko} | "
               f"{'-' if ag is None else f'{100 * ag:.1f} %'} | {l0:.1f} / {l1:.1f} |")
     return 0
 

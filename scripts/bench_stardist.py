@@ -649,12 +649,7 @@ def main(argv=None) -> int:
                          skip_ours=args.skip_ours)
         cmd = ".venv/bin/python scripts/bench_stardist.py " + " ".join(sys.argv[1:] if argv is None else argv)
         md = f"Command: `{cmd.strip()}`\n\n" + md
-        print()
-        print(md)
-        if str(args.out) != "-":
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(md)
-            print(f"written to {args.out}")
+        _bench_common.write_markdown(md, args.out)
         print(f"total {time.perf_counter() - t0:.0f} s")
         return 0
 
@@ -701,12 +696,7 @@ def main(argv=None) -> int:
 
     cmd = ".venv/bin/python scripts/bench_stardist.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = report(res, cfg, counts, cmd.strip())
-    print()
-    print(md)
-    if str(args.out) != "-":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(md)
-        print(f"written to {args.out}")
+    _bench_common.write_markdown(md, args.out)
     (work / "results.json").write_text(json.dumps(
         {**{k: v for k, v in res.items() if k != "eval"},
          "eval": {f"{a}/{b}/s{c}": v for (a, b, c), v in res["eval"].items()}, "cfg": cfg}, indent=1, default=float))

@@ -24,9 +24,11 @@ three outer vertices lie in B's inscribed ball is inside B whole.
 Most pairs never get there. A pair is decided by the cheapest sufficient test
 (every bound is rigorous, so the decision is the exact one): overlap of the
 bounding boxes and of the enclosing balls (upper bounds), of the inscribed
-balls about the centres (lower bound), then the exact sum, which stops as soon
-as it is known to exceed the limit or known not to reach it (negative terms
-first, then the positive ones against the volume of the remaining ones).
+balls about the centres (lower bound), then the sum, in which every term
+starts as an interval (the face's solid angle Ω from the centre gives
+``Ω min(h, r_in)³ / 3`` below and ``min(tetrahedron, Ω r_out³ / 3)`` above)
+and the widest terms are made exact first, until the sum is known to exceed
+the limit or known not to reach it.
 
 Greedy loop: candidates sorted by decreasing probability; for each kept one,
 its neighbours come from a uniform grid of bounding-box centres, and the
@@ -189,28 +191,92 @@ def _cone_pair(tri, lat, g, fp, gp, buf_a, buf_b):
     return v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _solid_angle(ax, ay, az, bx, by, bz, cx, cy, cz, det):
+    """Solid angle of the triangle ``(a, b, c)`` seen from the origin (Van Oosterom and Strackee); ``det = a·(b×c)``."""
+    la = math.sqrt(ax * ax + ay * ay + az * az)
+    lb = math.sqrt(bx * bx + by * by + bz * bz)
+    lc = math.sqrt(cx * cx + cy * cy + cz * cz)
+    den = (la * lb * lc + (ax * bx + ay * by + az * bz) * lc + (ax * cx + ay * cy + az * cz) * lb
+           + (bx * cx + by * cy + bz * cz) * la)
+    return 2.0 * math.atan2(abs(det), den)
+
+
 @njit(cache=True, nogil=True)
-def intersection_volume(j, verts, centres, faces, i_centre, i_planes, i_r_in, lat, inv, nbr, table, limit, early):
-    """Volume of polyhedron ``j`` ∩ polyhedron ``i`` (given by its centre, face planes and inscribed radius).
+def _face_volume(f, j, verts, faces, ox, oy, oz, want, i_planes, lat, inv, nbr, table, tri, fp, buf_a, buf_b,
+                 stamp, stack):
+    """Exact volume of the tetrahedron ``(o, face f of j)`` ∩ polyhedron ``i`` (``i``'s cones and face planes)."""
+    for k in range(3):
+        v = faces[f, k]
+        tri[k, 0] = verts[j, v, 0] - ox
+        tri[k, 1] = verts[j, v, 1] - oy
+        tri[k, 2] = verts[j, v, 2] - oz
+    ux = tri[1, 0] - tri[0, 0]
+    uy = tri[1, 1] - tri[0, 1]
+    uz = tri[1, 2] - tri[0, 2]
+    wx = tri[2, 0] - tri[0, 0]
+    wy = tri[2, 1] - tri[0, 1]
+    wz = tri[2, 2] - tri[0, 2]
+    fp[0] = uy * wz - uz * wy
+    fp[1] = uz * wx - ux * wz
+    fp[2] = ux * wy - uy * wx
+    fp[3] = fp[0] * tri[0, 0] + fp[1] * tri[0, 1] + fp[2] * tri[0, 2]
+    if want < 0.0:
+        for k in range(4):
+            fp[k] = -fp[k]  # h > 0 and n·u > 0 on the cone
+    g0 = _locate(tri[0, 0] + tri[1, 0] + tri[2, 0], tri[0, 1] + tri[1, 1] + tri[2, 1],
+                 tri[0, 2] + tri[1, 2] + tri[2, 2], inv, nbr, table, table.shape[0], table.shape[1])
+    stamp[g0] = f + 1
+    stack[0] = g0
+    ns = 1
+    vf = 0.0
+    while ns > 0:
+        ns -= 1
+        g = stack[ns]
+        v = _cone_pair(tri, lat, g, fp, i_planes[g], buf_a, buf_b)
+        if v < 0.0:
+            continue
+        vf += v
+        for k in range(3):
+            h = nbr[g, k]
+            if stamp[h] != f + 1:
+                stamp[h] = f + 1
+                stack[ns] = h
+                ns += 1
+    return vf
+
+
+@njit(cache=True, nogil=True)
+def intersection_volume(j, verts, centres, faces, i_centre, i_planes, i_r_in, i_r_out, lat, inv, nbr, table,
+                        limit, early):
+    """Volume of polyhedron ``j`` ∩ polyhedron ``i`` (given by its centre, face planes and ball radii).
 
     The faces of ``j`` are seen from ``i``'s centre ``o``: the signed tetrahedra
     ``(o, face f of j)`` sum to the indicator of ``j`` (winding number), and each
     meets only the few cones of ``i`` that its own cone overlaps (found by a
     walk and a search across cone edges). Within the intersection of two cones
-    the solid is bounded by the nearer of the two face planes. With ``early``,
-    stops once the result is known to exceed ``limit`` (returns a value above
-    it) or known not to (returns a value at most it).
+    the solid is bounded by the nearer of the two face planes.
+
+    With ``early``, each term starts as an interval: at least the part of
+    the face's cone (solid angle Ω) within both the face plane and ``i``'s
+    inscribed ball, ``Ω min(h, r_in)³ / 3``, at most the tetrahedron and
+    the part of the cone within ``i``'s enclosing ball, ``Ω r_out³ / 3``;
+    terms are then made exact, widest interval first, until the sum is known
+    to exceed ``limit`` (returns a value above it) or known not to (returns a
+    value at most it). Without ``early``: the exact sum.
     """
     nf = faces.shape[0]
-    nt = table.shape[0]
-    nphi = table.shape[1]
     ox = i_centre[0]
     oy = i_centre[1]
     oz = i_centre[2]
     sgn = np.empty(nf)
     tv = np.empty(nf)
-    pos_rem = 0.0
-    neg_rem = 0.0
+    lo = np.empty(nf)
+    hi = np.empty(nf)
+    r2 = i_r_in * i_r_in
+    out3 = i_r_out * i_r_out * i_r_out / 3.0
+    lb = 0.0
+    ub = 0.0
     for f in range(nf):
         a = faces[f, 0]
         b = faces[f, 1]
@@ -225,83 +291,70 @@ def intersection_volume(j, verts, centres, faces, i_centre, i_planes, i_r_in, la
         p2y = verts[j, c, 1] - oy
         p2z = verts[j, c, 2] - oz
         det = p0x * (p1y * p2z - p1z * p2y) - p0y * (p1x * p2z - p1z * p2x) + p0z * (p1x * p2y - p1y * p2x)
-        tv[f] = abs(det) / 6.0
+        t = abs(det) / 6.0
+        tv[f] = t
         sgn[f] = 1.0 if det > 0.0 else -1.0
-        if det > 0.0:
-            pos_rem += tv[f]
+        if (p0x * p0x + p0y * p0y + p0z * p0z < r2 and p1x * p1x + p1y * p1y + p1z * p1z < r2
+                and p2x * p2x + p2y * p2y + p2z * p2z < r2):
+            lo[f] = t  # the whole tetrahedron lies in i's inscribed ball: exact
+            hi[f] = t
+        elif early and t > 0.0:
+            om = _solid_angle(p0x, p0y, p0z, p1x, p1y, p1z, p2x, p2y, p2z, det)
+            ux = p1x - p0x
+            uy = p1y - p0y
+            uz = p1z - p0z
+            wx = p2x - p0x
+            wy = p2y - p0y
+            wz = p2z - p0z
+            nx = uy * wz - uz * wy
+            ny = uz * wx - ux * wz
+            nz = ux * wy - uy * wx
+            m = min(abs(det) / math.sqrt(nx * nx + ny * ny + nz * nz), i_r_in)  # nearer of plane and ball
+            # rounding: bounds widened by 1e-9 relative (the decision stays the exact one)
+            lo[f] = min(t, om * m * m * m / 3.0) * (1.0 - 1e-9)
+            hi[f] = min(t, om * out3 * (1.0 + 1e-9))
         else:
-            neg_rem += tv[f]
-    if early and pos_rem <= limit:
-        return pos_rem
+            lo[f] = 0.0
+            hi[f] = t
+        if det > 0.0:
+            lb += lo[f]
+            ub += hi[f]
+        else:
+            lb -= hi[f]
+            ub -= lo[f]
+    if early:
+        if ub <= limit:
+            return ub
+        if lb > limit:
+            return lb
+    order = np.argsort(lo - hi)  # widest interval first
     tri = np.empty((3, 3))
     buf_a = np.empty((12, 3))
     buf_b = np.empty((12, 3))
     fp = np.empty(4)
     stamp = np.zeros(nf, np.int64)
     stack = np.empty(nf, np.int64)
-    r2 = i_r_in * i_r_in
     acc = 0.0
-    # negative (back-facing) tetrahedra first: afterwards the running sum only grows
-    for sweep in range(2):
-        want = -1.0 if sweep == 0 else 1.0
-        for f in range(nf):
-            if sgn[f] != want:
-                continue
-            if want > 0.0:
-                pos_rem -= tv[f]
+    for k in range(nf):
+        f = order[k]
+        s = sgn[f]
+        if hi[f] <= lo[f]:  # exact already
+            acc += s * lo[f]
+            continue
+        v = min(_face_volume(f, j, verts, faces, ox, oy, oz, s, i_planes, lat, inv, nbr, table, tri, fp,
+                             buf_a, buf_b, stamp, stack), tv[f])
+        acc += s * v
+        if early:
+            if s > 0.0:
+                lb += v - lo[f]
+                ub += v - hi[f]
             else:
-                neg_rem -= tv[f]
-            if tv[f] <= 0.0:
-                continue
-            inside = True
-            for k in range(3):
-                v = faces[f, k]
-                tri[k, 0] = verts[j, v, 0] - ox
-                tri[k, 1] = verts[j, v, 1] - oy
-                tri[k, 2] = verts[j, v, 2] - oz
-                if tri[k, 0] ** 2 + tri[k, 1] ** 2 + tri[k, 2] ** 2 >= r2:
-                    inside = False
-            if inside:  # the whole tetrahedron lies in i's inscribed ball
-                acc += want * tv[f]
-            else:
-                ux = tri[1, 0] - tri[0, 0]
-                uy = tri[1, 1] - tri[0, 1]
-                uz = tri[1, 2] - tri[0, 2]
-                wx = tri[2, 0] - tri[0, 0]
-                wy = tri[2, 1] - tri[0, 1]
-                wz = tri[2, 2] - tri[0, 2]
-                fp[0] = uy * wz - uz * wy
-                fp[1] = uz * wx - ux * wz
-                fp[2] = ux * wy - uy * wx
-                fp[3] = fp[0] * tri[0, 0] + fp[1] * tri[0, 1] + fp[2] * tri[0, 2]
-                if want < 0.0:
-                    for k in range(4):
-                        fp[k] = -fp[k]  # h > 0 and n·u > 0 on the cone
-                g0 = _locate(tri[0, 0] + tri[1, 0] + tri[2, 0], tri[0, 1] + tri[1, 1] + tri[2, 1],
-                             tri[0, 2] + tri[1, 2] + tri[2, 2], inv, nbr, table, nt, nphi)
-                stamp[g0] = f + 1
-                stack[0] = g0
-                ns = 1
-                vf = 0.0
-                while ns > 0:
-                    ns -= 1
-                    g = stack[ns]
-                    v = _cone_pair(tri, lat, g, fp, i_planes[g], buf_a, buf_b)
-                    if v < 0.0:
-                        continue
-                    vf += v
-                    for k in range(3):
-                        h = nbr[g, k]
-                        if stamp[h] != f + 1:
-                            stamp[h] = f + 1
-                            stack[ns] = h
-                            ns += 1
-                acc += want * min(vf, tv[f])
-            if early:
-                if want > 0.0 and acc > limit:
-                    return acc
-                if acc + pos_rem <= limit:
-                    return acc
+                lb += hi[f] - v
+                ub += lo[f] - v
+            if lb > limit:
+                return lb
+            if ub <= limit:
+                return ub
     return acc
 
 
@@ -440,8 +493,8 @@ def _decide(i, j, verts, centres, faces, vols, boxes, r_in, r_out, nms_thresh, p
     dx = centres[i, 2] - centres[j, 2]
     if _lens(r_in[i], r_in[j], math.sqrt(dz * dz + dy * dy + dx * dx)) > limit:
         return True
-    return intersection_volume(j, verts, centres, faces, centres[i], planes, r_in[i], lat, inv, nbr, table,
-                               limit, True) > limit
+    return intersection_volume(j, verts, centres, faces, centres[i], planes, r_in[i], r_out[i], lat, inv, nbr,
+                               table, limit, True) > limit
 
 
 @njit(cache=True, nogil=True)
@@ -549,6 +602,6 @@ def pair_intersection_volumes(verts_a, centres_a, r_in_a, verts_b, faces, lat, i
     for p in prange(k):
         planes = np.empty((nf, 4))
         face_planes(p, verts_a, centres_a, faces, planes)
-        out[p] = intersection_volume(p, verts_b, centres_a, faces, centres_a[p], planes, r_in_a[p],
+        out[p] = intersection_volume(p, verts_b, centres_a, faces, centres_a[p], planes, r_in_a[p], 0.0,
                                      lat, inv, nbr, table, 0.0, False)
     return out

@@ -432,6 +432,8 @@ def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.nd
     >>> non_maximum_suppression_3d(d, pts, np.array([0.5, 0.7]), rays_golden_spiral(32), 0.4).tolist()
     [1]
     """
+    import numba
+
     from ._nms3d import candidate_geometry_3d, components_3d, greedy_nms_3d
 
     prob = np.asarray(prob)
@@ -451,7 +453,10 @@ def non_maximum_suppression_3d(dist: np.ndarray, points: np.ndarray, prob: np.nd
     points = points - origin
     boxes = np.ascontiguousarray(boxes - np.concatenate([origin, origin]))
     grid = (cell, start, members, n0, n1, n2, big)
-    labels = components_3d(points, vols, boxes, r_out, float(nms_thresh), *grid)
+    if numba.get_num_threads() > 1:
+        labels = components_3d(points, vols, boxes, r_out, float(nms_thresh), *grid)
+    else:  # one thread: the components (only a way to share the work) would cost time for nothing
+        labels = np.zeros(n, np.int64)
     blocks = _blocks(labels)
     counts = np.zeros(2, np.int64)
     args = (verts, points, faces, vols, boxes, r_in, r_out, float(nms_thresh), *_cone_tables(rays, faces),

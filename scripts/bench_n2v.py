@@ -24,7 +24,9 @@ Usage::
 ``--grid`` (issue 14): every image (nuclei, cell, camera, astronaut) x noise (Gaussian σ 10, 25,
 50, Poisson–Gaussian) x training seed, optionally a 3D stack; ours in this process and CAREamics
 in a persistent worker process train each pair at the same time; prints mean, min–max, worst
-case, time ratios, the load average and the thread settings (docs/benchmarks.md).
+case, time ratios, the load average and the thread settings (docs/benchmarks.md). For each of our
+runs it also predicts with the weights of the best validation epoch (our default) and of the last
+epoch (CAREamics' choice for N2V), from the same training: columns ``psnr_best``/``psnr_last``.
 """
 
 from __future__ import annotations
@@ -339,13 +341,29 @@ def run_grid(args) -> int:
             cfg = N2VConfig(axes=axes, patch_size=patch, batch_size=batch, epochs=ep,
                             steps_per_epoch=max(1, steps // ep), seed=seed, precision=prec)
             model = N2V(cfg, device="cpu")
+            snaps: list = []  # the weights at the end of every epoch (before its validation)
+
+            def snap(done: int, total: int, msg: str, m=model, every=cfg.steps_per_epoch) -> None:
+                if done % every == 0:
+                    snaps.append({k: v.detach().clone() for k, v in m.net.state_dict().items()})
+
             t0 = time.perf_counter()
-            model.train(noisy, show_progress=False)
+            hist = model.train(noisy, show_progress=False, progress=snap)
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()
             pred = model.predict(noisy)
-            rows.append(dict(base, tool=arm, train_s=t_train, predict_s=time.perf_counter() - t0,
-                             psnr=psnr(pred, gt)))
+            t_pred = time.perf_counter() - t0
+            # the same training with the other choice of kept weights: best validation epoch, last
+            alt = {}
+            for which, i in (("best", int(np.nanargmin(hist.val_loss.to_numpy()))
+                              if hist.val_loss.notna().any() else len(snaps) - 1),
+                             ("last", len(snaps) - 1)):
+                model.net.load_state_dict(snaps[i])
+                model.net.eval()
+                alt[f"psnr_{which}"] = psnr(model.predict(noisy), gt)
+                alt[f"epoch_{which}"] = i + 1
+            rows.append(dict(base, tool=arm, train_s=t_train, predict_s=t_pred, psnr=psnr(pred, gt),
+                             **alt))
         res = read_line("RESULT ")
         cpred = np.load(tmp / "pred.npy")
         rows.append(dict(base, tool="careamics", train_s=res["train_s"], predict_s=res["predict_s"],
@@ -353,8 +371,10 @@ def run_grid(args) -> int:
         shutil.rmtree(tmp / f"w{k}", ignore_errors=True)
         mine = [r for r in rows[-3:] if r["image"] == name and r["noise"] == noise and r["seed"] == seed]
         log(f"[{k + 1}/{len(jobs)} {time.perf_counter() - t_start:.0f}s load {load:.1f}] {name} {noise} "
-            f"seed {seed}: " + ", ".join(f"{r['tool']} {r['psnr']:.2f} dB {r['train_s']:.1f}s"
-                                         for r in mine))
+            f"seed {seed}: " + ", ".join(
+                f"{r['tool']} {r['psnr']:.2f} dB {r['train_s']:.1f}s"
+                + (f" (best ep {r['epoch_best']} {r['psnr_best']:.2f}, last {r['psnr_last']:.2f})"
+                   if "psnr_last" in r else "") for r in mine))
         out_json.write_text(json.dumps(dict(args={k2: str(v) for k2, v in vars(args).items()},
                                             version=__version__, careamics=ready["version"],
                                             threads=torch.get_num_threads(), env=env_threads,
@@ -404,6 +424,22 @@ def grid_table(rows: list[dict]) -> str:
     out.append(f"training time: ours {both.train_s_o.sum():.0f} s, CAREamics {both.train_s_c.sum():.0f} s, "
                f"ratio {both.train_s_o.sum() / both.train_s_c.sum():.2f} (per-run median "
                f"{(both.train_s_o / both.train_s_c).median():.2f})")
+    for t in ("ours", "ours-fp32"):
+        r = df[df.tool == t]
+        if "psnr_last" in r and r.psnr_last.notna().any():
+            d = r.psnr_last - r.psnr_best
+            out.append(f"{t}, kept weights: last epoch vs best validation epoch ({len(r)} runs): "
+                       f"Δ PSNR mean {d.mean():+.2f} dB, min {d.min():+.2f}, max {d.max():+.2f}, "
+                       f"last better in {int((d > 0).sum())}, equal in {int((d == 0).sum())}; "
+                       f"PSNR mean best {r.psnr_best.mean():.2f}, last {r.psnr_last.mean():.2f} dB")
+            for k in ("best", "last"):
+                alt = r.set_index(["image", "noise", "seed"])[f"psnr_{k}"]
+                j = alt.to_frame("o").join(c.psnr.rename("c"), how="inner")
+                out.append(f"  {t} with the {k} weights vs CAREamics: Δ mean {(j.o - j.c).mean():+.2f} dB, "
+                           f"worst run {(j.o - j.c).min():+.2f}; worst seed per case above CAREamics' in "
+                           f"{int((j.o.groupby(level=[0, 1]).min() > j.c.groupby(level=[0, 1]).min()).sum())}"
+                           f" of {j.o.groupby(level=[0, 1]).ngroups}; mean per case above in "
+                           f"{int((j.o.groupby(level=[0, 1]).mean() > j.c.groupby(level=[0, 1]).mean()).sum())}")
     if "ours-fp32" in tools:
         f = df[df.tool == "ours-fp32"].set_index(["image", "noise", "seed"])
         bf = o.add_suffix("_b").join(f.add_suffix("_f"), how="inner")

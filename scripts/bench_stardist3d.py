@@ -456,8 +456,11 @@ def merge_reports(works: list[Path], cmd: str) -> str:
 
 
 def timing_phase(py: Path | None, work: Path, cfg: dict, rounds: int, thread_list: list[int],
-                 skip_ours: bool = False) -> list[dict]:
-    """Interleaved rounds: for each thread count, the original then ours; one framework at a time."""
+                 skip_ours: bool = False, after_round=None) -> list[dict]:
+    """Interleaved rounds: for each thread count, the original then ours; one framework at a time.
+
+    ``after_round(runs)`` is called after each round (the report so far survives a stopped run).
+    """
     runs = []
     for r in range(rounds):
         for n in thread_list:
@@ -476,8 +479,10 @@ def timing_phase(py: Path | None, work: Path, cfg: dict, rounds: int, thread_lis
                       f"({row['predict_n_objects']} objects); threads {row['settings']}; "
                       f"load {before} -> {row['load_after']}; "
                       f"run {row['run_s']:.0f} s", flush=True)
+        (work / "timing.json").write_text(json.dumps(runs, indent=1, default=float))
+        if after_round is not None:
+            after_round(runs)
     set_thread_env(cfg["threads"])
-    (work / "timing.json").write_text(json.dumps(runs, indent=1, default=float))
     return runs
 
 
@@ -638,7 +643,16 @@ def main(argv=None) -> int:
     if args.phase in ("all", "timing"):
         rounds = args.rounds or (1 if q else 3)
         threads = [int(v) for v in args.timing_threads.split(",") if v]
-        runs = timing_phase(py, work, cfg, rounds, threads, skip_ours=args.skip_ours)
+
+        def partial(runs):  # the rounds so far, in case the run is stopped
+            if str(args.out) != "-":
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = args.out.with_name(args.out.name + ".tmp")
+                note = f" (partial: {runs[-1]['round']} round(s) so far)"
+                tmp.write_text("\n".join(mds + [report_timing(runs, cfg, counts, cmd + note)]))
+                os.replace(tmp, args.out)
+
+        runs = timing_phase(py, work, cfg, rounds, threads, skip_ours=args.skip_ours, after_round=partial)
         mds.append(report_timing(runs, cfg, counts, cmd))
     write_markdown("\n".join(mds), args.out)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -8,6 +8,7 @@ Tests of other modes run in a subprocess.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -32,6 +33,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent (CI always has it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def xvfb_display():
+    """A private X display for programs a test starts itself (Xvfb picks a free number), e.g. ``":5"``."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp"], pass_fds=(write_fd,),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    data = b""
+    deadline = time.monotonic() + 20
+    while not data.endswith(b"\n") and time.monotonic() < deadline:
+        if select.select([read_fd], [], [], 1)[0]:
+            data += os.read(read_fd, 64)
+    os.close(read_fd)
+    assert data.strip(), "Xvfb did not start"
+    yield f":{int(data.strip())}"
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +81,56 @@ def clean_imagej(ij):
     ResultsTable = jpype.JClass("ij.measure.ResultsTable")
     ResultsTable.getResultsTable().reset()
     del WindowManager
+
+
+@pytest.fixture()
+def imagej(clean_imagej):
+    """ImageJ with the bundled commands installed; no images, empty Results and Log before a test,
+    no images and an empty ROI Manager after it (a module may define its own ``imagej``)."""
+    from ij_bridge.commands import install_commands, run_macro
+
+    install_commands()
+    run_macro('close("*"); run("Clear Results"); print("\\\\Clear");')
+    yield clean_imagej
+    run_macro('close("*"); if (isOpen("ROI Manager")) { roiManager("reset"); }')
+
+
+def show(data, title: str):
+    """Show ``data`` (an array or DataArray) as the ImageJ image ``title``; return its ImagePlus."""
+    from ij_bridge import to_imageplus
+
+    imp = to_imageplus(data, title)
+    imp.show()
+    return imp
+
+
+def image(title: str):
+    """The open ImageJ image ``title`` (an assertion error if there is none)."""
+    from ij_bridge.imagej._java import jc
+
+    imp = jc.WindowManager.getImage(title)
+    assert imp is not None, f"no image {title!r}"
+    return imp
+
+
+def write_stardist_training_set(folder: Path, n: int = 2) -> tuple[Path, Path]:
+    """``n`` small synthetic 64 x 64 StarDist training pairs in ``folder/images`` and ``folder/masks``.
+
+    Returns the two folders (float32 images, uint16 label masks, seeds 0 to n-1).
+    """
+    import numpy as np
+    import tifffile
+
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(n):
+        x, y = synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=i)
+        tifffile.imwrite(images / f"s{i}.tif", x.astype(np.float32))
+        tifffile.imwrite(masks / f"s{i}.tif", y.astype(np.uint16))
+    return images, masks
 
 
 def run_python(code: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

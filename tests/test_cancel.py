@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import write_stardist_training_set
 
 from ij_bridge import cancel
 
@@ -507,16 +508,9 @@ def test_esc_stops_a_training_within_a_step_and_saves_nothing(clean_imagej, tmp_
     model = out / "esc.zip"
     options = f"training=noisy model=[{model}] epochs=1 steps=5000 batch=2 patch=16"
     if name.startswith("StarDist"):
-        from ij_bridge.synthetic import synthetic_nuclei
-
-        for sub in ("images", "masks"):
-            (tmp_path / sub).mkdir()
-        for i in range(2):
-            x, y = synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=i)
-            tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", x.astype(np.float32))
-            tifffile.imwrite(tmp_path / "masks" / f"s{i}.tif", y.astype(np.uint16))
+        images, masks = write_stardist_training_set(tmp_path)
         model = out / "esc"
-        options = (f"images=[{tmp_path / 'images'}] masks=[{tmp_path / 'masks'}] model=[{model}] "
+        options = (f"images=[{images}] masks=[{masks}] model=[{model}] "
                    "epochs=1 steps=5000 patch=32 rays=8")
     result: dict = {}
 

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import fill_generic_dialog
+from conftest import fill_generic_dialog, image, show  # and the `imagej` fixture
 
-from ij_bridge.commands import install_commands, run_macro
+from ij_bridge.commands import run_macro
 
 pytestmark = pytest.mark.imagej
 
@@ -38,30 +38,6 @@ def calibrated(arr, title, dims=("y", "x"), t_step=None):
         coords["t"] = np.arange(arr.shape[0]) * t_step
         units["t"] = "sec"
     return xr.DataArray(arr, dims=dims, coords=coords, attrs={"units": units, "title": title})
-
-
-@pytest.fixture()
-def imagej(ij):
-    install_commands()
-    run_macro('close("*"); run("Clear Results");')
-    yield ij
-    run_macro('close("*"); if (isOpen("ROI Manager")) { roiManager("reset"); }')
-
-
-def show(data, title):
-    from ij_bridge import to_imageplus
-
-    imp = to_imageplus(data, title)
-    imp.show()
-    return imp
-
-
-def image(title):
-    import jpype
-
-    imp = jpype.JClass("ij.WindowManager").getImage(title)
-    assert imp is not None, f"no image {title!r}"
-    return imp
 
 
 def pixels(title):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_stardist_training_set
 
 from ij_bridge.commands import Integer, command, install_commands, run_macro
 from ij_bridge.workflows import models as wm
@@ -397,18 +398,9 @@ def test_long_runs_show_the_time_left(installed, monkeypatch):
 
 @pytest.mark.imagej
 def test_a_trained_stardist_model_is_offered_next(installed, config, tmp_path):
-    import tifffile
-
-    from ij_bridge.synthetic import synthetic_nuclei
-
-    for sub in ("images", "masks"):
-        (tmp_path / sub).mkdir()
-    for i in range(2):
-        x, y = synthetic_nuclei((64, 64), n_objects=6, radius=(5, 8), seed=i)
-        tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", x.astype(np.float32))
-        tifffile.imwrite(tmp_path / "masks" / f"s{i}.tif", y.astype(np.uint16))
+    images, masks = write_stardist_training_set(tmp_path)
     model = tmp_path / "trained"
-    r = run_macro(f'run("StarDist Train (torch)", "images=[{tmp_path / "images"}] masks=[{tmp_path / "masks"}] '
+    r = run_macro(f'run("StarDist Train (torch)", "images=[{images}] masks=[{masks}] '
                   f'model=[{model}] epochs=1 steps=1 patch=32 rays=8");')
     assert r.ok, r.error
     assert wm.recent_models("stardist2d") == [str(model)] and wm.recent_models("stardist3d") == []

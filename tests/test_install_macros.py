@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -50,25 +48,6 @@ def imagej_folder(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def xvfb():
-    """A display for plain ImageJ, started by the test itself."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp"], pass_fds=(write_fd,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    data = b""
-    deadline = time.monotonic() + 20
-    while not data.endswith(b"\n") and time.monotonic() < deadline:
-        if select.select([read_fd], [], [], 1)[0]:
-            data += os.read(read_fd, 64)
-    os.close(read_fd)
-    assert data.strip(), "Xvfb did not start"
-    yield f":{int(data.strip())}"
-    proc.terminate()
-    proc.wait(10)
-
-
 def _plain_imagej(folder: Path, macro: Path, display: str, timeout: float = 360,
                   temp: Path | None = None) -> subprocess.CompletedProcess:
     """`java -jar ij.jar -batch MACRO`; ``temp``: its temporary folder (getDirectory("temp"))."""
@@ -99,7 +78,7 @@ def test_installed_files(imagej_folder, tmp_path):
     assert r.returncode == 2 and "no plugins folder" in r.stderr
 
 
-def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb, tmp_path):
+def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb_display, tmp_path):
     """`java -jar ij.jar -batch`: the installed command runs StarDist + Measure Labels via exec()."""
     macro = tmp_path / "stardist.ijm"
     macro.write_text(
@@ -112,7 +91,7 @@ def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb, tmp_path):
     )
     temp = tmp_path / "temp"
     temp.mkdir()
-    r = _plain_imagej(imagej_folder, macro, xvfb, temp=temp)
+    r = _plain_imagej(imagej_folder, macro, xvfb_display, temp=temp)
     out = r.stdout
     assert r.returncode == 0, r.stderr + out
     n = int(out.split("labels max=")[1].split()[0])
@@ -129,11 +108,11 @@ def test_plain_imagej_batch_calls_the_cli(imagej_folder, cells, xvfb, tmp_path):
     assert not list(temp.iterdir())  # the exchange folder is removed
 
 
-def test_cli_errors_are_imagej_errors(imagej_folder, cells, xvfb, tmp_path):
+def test_cli_errors_are_imagej_errors(imagej_folder, cells, xvfb_display, tmp_path):
     macro = tmp_path / "fails.ijm"
     macro.write_text(f'open("{cells}");\n'
                      'run("StarDist 2D (ij-bridge)", "model=[/no/such/model.zip] normalize output=[Both]");\n')
-    r = _plain_imagej(imagej_folder, macro, xvfb)
+    r = _plain_imagej(imagej_folder, macro, xvfb_display)
     assert "IJ Bridge: StarDist 2D (torch) failed" in r.stdout
     assert "/no/such/model.zip" in r.stdout
     # an executable that is gone is named, and nothing hangs
@@ -143,7 +122,7 @@ def test_cli_errors_are_imagej_errors(imagej_folder, cells, xvfb, tmp_path):
     for f in (broken / "plugins" / "IJ Bridge").iterdir():
         f.write_text(f.read_text().replace(f'exe = "{exe}"', 'exe = "/nonexistent/bin/ij-bridge"')
                      .replace(f'exe = "{CLI}"', 'exe = "/nonexistent/bin/ij-bridge"'))
-    r = _plain_imagej(broken, macro, xvfb, timeout=60)
+    r = _plain_imagej(broken, macro, xvfb_display, timeout=60)
     assert "the ij-bridge executable is missing" in r.stdout
 
 
@@ -272,7 +251,7 @@ os._exit(0)
 """
 
 
-def test_recorded_menu_run_replays_in_batch(imagej_folder, cells, xvfb, tmp_path):
+def test_recorded_menu_run_replays_in_batch(imagej_folder, cells, xvfb_display, tmp_path):
     """Plugins > IJ Bridge in a stock ImageJ, the Recorder's lines of a menu run, and their replay
     in `ImageJ -batch`: the same objects, ROIs and Results rows."""
     script = tmp_path / "record.py"
@@ -280,7 +259,7 @@ def test_recorded_menu_run_replays_in_batch(imagej_folder, cells, xvfb, tmp_path
     temp = tmp_path / "temp"
     temp.mkdir()
     r = subprocess.run([sys.executable, str(script), str(imagej_folder), str(cells), str(temp)],
-                       capture_output=True, text=True, timeout=360, env=dict(os.environ, DISPLAY=xvfb), cwd=tmp_path)
+                       capture_output=True, text=True, timeout=360, env=dict(os.environ, DISPLAY=xvfb_display), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     run = json.loads(r.stdout.strip().splitlines()[-1])
     assert run["submenus"] == ["IJ Bridge"]  # not "IJ_Bridge"
@@ -298,7 +277,7 @@ def test_recorded_menu_run_replays_in_batch(imagej_folder, cells, xvfb, tmp_path
     replay.write_text(f'open("{cells}");\n' + run["recorded"] +
                       '\nselectImage(nImages); getStatistics(area, mean, min, max);\n'
                       'print("replayed labels max=" + max + " results=" + nResults);\n')
-    r = _plain_imagej(imagej_folder, replay, xvfb)
+    r = _plain_imagej(imagej_folder, replay, xvfb_display)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"replayed labels max={n} results={n}" in r.stdout, r.stdout
     assert f"{n} ROIs in the ROI Manager; {n} rows in Results" in r.stdout  # -batch: the command's own

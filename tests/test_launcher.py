@@ -7,7 +7,6 @@ DISPLAY), as a user's desktop would give it, and reads what that ImageJ shows.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -25,25 +24,6 @@ pytestmark = pytest.mark.imagej
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("ij-bridge"))
-
-
-@pytest.fixture(scope="module")
-def display():
-    """A private X display (Xvfb picks a free number)."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-nolisten", "tcp"], pass_fds=(write_fd,),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    data = b""
-    deadline = time.monotonic() + 20
-    while not data.endswith(b"\n") and time.monotonic() < deadline:
-        if select.select([read_fd], [], [], 1)[0]:
-            data += os.read(read_fd, 64)
-    os.close(read_fd)
-    assert data.strip(), "Xvfb did not start"
-    yield f":{int(data.strip())}"
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +49,14 @@ def _launch(*args: str, display: str | None, timeout: float = 180) -> subprocess
 
 
 @pytest.mark.parametrize("how", ["menu", "window"])
-def test_menu_files_and_quit(display, images, how):
+def test_menu_files_and_quit(xvfb_display, images, how):
     """The real menu bar holds every command under Plugins > IJ Bridge, the files are open, and
     File > Quit (or closing the ImageJ window) ends the process with status 0."""
     t0 = time.monotonic()
-    r = _launch("--check", *map(str, images), "--quit-with", how, display=display)
+    r = _launch("--check", *map(str, images), "--quit-with", how, display=xvfb_display)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("ij-bridge: ImageJ 1.") and f"on display {display}," in lines[0]
+    assert lines[0].startswith("ij-bridge: ImageJ 1.") and f"on display {xvfb_display}," in lines[0]
     menu = sorted(x.removeprefix("menu: Plugins > IJ Bridge > ") for x in lines if x.startswith("menu: "))
     assert menu == _menu_commands() and "StarDist 2D (torch)" in menu
     assert f"{len(menu)} commands in Plugins > IJ Bridge" in lines[0]
@@ -84,8 +64,8 @@ def test_menu_files_and_quit(display, images, how):
     assert time.monotonic() - t0 < 170
 
 
-def test_blocks_while_imagej_runs_and_a_signal_ends_it(display, images):
-    env = dict(os.environ, DISPLAY=display)
+def test_blocks_while_imagej_runs_and_a_signal_ends_it(xvfb_display, images):
+    env = dict(os.environ, DISPLAY=xvfb_display)
     proc = subprocess.Popen([CLI, "imagej", str(images[0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=REPO)
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import image, show  # and the `imagej` fixture
 
 from ij_bridge.synthetic import synthetic_nuclei
 
@@ -40,32 +41,6 @@ def nuclei_stack(seed: int = 7, nz: int = 16, calibrated: bool = True) -> xr.Dat
               "x": (np.arange(64) - ORIGIN[0]) * PW}
     return xr.DataArray(data, dims=("z", "y", "x"), coords=coords,
                         attrs={"units": {"x": "µm", "y": "µm", "z": "µm"}})
-
-
-@pytest.fixture()
-def imagej(clean_imagej):
-    from ij_bridge.commands import install_commands, run_macro
-
-    install_commands()
-    run_macro('close("*"); run("Clear Results"); print("\\\\Clear");')
-    yield clean_imagej
-    run_macro('close("*"); if (isOpen("ROI Manager")) { roiManager("reset"); }')
-
-
-def show(da, title):
-    from ij_bridge import to_imageplus
-
-    imp = to_imageplus(da, title)
-    imp.show()
-    return imp
-
-
-def image(title):
-    from ij_bridge.imagej._java import jc
-
-    imp = jc.WindowManager.getImage(title)
-    assert imp is not None, f"no image {title!r}"
-    return imp
 
 
 def run(code):

@@ -270,14 +270,18 @@ def _renameat2(src: Path, dst: Path, flags: int) -> bool:
     raise OSError(e, os.strerror(e), str(dst))
 
 
+def _fsync(p: Path, flags: int = os.O_RDONLY) -> None:
+    """fsync ``p``; its errors (ENOSPC, EIO) are raised."""
+    fd = os.open(p, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_path(p: Path) -> None:
     with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
-        flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY
-        fd = os.open(p, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(p, (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if p.is_dir() else os.O_RDONLY)
 
 
 def _fsync_tree(p: Path) -> None:
@@ -286,20 +290,12 @@ def _fsync_tree(p: Path) -> None:
             for f in files:
                 fp = Path(root) / f
                 if not fp.is_symlink():
-                    fd = os.open(fp, os.O_RDONLY)
-                    try:
-                        os.fsync(fd)  # ENOSPC / EIO surface here, before the rename
-                    finally:
-                        os.close(fd)
+                    _fsync(fp)  # ENOSPC / EIO surface here, before the rename
             for d in dirs:
                 _fsync_path(Path(root) / d)
         _fsync_path(p)
     else:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(p)
 
 
 def _remove(p: Path) -> None:

@@ -161,10 +161,10 @@ def run_plugin(plugin: str, args: str | Mapping[str, Any] | None = None, ij1_sty
         IJ.redirectErrorMessages(True)  # IJ.error goes to the Log and getErrorMessage, no dialog
         try:
             if interactive:  # the user answers the dialogs
-                _run(IJ, plugin, options, imp, jpype)
+                registry._ij_run(IJ, plugin, options, imp, jpype)
             else:
                 with closing_dialogs() as dialog_errors:
-                    _run(IJ, plugin, options, imp, jpype)
+                    registry._ij_run(IJ, plugin, options, imp, jpype)
             message = IJ.getErrorMessage()  # before the reset below, which clears it
         finally:
             IJ.redirectErrorMessages(False)
@@ -186,17 +186,6 @@ def _dialog_error(plugin: str, text: str) -> str:
                 f"the values as options, e.g. run_plugin({plugin!r}, \"key=value ...\") (the Macro "
                 "Recorder, Plugins > Macros > Record..., shows them)")
     return _one_line(text)
-
-
-def _run(IJ, plugin: str, options: str, imp, jpype) -> None:
-    try:
-        if imp is not None:
-            IJ.run(imp, plugin, options)
-        else:
-            IJ.run(plugin, options)
-    except jpype.JException as exc:
-        if not registry._is_macro_cancel(exc):  # an error aborts with "Macro canceled"
-            raise
 
 
 def _image_ids() -> list[int]:

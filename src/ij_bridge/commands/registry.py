@@ -845,6 +845,22 @@ def _is_macro_cancel(exc: BaseException) -> bool:
         return False
 
 
+def _ij_run(IJ, name: str, options: str, imp, jpype) -> None:
+    """``IJ.run`` the command ``name`` (on ``imp`` when given); a "Macro canceled" abort is swallowed.
+
+    An error in the command aborts with "Macro canceled" after it has been reported (and recorded
+    by the caller's error hook); any other Java exception propagates.
+    """
+    try:
+        if imp is not None:
+            IJ.run(imp, name, options)
+        else:
+            IJ.run(name, options)
+    except jpype.JException as exc:
+        if not _is_macro_cancel(exc):
+            raise
+
+
 def _signal_error(cmd: Command, message: str, interp) -> None:
     """Report a failed command the ImageJ way; aborts a calling macro.
 
@@ -1026,14 +1042,7 @@ def run_command(name: str, options: str = "", imp=None) -> list:
         IJ.getErrorMessage()  # clear
         open_before = set(image_ids())
         with dialogs as dialog_texts:
-            try:
-                if imp is not None:
-                    IJ.run(imp, name, options)
-                else:
-                    IJ.run(name, options)
-            except jpype.JException as exc:
-                if not _is_macro_cancel(exc):
-                    raise
+            _ij_run(IJ, name, options, imp, jpype)
         if last_error.when != before:
             raise CommandError(last_error.message)
         if dialog_texts:

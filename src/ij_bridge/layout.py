@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -111,6 +111,36 @@ def dim_name(name: Hashable) -> str | None:
     return ALIASES.get(str(name).strip().lower())
 
 
+def _canonical_dims(names: Iterable[Hashable], *, unknown: Callable[[Hashable], str],
+                    twice: Callable[[list[str]], str], no_yx: Callable[[], str]) -> tuple[str, ...]:
+    """The canonical dim of each name; one checked, distinct set that holds ``y`` and ``x``.
+
+    Parameters
+    ----------
+    names : iterable of hashable
+        Dim names (any spelling of :data:`ALIASES`).
+    unknown, twice, no_yx : callable
+        Build the error message for an unknown name (given it), for a repeated dim (given
+        the canonical names so far) and for a missing ``y`` or ``x``; called only on error.
+
+    Raises
+    ------
+    ValueError
+        With the message of the first check that fails.
+    """
+    out: list[str] = []
+    for name in names:
+        key = dim_name(name)
+        if key is None:
+            raise ValueError(unknown(name))
+        out.append(key)
+    if len(set(out)) != len(out):
+        raise ValueError(twice(out))
+    if "y" not in out or "x" not in out:
+        raise ValueError(no_yx())
+    return tuple(out)
+
+
 def normalise_dims(dims: Sequence[Hashable] | str) -> tuple[str, ...]:
     """Map dim names (ours, PyImageJ's, any case) to ``t, c, z, y, x, s``.
 
@@ -128,17 +158,11 @@ def normalise_dims(dims: Sequence[Hashable] | str) -> tuple[str, ...]:
     >>> normalise_dims(["pln", "row", "col"])
     ('z', 'y', 'x')
     """
-    out = []
-    for d in dims:
-        key = dim_name(d)
-        if key is None:
-            raise ValueError(f"unknown dim {d!r}; {_DIMS_HELP}")
-        out.append(key)
-    if len(set(out)) != len(out):
-        raise ValueError(f"dims {tuple(dims)!r} name the same axis twice (as {tuple(out)!r})")
-    if "y" not in out or "x" not in out:
-        raise ValueError(f"dims {tuple(dims)!r} need both a y (row) and an x (col) dim")
-    return tuple(out)
+    return _canonical_dims(
+        dims,
+        unknown=lambda d: f"unknown dim {d!r}; {_DIMS_HELP}",
+        twice=lambda out: f"dims {tuple(dims)!r} name the same axis twice (as {tuple(out)!r})",
+        no_yx=lambda: f"dims {tuple(dims)!r} need both a y (row) and an x (col) dim")
 
 
 def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *,
@@ -183,18 +207,12 @@ def parse_axes(axes: str | Sequence[Hashable], ndim: int | None = None, *,
     if ndim is not None and len(items) != ndim:
         raise ValueError(f"{what}: axes {shown!r} name {len(items)} axes but the array has {ndim}; "
                          "pass axes= with one letter per axis (T, C, Z, Y, X, S)")
-    out = []
-    for a in items:
-        key = dim_name(a)
-        if key is None:
-            raise ValueError(f"{what}: axes {shown!r}: unknown axis {a!r}; use the letters T (time or "
-                             "independent images), C (channels), Z, Y, X and S (RGB samples)")
-        out.append(key)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{what}: axes {shown!r} name the same axis twice (as {''.join(out).upper()!r})")
-    if "y" not in out or "x" not in out:
-        raise ValueError(f"{what}: axes {shown!r} must contain Y and X")
-    return tuple(out)
+    return _canonical_dims(
+        items,
+        unknown=lambda a: (f"{what}: axes {shown!r}: unknown axis {a!r}; use the letters T (time or "
+                           "independent images), C (channels), Z, Y, X and S (RGB samples)"),
+        twice=lambda out: f"{what}: axes {shown!r} name the same axis twice (as {''.join(out).upper()!r})",
+        no_yx=lambda: f"{what}: axes {shown!r} must contain Y and X")
 
 
 def legacy_sample_axis(axes: str, *, what: str = "image", stacklevel: int = 2) -> tuple[str, int | None]:

@@ -133,6 +133,32 @@ def write_stardist_training_set(folder: Path, n: int = 2) -> tuple[Path, Path]:
     return images, masks
 
 
+def synthetic_set(seeds, shape: tuple[int, ...], n_objects: int, **kwargs) -> tuple[list, list]:
+    """One :func:`ij_bridge.synthetic.synthetic_nuclei` image and label image per seed.
+
+    ``kwargs`` go to ``synthetic_nuclei`` (``radius``, ``anisotropy`` ...). Returns ``(X, Y)``.
+    """
+    from ij_bridge.synthetic import synthetic_nuclei
+
+    X, Y = [], []
+    for s in seeds:
+        x, y = synthetic_nuclei(shape, n_objects=n_objects, seed=s, **kwargs)
+        X.append(x)
+        Y.append(y)
+    return X, Y
+
+
+@pytest.fixture()
+def two_torch_threads():
+    """Torch uses 2 threads during the test (CI-sized trainings); the old count is restored."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
 def run_python(code: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh Python (for a JVM in another mode than this process's)."""
     full_env = dict(os.environ)

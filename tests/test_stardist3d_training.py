@@ -10,27 +10,15 @@ from ij_bridge.metrics import matching_dataset
 from ij_bridge.stardist import StarDist3D, StarDistConfig
 from ij_bridge.stardist import augment as aug
 from ij_bridge.stardist.geometry import edt_prob, rays_golden_spiral, star_dist_3d
-from ij_bridge.synthetic import synthetic_nuclei
 
-pytestmark = pytest.mark.slow
+from conftest import synthetic_set
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 
 
 def _stacks(seeds, shape=(16, 48, 48), n=10, radius=(5, 7), anisotropy=2.0):
-    X, Y = [], []
-    for s in seeds:
-        x, y = synthetic_nuclei(shape, n_objects=n, radius=radius, seed=s, anisotropy=anisotropy,
-                                overlap=0.2, axial_blur=2.0)
-        X.append(x)
-        Y.append(y)
-    return X, Y
+    return synthetic_set(seeds, shape, n, radius=radius, anisotropy=anisotropy, overlap=0.2,
+                         axial_blur=2.0)
 
 
 def _transform_dirs(dirs: np.ndarray, ops) -> np.ndarray:

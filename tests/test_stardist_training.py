@@ -10,24 +10,13 @@ from ij_bridge.metrics import matching_dataset
 from ij_bridge.stardist import StarDist2D, StarDist3D, StarDistConfig, optimize_thresholds
 from ij_bridge.synthetic import synthetic_nuclei
 
-pytestmark = pytest.mark.slow
+from conftest import synthetic_set
 
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_torch_threads")]
 
 
 def _data(seeds, shape=(128, 128), n=14):
-    X, Y = [], []
-    for s in seeds:
-        x, y = synthetic_nuclei(shape, n_objects=n, radius=(6, 10), seed=s)
-        X.append(x)
-        Y.append(y)
-    return X, Y
+    return synthetic_set(seeds, shape, n, radius=(6, 10))
 
 
 def test_short_2d_training_reaches_stated_f1(tmp_path):

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 
@@ -46,6 +47,18 @@ def collect_tiffs(paths: list[str]) -> list[Path]:
         else:
             raise CLIError(f"input not found: {p}")
     return files
+
+
+def add_group(subparsers: Any, name: str, *, help: str, description: str) -> Any:
+    """Add the command group ``name`` and return its sub-command parsers.
+
+    ``ij-bridge NAME`` without a sub-command prints the group's help and exits with 1;
+    the chosen sub-command is stored as ``args.<name>_command``.
+    """
+    grp = subparsers.add_parser(name, help=help, description=description)
+    sub = grp.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
+    return sub
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,16 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CLIError, collect_tiffs
+from . import CLIError, add_group, collect_tiffs
 
 
 
 def register(subparsers: Any) -> None:
     """Add the ``n2v`` group with its ``train``, ``predict`` and ``import`` sub-commands."""
-    grp = subparsers.add_parser("n2v", help="Noise2Void denoising (train, predict, import)",
-                                description="Self-supervised denoising with Noise2Void.")
-    sub = grp.add_subparsers(dest="n2v_command", metavar="SUBCOMMAND")
-    grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
+    sub = add_group(subparsers, "n2v", help="Noise2Void denoising (train, predict, import)",
+                    description="Self-supervised denoising with Noise2Void.")
 
     tr = sub.add_parser("train", help="train a model on noisy images",
                         description="Train Noise2Void on the noisy images themselves.")

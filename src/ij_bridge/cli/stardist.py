@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflows.stardist import DEFAULT_MODEL, DEFAULT_MODEL_3D  # the one place they are set
-from . import CLIError, collect_tiffs
+from . import CLIError, add_group, collect_tiffs
 
 __all__ = ["register"]
 
@@ -24,10 +24,8 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``stardist`` group with its ``train``, ``predict`` and ``import`` sub-commands."""
-    grp = subparsers.add_parser("stardist", help="StarDist nucleus segmentation (train, predict)",
-                                description="Star-convex instance segmentation (StarDist) in PyTorch.")
-    sub = grp.add_subparsers(dest="stardist_command", metavar="SUBCOMMAND")
-    grp.set_defaults(func=lambda args: (grp.print_help(), 1)[1])
+    sub = add_group(subparsers, "stardist", help="StarDist nucleus segmentation (train, predict)",
+                    description="Star-convex instance segmentation (StarDist) in PyTorch.")
 
     tr = sub.add_parser("train", help="train a model on images and label masks",
                         description="Train StarDist on image / label-image pairs matched by file name.")

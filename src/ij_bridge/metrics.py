@@ -310,6 +310,12 @@ def _safe_div(x: float, y: float) -> float:
     return float(x) / float(y) if abs(y) > 1e-10 else 0.0
 
 
+def _counts(criterion: str, thresh: float, tp: int, fp: int, fn: int, n_true: int,
+            n_pred: int) -> dict[str, Any]:
+    """The fields of a matching record besides its scores (:func:`_scores`)."""
+    return dict(criterion=criterion, thresh=thresh, fp=fp, tp=tp, fn=fn, n_true=n_true, n_pred=n_pred)
+
+
 def _scores(tp: int, fp: int, fn: int, sum_score: float, n_true: int) -> dict[str, float]:
     """The rates and mean scores of a matching, from its counts and summed matched scores."""
     return dict(
@@ -455,13 +461,7 @@ def matching(
             )
         out.append(
             Matching(
-                criterion=criterion,
-                thresh=thr,
-                fp=fp,
-                tp=tp,
-                fn=fn,
-                n_true=n_true,
-                n_pred=n_pred,
+                **_counts(criterion, thr, tp, fp, fn, n_true, n_pred),
                 **_scores(tp, fp, fn, sum_score, n_true),
                 **extra,
             )
@@ -553,13 +553,7 @@ def matching_dataset(
             avg = _scores(tp, fp, fn, sum_score, n_true)
         out.append(
             DatasetMatching(
-                criterion=criterion,
-                thresh=thr,
-                fp=fp,
-                tp=tp,
-                fn=fn,
-                n_true=n_true,
-                n_pred=n_pred,
+                **_counts(criterion, thr, tp, fp, fn, n_true, n_pred),
                 by_image=bool(by_image),
                 n_images=n,
                 **avg,

@@ -61,6 +61,17 @@ def add_group(subparsers: Any, name: str, *, help: str, description: str) -> Any
     return sub
 
 
+def add_big_flags(parser: Any, *, big: str, no_big: str) -> None:
+    """Add ``--big`` / ``--no-big`` (issue 14.3, :mod:`ij_bridge.workflows.big`) to ``parser``.
+
+    ``args.big`` is True, False or None (neither given: the command decides by size);
+    ``big`` and ``no_big`` are the two flags' help texts.
+    """
+    grp = parser.add_mutually_exclusive_group()
+    grp.add_argument("--big", dest="big", action="store_const", const=True, default=None, help=big)
+    grp.add_argument("--no-big", dest="big", action="store_const", const=False, help=no_big)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ij-bridge",

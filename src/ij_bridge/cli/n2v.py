@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CLIError, add_group, collect_tiffs
+from . import CLIError, add_big_flags, add_group, collect_tiffs
 
 
 
@@ -65,12 +65,9 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
-    big = pr.add_mutually_exclusive_group()  # issue 14.3: ij_bridge.workflows.big
-    big.add_argument("--big", dest="big", action="store_const", const=True, default=None,
-                     help="denoise plane by plane from a memory map, written as it is done (default: "
-                          "automatic above 2 GiB of 32-bit result)")
-    big.add_argument("--no-big", dest="big", action="store_const", const=False,
-                     help="always denoise the whole image at once")
+    add_big_flags(pr, big="denoise plane by plane from a memory map, written as it is done (default: "
+                          "automatic above 2 GiB of 32-bit result)",
+                  no_big="always denoise the whole image at once")
     pr.set_defaults(func=_predict)
 
     im = sub.add_parser("import", help="convert an n2v (juglab) model to ij-bridge's format",

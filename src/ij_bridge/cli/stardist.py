@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflows.stardist import DEFAULT_MODEL, DEFAULT_MODEL_3D  # the one place they are set
-from . import CLIError, add_group, collect_tiffs
+from . import CLIError, add_big_flags, add_group, collect_tiffs
 
 __all__ = ["register"]
 
@@ -84,12 +84,9 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--overwrite", action="store_true",
                     help="replace existing outputs (each input's set of outputs is replaced as a whole)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
-    big = pr.add_mutually_exclusive_group()  # helper H (issue 14.3): ij_bridge.workflows.big
-    big.add_argument("--big", dest="big", action="store_const", const=True, default=None,
-                     help="segment block by block, labels written to disk as they are done (default: "
-                          "automatic above 4096 x 4096 pixels, 2D model, one plane)")
-    big.add_argument("--no-big", dest="big", action="store_const", const=False,
-                     help="always segment the whole image at once")
+    add_big_flags(pr, big="segment block by block, labels written to disk as they are done (default: "
+                          "automatic above 4096 x 4096 pixels, 2D model, one plane)",
+                  no_big="always segment the whole image at once")
     pr.add_argument("--block-size", type=int, help="core size of --big's blocks (default: from memory)")
     pr.set_defaults(func=_predict)
 

@@ -14,10 +14,14 @@ Ours runs in this process (after a warm-up call that loads the compiled
 kernels from numba's cache), once with all numba threads and once with one;
 the original runs in its own environment (``--original-python``, default
 ``/work/venvs/stardist-tf/bin/python``) by subprocess with ``OMP_NUM_THREADS``
-set to the same thread count. Printed: seconds, the ratios, the agreement of
-the kept sets, the load average before and after, and the thread settings.
+set to the same thread count. Printed: wall and process-CPU seconds, the
+ratios, the agreement of the kept sets, the load average before and after,
+and the thread settings. ``--save DIR`` writes each generated set,
+``--candidates FILE...`` reads saved ones (e.g. to time the original alone,
+``--no-ours``, on a set too large for one sitting).
 
-    .venv/bin/python scripts/bench_nms.py --3d
+    .venv/bin/python scripts/bench_nms.py --3d --sizes 10000
+    .venv/bin/python scripts/bench_nms.py --3d --sizes 30000 100000 --no-original
     .venv/bin/python scripts/bench_nms.py            # 2D
 """
 

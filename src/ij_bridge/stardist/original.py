@@ -697,7 +697,8 @@ def load_original(cls, path: str | Path, device=None, weights: str | None = None
             if wname is None and "ij_bridge" in (d.get("config") or {}):
                 raise OriginalModelError(
                     f"{p} is a bioimage.io package written by ij-bridge's export (PyTorch weights, no "
-                    "Keras weights); load the ij-bridge model it was exported from instead")
+                    "Keras weights); load the ij-bridge model it was exported from instead, or rebuild it "
+                    "with ij_bridge.stardist.bioimageio.import_bioimageio(path)")
             if wname is None:
                 raise OriginalModelError(
                     f"{p}: the bioimage.io package has no Keras HDF5 weights (looked for "

@@ -71,11 +71,15 @@ class StarDistConfig:
     train_precision : {"float32", "bfloat16", "auto"}
         Arithmetic of the training forward/backward pass. ``"bfloat16"`` runs
         the network under ``torch.autocast`` (weights, optimizer state, the loss
-        and prediction stay float32); on a CPU with AMX/AVX512-BF16 a 1-thread
-        step took 0.23-0.43x the float32 time (docs/benchmarks.md; 2 threads on
-        a heavily loaded machine were slower), results differ from float32 by
-        rounding. ``"auto"``: bfloat16 on such CPUs, float32 elsewhere
-        and on CUDA. Default ``"float32"`` (bit-for-bit the earlier training).
+        and prediction stay float32). On a quiet CPU with AMX/AVX512-BF16 a
+        step of the benchmark's budget took 0.46x the original StarDist's at
+        2 threads and 0.34x at 1 thread (float32: 0.96-1.00x;
+        docs/benchmarks.md). On a busy machine use 1 thread with bfloat16:
+        oneDNN's AMX weight-gradient kernel busy-waits for its partner thread.
+        ``"auto"``: bfloat16 on such CPUs, float32 elsewhere and on CUDA.
+        Default ``"float32"``: bit-for-bit the earlier training and the same
+        arithmetic on every CPU (bfloat16 rounding depends on the CPU's
+        kernels); the 3-seed quality of bfloat16 training is not measured yet.
     original : dict, optional
         The architecture of a model imported from the original StarDist (Keras),
         as :func:`ij_bridge.stardist.original.original_architecture` gives it; the

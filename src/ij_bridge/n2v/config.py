@@ -119,8 +119,10 @@ class N2VConfig:
         ``torch.autocast`` (CPU: about 2.5x faster per step on CPUs with
         AMX/AVX512-BF16; results differ from float32 by rounding). ``auto``:
         bfloat16 on such CPUs (:func:`bf16_native`), float32 elsewhere and on
-        CUDA. Default ``float32``: on short budgets bfloat16 cost 0.9 dB PSNR
-        on average (docs/benchmarks.md), so it is opt-in.
+        CUDA. Default ``float32``: on short budgets bfloat16 cost 0.5-0.75 dB
+        PSNR on average (docs/benchmarks.md; the gradient error is in the
+        bfloat16 convolutions, batch norm and the output conv in float32 do
+        not reduce it), so it is opt-in.
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm
         U-Net shape (see :class:`ij_bridge.nets.unet.UNet`).
     unet_pool : tuple of int, optional

@@ -246,7 +246,7 @@ def _our_model(cfg: dict, epochs: int, steps: int):
     kw = dict(ndim=3, n_rays=cfg["n_rays"], grid=tuple(cfg["grid"]), anisotropy=tuple(cfg["anisotropy"]),
               patch_size=tuple(cfg["patch"]), batch_size=cfg["batch"], epochs=epochs,
               steps_per_epoch=steps, learning_rate=3e-4, seed=cfg["seed"], backbone=cfg["backbone"],
-              head_channels=cfg["head"])
+              head_channels=cfg["head"], train_precision=cfg.get("precision", "float32"))
     if cfg["backbone"] == "unet":
         kw.update(unet_depth=2, unet_n_filters=cfg["filters"])
     else:
@@ -567,6 +567,8 @@ def main(argv=None) -> int:
                     help="OMP_WAIT_POLICY for both frameworks (set before torch starts; default: unset, "
                          "OpenMP's own). On an oversubscribed machine spinning OpenMP threads make 2-thread "
                          "steps many times slower; PASSIVE avoids that")
+    ap.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
+                    help="our StarDistConfig.train_precision (training only; prediction stays float32)")
     ap.add_argument("--skip-original", action="store_true")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--run-nms", action="store_true",
@@ -592,7 +594,7 @@ def main(argv=None) -> int:
            "opt_maxiter": args.opt_maxiter, "opt_budget_s": args.opt_budget, "prob": args.prob, "nms": args.nms,
            "seeds": [int(v) for v in (args.seeds or ("0" if q else "0,1,2")).split(",")],
            "timing_steps": args.timing_steps or (8 if q else 30), "pred_reps": args.pred_reps or (2 if q else 5),
-           "work": str(work)}
+           "precision": args.precision, "work": str(work)}
     cmd = (".venv/bin/python scripts/bench_stardist3d.py " + " ".join(argv)).strip()
     if args.merge:
         write_markdown(merge_reports(args.merge, cmd), args.out)

@@ -297,8 +297,8 @@ def test_cli_warning_is_one_clean_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     warned = [line for line in lines if "warning" in line.lower()]
     assert warned == ["ij-bridge: warning: image too small to hold out a validation band of one "
-                      "patch; validating on the training image (pass validation= for an "
-                      "independent estimate)"], proc.stderr
+                      "patch; validating on the training image (pass validation= in Python or --val IMAGE "
+                      "on the command line for an independent estimate)"], proc.stderr
     assert ".py:" not in proc.stderr and "UserWarning" not in proc.stderr
     assert (tmp_path / "m.zip").is_file()
 

@@ -284,7 +284,7 @@ def _resolution(cal: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
     return (_resolution_rational(cal["pixel_width"]), _resolution_rational(cal["pixel_height"]))
 
 
-def calibration_tiff_kwargs(cal: dict[str, Any], axes: str) -> dict[str, Any]:
+def calibration_tiff_kwargs(cal: dict[str, Any], axes: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``tifffile`` that write an ImageJ TIFF with this spatial calibration.
 
     For writers that fill a file plane by plane (``tifffile.memmap``) rather than
@@ -296,11 +296,12 @@ def calibration_tiff_kwargs(cal: dict[str, Any], axes: str) -> dict[str, Any]:
     ----------
     cal : dict
         A calibration (:func:`read_calibration`, or a DataArray's ``attrs``).
-    axes : str
-        ImageJ axes of the data to be written, e.g. ``"YX"`` or ``"ZYX"``.
+    axes : str, optional
+        ImageJ axes of the data to be written, e.g. ``"YX"`` or ``"ZYX"``
+        (left out: the writer adds them).
     """
-    return {"imagej": True, "resolution": _resolution(cal), "resolutionunit": 1,
-            "metadata": {"axes": axes, **_geometry_metadata(cal)}}
+    meta = _geometry_metadata(cal) if axes is None else {"axes": axes, **_geometry_metadata(cal)}
+    return {"imagej": True, "resolution": _resolution(cal), "resolutionunit": 1, "metadata": meta}
 
 
 def read_calibration(path: str | os.PathLike) -> dict[str, Any]:

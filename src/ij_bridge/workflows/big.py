@@ -78,7 +78,7 @@ def _open(path: Path, info: dict[str, Any], log: Log | None):
     return tifffile.imread(path)
 
 
-def _tiff_kwargs(path: Path, axes: str) -> dict[str, Any]:
+def _tiff_kwargs(path: Path, axes: str | None = None) -> dict[str, Any]:
     """ImageJ TIFF keywords that give an output the whole spatial calibration of ``path``."""
     from ..io import calibration_tiff_kwargs, read_calibration
 
@@ -159,7 +159,6 @@ def denoise_file_big(path: str | os.PathLike, model: Any, target: str | os.PathL
     if lead and ax[0] != lead[0]:
         raise ValueError(f"{path.name}: axes {ax}: the {lead[0]} axis must come first; pass --no-big")
     img = _open(path, info, log)
-    ij_axes = "".join({"S": "T"}.get(a, a) for a in ax)
     predict_big(model, img, target, axes=ax, overwrite=overwrite, tile_shape=tile_shape, tta=tta,
-                show_progress=show_progress, tiff_kwargs=_tiff_kwargs(path, ij_axes))
+                show_progress=show_progress, tiff_kwargs=_tiff_kwargs(path))  # predict_big adds the axes
     return Path(target)

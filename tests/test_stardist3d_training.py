@@ -105,6 +105,36 @@ def test_sampled_patches_keep_image_labels_and_targets_together():
     assert sum(checked) >= 5
 
 
+@pytest.mark.parametrize("anisotropy", [(2, 1, 1), (2, 1, 1.05), (2, 1, 1.5), None])
+def test_whole_stack_probabilities_give_the_per_patch_targets(anisotropy):
+    """Training cuts each patch's probability from the whole stack's (computed once, and once more
+    for the Y/X swap when rotations are allowed): the patches are bit for bit those whose targets
+    are computed from the label patch, for equal, near-equal (rotations, swapped transform) and
+    unequal (flips only) y/x voxel sizes."""
+    X, Y = _stacks([6], shape=(16, 48, 48), n=12)
+    y = Y[0]
+    cfg = StarDistConfig(ndim=3, n_rays=24, grid=(1, 2, 2), patch_size=(8, 32, 32), anisotropy=anisotropy,
+                         unet_depth=1)
+    model = StarDist3D(cfg, device="cpu")
+    probs = aug.object_probabilities(y, cfg)
+    assert (True in probs) == (anisotropy is None or anisotropy[2] != 1.5)
+    per_patch = (X[0][None].astype(np.float32), y, np.flatnonzero(y), aug.object_margin([y], cap=cfg.patch_size))
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    transposed = 0
+    for _ in range(60):
+        state = r1.bit_generator.state
+        a = aug.sample_patch_3d(model, per_patch, r1)
+        b = aug.sample_patch_3d(model, per_patch + (probs,), r2)
+        for u, v in zip(a, b):
+            assert u.dtype == v.dtype == np.float32
+            np.testing.assert_array_equal(u, v)
+        r3 = np.random.default_rng()
+        r3.bit_generator.state = state
+        aug._choose_box(r3, y.shape, cfg.patch_size, per_patch[2], cfg.foreground_prob)
+        transposed += "t" in aug.random_transform(r3, allow_transpose=aug.allow_transpose(cfg))
+    assert (transposed > 10) == (True in probs)
+
+
 def test_rotations_only_for_square_pixels():
     rng = np.random.default_rng(0)
     assert not any("t" in aug.random_transform(rng, allow_transpose=False) for _ in range(50))

@@ -30,6 +30,7 @@ from .geometry import edt_prob
 
 __all__ = ["anisotropy_from_labels", "random_transform", "apply_transform", "intensity_augment",
            "star_dist_3d_at", "star_dist_3d_fast", "object_margin", "patch_targets_3d",
+           "allow_transpose", "object_probabilities",
            "sample_batch_3d", "init_output_biases_3d", "INTENSITY_SCALE", "INTENSITY_SHIFT",
            "YX_TOLERANCE"]
 
@@ -267,16 +268,44 @@ def _choose_box(rng, shape, ps, fg, foreground_prob):
     return [int(rng.integers(s - p + 1)) for p, s in zip(ps, shape)]
 
 
+def allow_transpose(cfg: Any) -> bool:
+    """Whether training may swap Y and X (the 90° rotations): a square patch and y/x voxel sizes
+    equal within :data:`YX_TOLERANCE` (the empirical anisotropy of a stack is never exactly equal
+    in y and x)."""
+    ps, an = cfg.patch_size, cfg.anisotropy
+    return ps[1] == ps[2] and (an is None or abs(an[1] - an[2]) <= YX_TOLERANCE * max(an[1], an[2]))
+
+
+def object_probabilities(lbl: np.ndarray, cfg: Any) -> dict[bool, np.ndarray]:
+    """The object probability of a whole training label stack, once, for every patch drawn from it.
+
+    ``{False: edt_prob(lbl)}``, and with :func:`allow_transpose` also ``{True: ...}``, the
+    probability of the Y/X-swapped stack laid back in the stack's frame: with unequal y/x voxel
+    sizes (within the tolerance) the distance transform of a swapped patch is not the swap of
+    the distance transform. Flips commute with it exactly, so a patch's probability is a cut of
+    one of these, transformed as its image (:func:`sample_patch_3d`). The numbers are those of
+    :func:`patch_targets_3d`, which computes them per patch.
+    """
+    out = {False: edt_prob(lbl, cfg.anisotropy)}
+    if cfg.augment and allow_transpose(cfg):
+        out[True] = np.ascontiguousarray(np.swapaxes(
+            edt_prob(np.ascontiguousarray(np.swapaxes(lbl, 1, 2)), cfg.anisotropy), 1, 2))
+    return out
+
+
 def sample_patch_3d(model: Any, item: tuple, rng: np.random.Generator, augment: bool | None = None,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training patch of a 3D item ``(image (C, Z, Y, X), labels, foreground indices, margin)``.
+    """One training patch of a 3D item ``(image (C, Z, Y, X), labels, foreground indices, margin[, probabilities])``.
 
     Returns the image patch ``(C, *patch_size)`` and its targets at grid
     resolution (probability, ``(R, ...)`` distances), augmented when
-    ``augment`` (default ``config.augment``).
+    ``augment`` (default ``config.augment``). With the item's fifth entry
+    (:func:`object_probabilities`) the probability is cut from the whole
+    stack's; without it, it is computed from the label patch (the same numbers).
     """
     cfg = model.config
-    img, lbl, fg, margin = item
+    img, lbl, fg, margin = item[:4]
+    probs = item[4] if len(item) > 4 else None
     ps = cfg.patch_size
     shape = lbl.shape
     lo = _choose_box(rng, shape, ps, fg, cfg.foreground_prob)
@@ -287,17 +316,20 @@ def sample_patch_3d(model: Any, item: tuple, rng: np.random.Generator, augment: 
     inner = [a - r for a, r in zip(lo, rlo)]
     size = list(ps)
     do_aug = cfg.augment if augment is None else augment
+    ops: tuple[str, ...] = ()
     if do_aug:
-        an = cfg.anisotropy
-        # 90° rotations need square pixels: y/x voxel sizes equal within YX_TOLERANCE (the
-        # empirical anisotropy of a stack is never exactly equal in y and x)
-        square = ps[1] == ps[2] and (an is None or abs(an[1] - an[2]) <= YX_TOLERANCE * max(an[1], an[2]))
-        ops = random_transform(rng, allow_transpose=square, flip_z=True)
+        ops = random_transform(rng, allow_transpose=allow_transpose(cfg), flip_z=True)
         inner, size, _ = transform_box(inner, size, y.shape, ops)
         x, y = apply_transform(x, ops, 1), apply_transform(y, ops, 0)
     y = np.ascontiguousarray(y)
-    prob, dist = patch_targets_3d(y, inner, size, model.rays.vertices, cfg.grid, cfg.anisotropy)
-    x = x[(slice(None),) + tuple(slice(a, a + s) for a, s in zip(inner, size))]
+    box = tuple(slice(a, a + s) for a, s in zip(inner, size))
+    if probs is None:
+        prob, dist = patch_targets_3d(y, inner, size, model.rays.vertices, cfg.grid, cfg.anisotropy)
+    else:
+        pr = apply_transform(probs["t" in ops][region], ops, 0)
+        prob = np.ascontiguousarray(pr[tuple(slice(a, a + s, g) for a, s, g in zip(inner, size, cfg.grid))])
+        dist = star_dist_3d_fast(y, model.rays.vertices, cfg.grid, inner, size, rays_first=True)
+    x = x[(slice(None),) + box]
     if do_aug:
         x = intensity_augment(x, rng)
     return np.ascontiguousarray(x, np.float32), prob, dist

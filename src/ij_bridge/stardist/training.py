@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import cancel
 from ..device import autocast_dtype, bf16_native
+from ..prefetch import Prefetch
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
@@ -258,7 +259,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         model._init_output_biases(data)
         model._fresh_weights = False
     rng = np.random.default_rng(cfg.seed)
-    with torch.random.fork_rng(devices=[]):
+    # the next batch is drawn while the network trains on this one (the same batches, in order)
+    draw = Prefetch(lambda: model._sample_batch(data, rng), epochs * steps)
+    with torch.random.fork_rng(devices=[]), draw:
         torch.manual_seed(cfg.seed)
         # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold
         torch.set_flush_denormal(True)
@@ -286,7 +289,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
             acc = np.zeros(3)
             for _ in range(steps):
                 cancel.check()  # a time limit, a signal or Esc stops training here
-                xb, pb, db = model._sample_batch(data, rng)
+                xb, pb, db = draw.next()
                 xb, pb, db = model._tensor(xb), pb.to(model.device), db.to(model.device)
                 with autocast:  # train_precision="bfloat16": the network in bfloat16
                     pl, dl = model.net(xb)

@@ -70,3 +70,32 @@ def test_leaving_early_stops_the_thread():
             raise KeyboardInterrupt
     assert not [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     assert len(n_drawn) <= 5   # the taken one, depth ready, one in hand, one started
+
+
+def test_inline_drawing_gives_the_same_batches_without_a_thread():
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    before = threading.active_count()
+    with Prefetch(lambda: rng_a.normal(size=3), 5) as a, Prefetch(lambda: rng_b.normal(size=3), 5,
+                                                                   background=False) as b:
+        assert threading.active_count() == before + 1   # only the background one
+        for _ in range(5):
+            np.testing.assert_array_equal(a.next(), b.next())
+        with pytest.raises(StopIteration):
+            b.next()
+
+
+def test_a_spare_core_is_one_torch_does_not_use():
+    import os
+
+    import torch
+
+    from ij_bridge.prefetch import spare_core
+
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert spare_core() == (len(os.sched_getaffinity(0)) > 1)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        assert not spare_core()
+    finally:
+        torch.set_num_threads(n)

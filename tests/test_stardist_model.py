@@ -254,3 +254,33 @@ def test_bioimageio_export_reproduces_the_maps(tmp_path, bundled):
     lo, hi = np.percentile(t_in, (1, 99.8))
     again = ts(torch.from_numpy(((t_in - lo) / (hi - lo)).astype(np.float32))).detach().numpy()
     np.testing.assert_allclose(again, t_out, atol=1e-4)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_the_joined_output_layers_equal_the_two_1x1_convolutions(ndim):
+    """The network computes its two 1x1 output layers as one matrix product; in every memory
+    layout the outputs and the gradients are those of the two layers applied separately."""
+    cfg = StarDistConfig(ndim=ndim, n_rays=16 if ndim == 2 else 24, unet_depth=1, unet_n_filters=8,
+                         head_channels=16, grid=(2, 2) if ndim == 2 else (1, 2, 2))
+    net = (StarDist2D if ndim == 2 else StarDist3D)(cfg, device="cpu").net
+    with torch.no_grad():  # non-zero biases (a fresh network has zeros)
+        net.out_prob.bias.normal_()
+        net.out_dist.bias.normal_()
+    shape = (2, 1, 16, 16) if ndim == 2 else (2, 1, 8, 16, 16)
+    x0 = torch.randn(shape)
+    fmt = torch.channels_last if ndim == 2 else torch.channels_last_3d
+    for x in (x0.contiguous(memory_format=fmt), x0.contiguous(), x0.transpose(-1, -2)):
+        for fmt_net in (fmt, torch.contiguous_format):
+            net.to(memory_format=fmt_net)
+            net.zero_grad()
+            p, d = net(x)
+            (p.sum() + (d * d).sum()).backward()
+            got = [p, d] + [net.out_prob.weight.grad.clone(), net.out_dist.weight.grad.clone()]
+            net.zero_grad()
+            h = net.head(net.unet(net.stem(x)))
+            p2, d2 = net.out_prob(h), net.out_dist(h)
+            (p2.sum() + (d2 * d2).sum()).backward()
+            want = [p2, d2, net.out_prob.weight.grad, net.out_dist.weight.grad]
+            for g, w in zip(got, want):
+                assert g.shape == w.shape
+                torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)

@@ -118,12 +118,23 @@ class StarDistNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.head(self.unet(self.stem(x)))
-        # the two 1x1 output layers as one convolution (one pass over the head's wide output,
-        # forward and backward: measured 10-15 % of a small 3D training step saved); the weights
-        # stay two layers, so saved models and the original's layout are unchanged
-        w = torch.cat([self.out_prob.weight, self.out_dist.weight])
+        # the two 1x1 output layers as one matrix product over the head's output: one pass over
+        # it, forward and backward, without the layout copies torch's 1x1 convolutions make
+        # (measured on a small 3D training step, 1 thread, alternated in one process: 72 ms
+        # against 84 ms for the two convolutions). The same numbers up to rounding (~1e-8);
+        # the weights stay two layers, so saved models are unchanged.
+        w = torch.cat([self.out_prob.weight, self.out_dist.weight]).flatten(1)   # (1 + R, C)
         b = torch.cat([self.out_prob.bias, self.out_dist.bias])
-        y = (F.conv2d if self.cfg.ndim == 2 else F.conv3d)(h, w, b)
+        last = h.movedim(1, -1)                       # (N, *spatial, C): a view
+        if last.is_contiguous():                      # channels-last (the models' layout)
+            y = torch.addmm(b, last.reshape(-1, h.shape[1]), w.t())
+            y = y.view(*last.shape[:-1], -1).movedim(-1, 1)
+        elif h.is_contiguous():
+            n = h.shape[0]
+            y = torch.baddbmm(b.view(1, -1, 1).expand(n, -1, 1), w.expand(n, -1, -1), h.flatten(2))
+            y = y.view(n, -1, *h.shape[2:])
+        else:
+            y = (F.conv2d if h.ndim == 4 else F.conv3d)(h, w.view(*w.shape, *(1,) * (h.ndim - 2)), b)
         return y[:, :1], y[:, 1:]
 
     def receptive_radius(self) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .. import cancel
 from ..device import autocast_dtype, bf16_native
-from ..prefetch import Prefetch
+from ..prefetch import Prefetch, spare_core
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
 
@@ -259,8 +259,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         model._init_output_biases(data)
         model._fresh_weights = False
     rng = np.random.default_rng(cfg.seed)
-    # the next batch is drawn while the network trains on this one (the same batches, in order)
-    draw = Prefetch(lambda: model._sample_batch(data, rng), epochs * steps)
+    # the next batch is drawn while the network trains on this one (the same batches, in order),
+    # where a core is free for it
+    draw = Prefetch(lambda: model._sample_batch(data, rng), epochs * steps, background=spare_core())
     with torch.random.fork_rng(devices=[]), draw:
         torch.manual_seed(cfg.seed)
         # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -9,6 +11,7 @@ import torch
 from scipy import ndimage as ndi
 
 from ij_bridge.cli import main
+from ij_bridge.device import EmulatedBfloat16Warning
 from ij_bridge.n2v import N2V, N2VConfig
 
 pytestmark = pytest.mark.slow
@@ -70,7 +73,14 @@ def _bf16_checks(bf16_native) -> None:
     gt = _clean(seed=4)
     noisy = (gt + np.random.default_rng(5).normal(0, 30, gt.shape)).astype(np.float32)
     bf = N2V(_config(precision="bfloat16", epochs=3), device="cpu")
-    bf.train(noisy, show_progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bf.train(noisy, show_progress=False)
+    # a CPU without bfloat16 arithmetic emulates it (slower than float32): the user is told so
+    emulated = [w for w in caught if issubclass(w.category, EmulatedBfloat16Warning)]
+    assert len(emulated) == (0 if bf16_native() else 1), [str(w.message) for w in caught]
+    if emulated:
+        assert "precision='auto'" in str(emulated[0].message)
     assert all(p.dtype == torch.float32 for p in bf.net.parameters())
     out = bf.predict(noisy)
     assert out.dtype == np.float32
@@ -82,6 +92,9 @@ def _bf16_checks(bf16_native) -> None:
     bf1.train(noisy, show_progress=False)
     w32, w16 = fp.net.state_dict(), bf1.net.state_dict()
     assert any(not torch.equal(w32[k], w16[k]) for k in w32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmulatedBfloat16Warning)  # float32 and auto never warn
+        N2V(_config(precision="auto", epochs=1, steps_per_epoch=1), device="cpu").train(noisy, show_progress=False)
     auto = _config(precision="auto")
     assert auto.training_dtype("cpu") == (torch.bfloat16 if bf16_native() else None)
     assert auto.training_dtype("meta") is None and _config().training_dtype("cpu") is None

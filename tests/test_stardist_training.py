@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -196,7 +198,15 @@ def test_bfloat16_training_reaches_stated_f1_and_is_reproducible():
     a = StarDist2D(StarDistConfig(**small, train_precision="bfloat16"), device="cpu")
     b = StarDist2D(StarDistConfig(**small, train_precision="bfloat16"), device="cpu")
     f = StarDist2D(StarDistConfig(**small), device="cpu")
-    ha, hb, hf = (m_.train(X1, Y1, show_progress=False) for m_ in (a, b, f))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ha, hb, hf = (m_.train(X1, Y1, show_progress=False) for m_ in (a, b, f))
+    # where the CPU has no bfloat16 arithmetic, each bfloat16 training (not the float32 one) says
+    # that it is emulated, and names the fix
+    from ij_bridge.device import EmulatedBfloat16Warning, bf16_native
+    emulated = [str(w.message) for w in caught if issubclass(w.category, EmulatedBfloat16Warning)]
+    assert len(emulated) == (0 if bf16_native() else 2), emulated
+    assert all("train_precision='auto'" in m_ for m_ in emulated)
     assert ha["train_loss"].tolist() == hb["train_loss"].tolist()
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(va, vb), k

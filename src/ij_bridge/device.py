@@ -8,11 +8,13 @@ device(type='cpu')
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
 __all__ = ["choose_device", "memory_budget", "available_memory", "CUDA_FRACTION", "CPU_FRACTION",
-           "CPU_CAP", "bf16_native", "autocast_dtype"]
+           "CPU_CAP", "bf16_native", "autocast_dtype",
+           "EmulatedBfloat16Warning", "warn_if_emulated"]
 
 CUDA_FRACTION = 0.4
 """Share of the GPU's free memory one prediction (one tile) may use."""
@@ -84,6 +86,27 @@ def bf16_native() -> bool:
                 pass
         _BF16 = ok
     return _BF16
+
+
+class EmulatedBfloat16Warning(RuntimeWarning):
+    """bfloat16 training was asked for on a CPU that has no bfloat16 arithmetic."""
+
+
+def warn_if_emulated(dtype: torch.dtype | None, device: str | torch.device, option: str) -> bool:
+    """Warn, once per call, when ``dtype`` is bfloat16 on a CPU without native bfloat16.
+
+    There torch emulates bfloat16 outside oneDNN (im2col and a reference
+    matrix product), so training is slower than float32, not faster: on an
+    AVX2-only AMD EPYC a StarDist step took about twice float32's time.
+    ``option`` names the setting in the message (e.g. ``"train_precision"``).
+    Returns whether it warned.
+    """
+    if dtype != torch.bfloat16 or torch.device(device).type != "cpu" or bf16_native():
+        return False
+    warnings.warn(f"{option}='bfloat16' on a CPU without bfloat16 arithmetic (no AVX512-BF16 or AMX): "
+                  f"torch emulates it, so training runs slower than in float32; set {option}='auto' "
+                  f"(float32 here) or 'float32'", EmulatedBfloat16Warning, stacklevel=3)
+    return True
 
 
 def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:

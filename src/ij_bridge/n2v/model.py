@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import cancel
-from ..device import choose_device, memory_budget
+from ..device import choose_device, memory_budget, warn_if_emulated
 from ..nets.unet import UNet
 from ..progress import Progress
 from ..tiles import auto_n_tiles, iter_tiles
@@ -192,6 +192,7 @@ class N2V:
                 val_batches.append(manip(xb, vrng))
 
         amp = cfg.training_dtype(dev)
+        warn_if_emulated(amp, dev, "precision")
         # bfloat16 autocast (an option, see N2VConfig.precision): the convolutions run in
         # bfloat16, weights, optimizer state and the loss stay float32
         autocast = torch.autocast(dev.type, dtype=amp, enabled=amp is not None)

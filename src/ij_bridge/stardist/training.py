@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import cancel
-from ..device import autocast_dtype, bf16_native
+from ..device import autocast_dtype, bf16_native, warn_if_emulated
 from ..prefetch import Prefetch, spare_core
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
@@ -270,6 +270,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         opt = torch.optim.Adam(model.net.parameters(), lr=cfg.learning_rate, fused=True)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
         amp = training_dtype(cfg, model.device)
+        warn_if_emulated(amp, model.device, "train_precision")
         # weights, optimizer state and the loss stay float32; only the network's arithmetic changes
         autocast = torch.autocast(model.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None)
         hist: dict[str, list] = {k: [] for k in ("epoch", "loss", "prob_loss", "dist_loss", "lr",
@@ -287,7 +288,8 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             model.net.train()
-            acc = np.zeros(3)
+            # the losses add up on the device: no host round trip per step (CUDA runs ahead)
+            acc = torch.zeros(3, dtype=torch.float64, device=model.device)
             for _ in range(steps):
                 cancel.check()  # a time limit, a signal or Esc stops training here
                 xb, pb, db = draw.next()
@@ -298,14 +300,13 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                acc += [loss.item(), lp.item(), ld.item()]
+                acc += torch.stack([loss.detach(), lp.detach(), ld.detach()]).double()
                 done += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
                 if progress is not None:
                     progress(done, total, f"epoch {epoch}/{epochs}")
-            acc /= steps
+            acc = acc.cpu().numpy() / steps  # one copy per epoch; the float64 sum of before
             hist["epoch"].append(epoch)
             hist["loss"].append(float(acc[0]))
             hist["prob_loss"].append(float(acc[1]))
@@ -326,8 +327,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
                 sched.step(acc[0])
                 key = (0.0, -float(acc[0]))
             hist["seconds"].append(time.perf_counter() - t0)
-            if bar is not None and val is not None:
-                bar.set_postfix(epoch=epoch, loss=f"{acc[0]:.4f}", val_f1=f"{hist['val_f1'][-1]:.3f}")
+            if bar is not None:
+                bar.set_postfix(epoch=epoch, loss=f"{acc[0]:.4f}",
+                                **({"val_f1": f"{hist['val_f1'][-1]:.3f}"} if val is not None else {}))
             if best_key is None or key > best_key:
                 best_key, best_epoch = key, epoch
                 best_state = copy.deepcopy(model.net.state_dict())

@@ -8,6 +8,7 @@ nothing behind when cancelled. No timings here (scripts/bench_big.py).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,7 +258,14 @@ def test_bfloat16_option_close_to_float32(sd_model, nuclei, whole):
     from ij_bridge.metrics import matching
 
     lbl, _ = whole
-    lab, _ = sd_model.predict_instances_big(nuclei, precision="bfloat16", block_size=384)
+    from ij_bridge.device import EmulatedBfloat16Warning, bf16_native
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lab, _ = sd_model.predict_instances_big(nuclei, precision="bfloat16", block_size=384)
+    emulated = [str(w.message) for w in caught if issubclass(w.category, EmulatedBfloat16Warning)]
+    assert len(emulated) == (0 if bf16_native() else 1) and all(
+        "prediction runs" in m and m.endswith("set precision='float32'") for m in emulated)
     assert matching(lbl, lab, thresh=0.5).f1 > 0.95  # a documented trade: a few objects change
     with pytest.raises(ValueError, match="precision"):
         sd_model.predict_instances_big(nuclei, precision="half")

@@ -92,20 +92,25 @@ class EmulatedBfloat16Warning(RuntimeWarning):
     """bfloat16 training was asked for on a CPU that has no bfloat16 arithmetic."""
 
 
-def warn_if_emulated(dtype: torch.dtype | None, device: str | torch.device, option: str) -> bool:
+def warn_if_emulated(dtype: torch.dtype | None, device: str | torch.device, option: str,
+                     what: str = "training", has_auto: bool = True) -> bool:
     """Warn, once per call, when ``dtype`` is bfloat16 on a CPU without native bfloat16.
 
     There torch emulates bfloat16 outside oneDNN (im2col and a reference
     matrix product), so training is slower than float32, not faster: on an
-    AVX2-only AMD EPYC a StarDist step took about twice float32's time.
-    ``option`` names the setting in the message (e.g. ``"train_precision"``).
+    AVX2-only AMD EPYC a 2D StarDist training step took 8.5x float32's time
+    (docs/benchmarks.md).
+    ``option`` names the setting in the message (e.g. ``"train_precision"``),
+    ``what`` the work that will be slow (``"training"``, ``"prediction"``);
+    ``has_auto``: whether the setting takes ``"auto"``, the fix named first.
     Returns whether it warned.
     """
     if dtype != torch.bfloat16 or torch.device(device).type != "cpu" or bf16_native():
         return False
+    fix = f"{option}='auto' (float32 here) or 'float32'" if has_auto else f"{option}='float32'"
     warnings.warn(f"{option}='bfloat16' on a CPU without bfloat16 arithmetic (no AVX512-BF16 or AMX): "
-                  f"torch emulates it, so training runs slower than in float32; set {option}='auto' "
-                  f"(float32 here) or 'float32'", EmulatedBfloat16Warning, stacklevel=3)
+                  f"torch emulates it, so {what} runs several times slower than in float32; set {fix}",
+                  EmulatedBfloat16Warning, stacklevel=3)
     return True
 
 

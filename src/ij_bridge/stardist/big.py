@@ -391,6 +391,12 @@ def predict_instances_big(model, image: Any, output: str | os.PathLike | Any | N
         block = tuple(int(math.ceil(v / d) * d) for v, d in zip(b, div))
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    if precision == "bfloat16":
+        import torch
+
+        from ..device import warn_if_emulated
+
+        warn_if_emulated(torch.bfloat16, model.device, "precision", "prediction", has_auto=False)
     if margin is not None and (int(margin) < 0 or int(margin) > min(block)):
         raise ValueError(f"margin={margin} must lie in [0, block size {min(block)}]; "
                          "pass a larger block_size or a smaller margin")

@@ -119,10 +119,12 @@ class N2VConfig:
         ``torch.autocast`` (CPU: about 2.5x faster per step on CPUs with
         AMX/AVX512-BF16; results differ from float32 by rounding). ``auto``:
         bfloat16 on such CPUs (:func:`bf16_native`), float32 elsewhere and on
-        CUDA. Default ``float32``: on short budgets bfloat16 cost 0.5-0.75 dB
-        PSNR on average (docs/benchmarks.md; the gradient error is in the
-        bfloat16 convolutions, batch norm and the output conv in float32 do
-        not reduce it), so it is opt-in.
+        CUDA. Default ``float32``: the same arithmetic on every CPU. Over the
+        17 image x noise cases of the benchmark grid (seed 0) bfloat16 was
+        +0.16 dB from float32 on average but -2.5 to +6.1 dB case by case
+        (docs/benchmarks.md), so it is opt-in. Without bfloat16 arithmetic
+        (AVX2-only CPUs) torch emulates it, several times slower than
+        float32, and training warns (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm
         U-Net shape (see :class:`ij_bridge.nets.unet.UNet`).
     unet_pool : tuple of int, optional

@@ -99,7 +99,7 @@ def warn_if_emulated(dtype: torch.dtype | None, device: str | torch.device, opti
     There torch emulates bfloat16 outside oneDNN (im2col and a reference
     matrix product), so training is slower than float32, not faster: on an
     AVX2-only AMD EPYC a 2D StarDist training step took 8.5x float32's time
-    (docs/benchmarks.md).
+    and an N2V step 9x (docs/benchmarks.md).
     ``option`` names the setting in the message (e.g. ``"train_precision"``),
     ``what`` the work that will be slow (``"training"``, ``"prediction"``);
     ``has_auto``: whether the setting takes ``"auto"``, the fix named first.

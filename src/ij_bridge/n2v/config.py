@@ -123,8 +123,8 @@ class N2VConfig:
         17 image x noise cases of the benchmark grid (seed 0) bfloat16 was
         +0.16 dB from float32 on average but -2.5 to +6.1 dB case by case
         (docs/benchmarks.md), so it is opt-in. Without bfloat16 arithmetic
-        (AVX2-only CPUs) torch emulates it, several times slower than
-        float32, and training warns (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
+        (AVX2-only CPUs) torch emulates it, 9x float32's time per step on
+        an AMD EPYC, and training warns (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
     unet_depth, unet_filters, unet_kernel_size, unet_n_conv_per_depth, unet_batch_norm
         U-Net shape (see :class:`ij_bridge.nets.unet.UNet`).
     unet_pool : tuple of int, optional

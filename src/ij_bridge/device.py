@@ -14,7 +14,7 @@ import torch
 
 __all__ = ["choose_device", "memory_budget", "available_memory", "CUDA_FRACTION", "CPU_FRACTION",
            "CPU_CAP", "bf16_native", "autocast_dtype",
-           "EmulatedBfloat16Warning", "warn_if_emulated"]
+           "EmulatedBfloat16Warning", "warn_if_emulated", "to_device", "training_backends"]
 
 CUDA_FRACTION = 0.4
 """Share of the GPU's free memory one prediction (one tile) may use."""
@@ -131,3 +131,38 @@ def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | 
     if precision == "auto" and torch.device(device).type == "cpu" and bf16_native():
         return torch.bfloat16
     return None
+
+
+def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``t`` on ``device``, without waiting for the GPU.
+
+    A plain ``.to("cuda")`` of a pageable CPU tensor waits until the copy is
+    done, and so for every kernel queued before it: a host round trip per
+    training step, which starves a GPU of small batches. On CUDA the tensor
+    goes through pinned memory (torch's caching host allocator) and is copied
+    asynchronously, ordered on the current stream. Elsewhere ``t`` is
+    returned moved as usual (on the CPU, unchanged).
+
+    >>> x = torch.arange(3)
+    >>> to_device(x, "cpu") is x
+    True
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def training_backends(device: str | torch.device):
+    """A context for seeded training on ``device``: deterministic cuDNN on CUDA.
+
+    A seeded training is promised to repeat exactly, so cuDNN's autotuner
+    (``benchmark``), whose choice of algorithm varies from run to run, stays
+    off and its deterministic algorithms are used. The flags are set for the
+    ``with`` block only, not for the whole process. Elsewhere nothing changes.
+    """
+    import contextlib
+
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)

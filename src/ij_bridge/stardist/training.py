@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import cancel
-from ..device import autocast_dtype, bf16_native, warn_if_emulated
+from ..device import autocast_dtype, bf16_native, to_device, training_backends, warn_if_emulated
 from ..prefetch import Prefetch, spare_core
 from ..progress import Progress
 from .geometry import check_label_image, edt_prob, fill_label_holes
@@ -262,7 +262,7 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
     # the next batch is drawn while the network trains on this one (the same batches, in order),
     # where a core is free for it
     draw = Prefetch(lambda: model._sample_batch(data, rng), epochs * steps, background=spare_core())
-    with torch.random.fork_rng(devices=[]), draw:
+    with torch.random.fork_rng(devices=[]), draw, training_backends(model.device):
         torch.manual_seed(cfg.seed)
         # flush denormals: tiny Adam moments / activations otherwise slow CPU math many-fold
         torch.set_flush_denormal(True)
@@ -292,8 +292,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
             acc = torch.zeros(3, dtype=torch.float64, device=model.device)
             for _ in range(steps):
                 cancel.check()  # a time limit, a signal or Esc stops training here
-                xb, pb, db = draw.next()
-                xb, pb, db = model._tensor(xb), pb.to(model.device), db.to(model.device)
+                # one asynchronous copy per array on CUDA (no host round trip); channels-last there
+                xb, pb, db = (to_device(v, model.device) for v in draw.next())
+                xb = model._tensor(xb)
                 with autocast:  # train_precision="bfloat16": the network in bfloat16
                     pl, dl = model.net(xb)
                 loss, lp, ld = stardist_loss(model, pl.float(), dl.float(), pb, db)

@@ -20,6 +20,7 @@ Usage::
     .venv/bin/python scripts/bench_n2v.py --skip-careamics
     .venv/bin/python scripts/bench_n2v.py --steps 200 --threads 2
     .venv/bin/python scripts/bench_n2v.py --grid --threads 1 --steps 30 --batch 4 --stack
+    .venv/bin/python scripts/bench_n2v.py --precision-steps 10 --threads 1   # float32 vs bfloat16 s/step
 
 ``--grid`` (issue 14): every image (nuclei, cell, camera, astronaut) x noise (Gaussian σ 10, 25,
 50, Poisson–Gaussian) x training seed, optionally a 3D stack; ours in this process and CAREamics
@@ -450,6 +451,44 @@ def grid_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def precision_steps(args) -> int:
+    """Our training s/step in float32 and in bfloat16 (autocast), interleaved, on the noisy benchmark image.
+
+    The first 2 steps of each run are dropped (warm-up). Prints the load average, the thread
+    settings and whether this CPU has native bfloat16 (AVX512-BF16/AMX; without it torch emulates it).
+    """
+    import warnings
+
+    import torch
+
+    from ij_bridge.n2v import N2V, N2VConfig
+    from ij_bridge.n2v.config import bf16_native
+
+    torch.set_num_threads(args.threads)
+    _, noisy = load_data(args.sigma, args.seed)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, bfloat16 native: {bf16_native()}")
+    med: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for r in range(args.rounds):
+        for prec in med:
+            cfg = N2VConfig(axes="YX", patch_size=(args.patch, args.patch), batch_size=args.batch, epochs=1,
+                            steps_per_epoch=args.precision_steps + 2, seed=args.seed, precision=prec,
+                            validation_fraction=0)
+            model, stamps = N2V(cfg, device="cpu"), []
+            load = os.getloadavg()[0]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the emulated-bfloat16 warning: this measures it
+                model.train(noisy, show_progress=False,
+                            progress=lambda d, t, m: stamps.append(time.perf_counter()))
+            med[prec].append(float(np.median(np.diff(stamps[1:]))))
+            print(f"round {r + 1}: {prec} {med[prec][-1]:.4f} s/step (load {load:.2f})", flush=True)
+    f32, b16 = (float(np.median(v)) for v in med.values())
+    print(f"\n| precision | s/step (median of {args.rounds} rounds) |\n|---|---:|\n| float32 | {f32:.4f} |\n"
+          f"| bfloat16 | {b16:.4f} |\n\nbfloat16 / float32: {b16 / f32:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1000, help="gradient steps (default 1000)")
@@ -487,7 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--crop", type=int, default=0, help="use the centre crop of this size of 2D images")
     g.add_argument("--table", type=Path, nargs="+",
                    help="only print the tables of grid JSON files written before (rows merged)")
+    g2 = ap.add_argument_group("precision steps (--precision-steps): float32 vs bfloat16 s/step, ours only")
+    g2.add_argument("--precision-steps", type=int, default=0, metavar="N",
+                    help="time N training steps (batch × patch as set) in float32 and in bfloat16, "
+                         "interleaved over --rounds rounds, and print the ratio")
+    g2.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.precision_steps:
+        return precision_steps(args)
     if args.table:
         print(grid_table([r for t in args.table for r in json.loads(t.read_text())["rows"]]))
         return 0

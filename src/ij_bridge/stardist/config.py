@@ -77,9 +77,10 @@ class StarDistConfig:
         docs/benchmarks.md). On a busy machine use 1 thread with bfloat16:
         oneDNN's AMX weight-gradient kernel busy-waits for its partner thread.
         ``"auto"``: bfloat16 on such CPUs, float32 elsewhere and on CUDA.
-        Default ``"float32"``: bit-for-bit the earlier training and the same
-        arithmetic on every CPU (bfloat16 rounding depends on the CPU's
-        kernels). On a CPU without bfloat16 arithmetic (AVX2 only) torch
+        Default ``"float32"``: bit-for-bit the earlier training on the same
+        CPU type, and the arithmetic that every CPU has natively (torch's
+        kernels differ between CPU types in float32 too, so a seed repeats
+        exactly on one CPU type, not across them). On a CPU without bfloat16 arithmetic (AVX2 only) torch
         emulates it: a step took 8.5x float32's time there, and training
         warns (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
     original : dict, optional

@@ -117,9 +117,10 @@ def warn_if_emulated(dtype: torch.dtype | None, device: str | torch.device, opti
 def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:
     """The autocast dtype of training for a ``precision`` option on ``device`` (``None``: float32).
 
-    ``"bfloat16"`` is bfloat16 everywhere; ``"auto"`` is bfloat16 on CPUs with
-    native bfloat16 (:func:`bf16_native`) and float32 elsewhere and on CUDA;
-    ``"float32"`` is float32.
+    ``"bfloat16"`` is bfloat16 everywhere; ``"auto"`` is bfloat16 where the
+    hardware computes it natively, CPUs with AVX512-BF16/AMX
+    (:func:`bf16_native`) and CUDA GPUs with bfloat16 tensor cores (compute
+    capability 8.0 and later), and float32 elsewhere; ``"float32"`` is float32.
 
     >>> autocast_dtype("float32", "cpu") is None
     True
@@ -128,8 +129,12 @@ def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | 
     """
     if precision == "bfloat16":
         return torch.bfloat16
-    if precision == "auto" and torch.device(device).type == "cpu" and bf16_native():
-        return torch.bfloat16
+    if precision == "auto":
+        dev = torch.device(device)
+        if dev.type == "cpu" and bf16_native():
+            return torch.bfloat16
+        if dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(dev)[0] >= 8:
+            return torch.bfloat16
     return None
 
 

@@ -118,8 +118,9 @@ class N2VConfig:
         loss and prediction stay float32). ``bfloat16`` runs the network under
         ``torch.autocast`` (CPU: about 2.5x faster per step on CPUs with
         AMX/AVX512-BF16; results differ from float32 by rounding). ``auto``:
-        bfloat16 on such CPUs (:func:`bf16_native`), float32 elsewhere and on
-        CUDA. Default ``float32``, the arithmetic every CPU has natively. Over the
+        bfloat16 on such CPUs (:func:`bf16_native`) and on CUDA GPUs of compute
+        capability 8.0 and later, float32 elsewhere. Default ``float32``, the
+        arithmetic every CPU has natively. Over the
         17 image x noise cases of the benchmark grid (seed 0) bfloat16 was
         +0.16 dB from float32 on average but -2.5 to +6.1 dB case by case
         (docs/benchmarks.md), so it is opt-in. Without bfloat16 arithmetic

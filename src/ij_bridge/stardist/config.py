@@ -76,7 +76,8 @@ class StarDistConfig:
         2 threads and 0.34x at 1 thread (float32: 0.96-1.00x;
         docs/benchmarks.md). On a busy machine use 1 thread with bfloat16:
         oneDNN's AMX weight-gradient kernel busy-waits for its partner thread.
-        ``"auto"``: bfloat16 on such CPUs, float32 elsewhere and on CUDA.
+        ``"auto"``: bfloat16 on such CPUs and on CUDA GPUs of compute capability
+        8.0 and later (bfloat16 tensor cores), float32 elsewhere.
         Default ``"float32"``: bit-for-bit the earlier training on the same
         CPU type, and the arithmetic that every CPU has natively (torch's
         kernels differ between CPU types in float32 too, so a seed repeats

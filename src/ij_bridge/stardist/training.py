@@ -212,7 +212,7 @@ def training_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training for ``cfg.train_precision`` on ``device`` (``None``: float32).
 
     ``"auto"`` is bfloat16 on CPUs with native bfloat16 (:func:`ij_bridge.device.bf16_native`),
-    float32 elsewhere and on CUDA.
+    on CUDA GPUs of compute capability 8.0 and later, float32 elsewhere.
     """
     return autocast_dtype(getattr(cfg, "train_precision", "float32"), device)
 

@@ -67,6 +67,12 @@ def main() -> int:
                                                  patch_size=(64, 64), seed=1), device="cpu"), noisy)
     print(f"N2V train s/step: GPU {t_gpu / steps:.4f}, CPU {t_cpu / 10:.4f} "
           f"(x{(t_cpu / 10) / (t_gpu / steps):.1f})")
+    from ij_bridge.device import autocast_dtype
+    amp = autocast_dtype("auto", "cuda")
+    m_auto, t_auto = timed_train(lambda: N2V(cfg.replace(precision="auto")), noisy)
+    gain = float(np.mean((m_auto.predict(noisy) - clean) ** 2) / np.mean((pred_gpu - clean) ** 2))
+    print(f"N2V train s/step on the GPU with precision='auto' ({amp}): {t_auto / steps:.4f} "
+          f"(x{t_gpu / t_auto:.2f} float32's speed); MSE auto / float32 {gain:.2f}")
 
     # ------------------------------------------------------------------ StarDist
     X, Y = [], []

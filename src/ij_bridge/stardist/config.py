@@ -81,9 +81,10 @@ class StarDistConfig:
         Default ``"float32"``: bit-for-bit the earlier training on the same
         CPU type, and the arithmetic that every CPU has natively (torch's
         kernels differ between CPU types in float32 too, so a seed repeats
-        exactly on one CPU type, not across them). On a CPU without bfloat16 arithmetic (AVX2 only) torch
-        emulates it: a step took 8.5x float32's time there, and training
-        warns (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
+        exactly on one CPU type, not across them). On a CPU without bfloat16
+        arithmetic (AVX2 only) torch emulates it: a step took 8.5x float32's
+        time there, and training warns
+        (:class:`ij_bridge.device.EmulatedBfloat16Warning`).
     original : dict, optional
         The architecture of a model imported from the original StarDist (Keras),
         as :func:`ij_bridge.stardist.original.original_architecture` gives it; the

@@ -94,7 +94,8 @@ def _bf16_checks(bf16_native) -> None:
     assert any(not torch.equal(w32[k], w16[k]) for k in w32)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmulatedBfloat16Warning)  # float32 and auto never warn
-        N2V(_config(precision="auto", epochs=1, steps_per_epoch=1), device="cpu").train(noisy, show_progress=False)
+        quick = N2V(_config(precision="auto", epochs=1, steps_per_epoch=1), device="cpu")
+        quick.train(noisy, show_progress=False)
     auto = _config(precision="auto")
     assert auto.training_dtype("cpu") == (torch.bfloat16 if bf16_native() else None)
     assert auto.training_dtype("meta") is None and _config().training_dtype("cpu") is None

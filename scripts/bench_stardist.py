@@ -576,6 +576,24 @@ def _bf16() -> bool:
     return bf16_native()
 
 
+def score_saved(work: Path, datasets: list[str]) -> int:
+    """Print F1 at each IoU per seed, and the mean and sd over seeds, of the predictions saved in ``work``."""
+    for who in ("ours", "orig"):
+        for ds in datasets:
+            seeds = sorted(int(f.name[len(f"{who}_{ds}_s"):-len("_pred.npz")])
+                           for f in work.glob(f"{who}_{ds}_s*_pred.npz"))
+            if not seeds:
+                continue
+            f1 = np.array([[evaluate(work, who, ds, sd)[str(t)]["f1"] for t in IOUS] for sd in seeds])
+            print(f"\n{who}, {ds}: seeds {seeds}")
+            for sd, row in zip(seeds, f1):
+                print(f"  seed {sd}: " + ", ".join(f"F1@{t} {v:.3f}" for t, v in zip(IOUS, row)))
+            sdev = f1.std(axis=0, ddof=1) if len(seeds) > 1 else np.full(len(IOUS), np.nan)
+            print("  mean: " + ", ".join(f"F1@{t} {m:.3f} (sd {e:.3f})"
+                                          for t, m, e in zip(IOUS, f1.mean(axis=0), sdev)))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--3d" in argv:  # StarDist 3D: scripts/bench_stardist3d.py takes the other options
@@ -594,9 +612,11 @@ def main(argv=None) -> int:
                     help="threads per framework in the quality phase, where both train side by side "
                          "(default 1)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 3)")
-    ap.add_argument("--phase", choices=("all", "quality", "timing", "steps"), default="all",
+    ap.add_argument("--phase", choices=("all", "quality", "timing", "steps", "score"), default="all",
                     help="'timing' reuses the quality results of an earlier run in --work; 'steps': "
-                         "training s/step only, original and ours in each --step-precisions, interleaved")
+                         "training s/step only, original and ours in each --step-precisions, interleaved; "
+                         "'score': F1 per seed, mean and sd of the test predictions already saved in --work "
+                         "(e.g. of a quality run stopped part way)")
     ap.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "auto"),
                     help="our StarDistConfig.train_precision in the quality and timing phases")
     ap.add_argument("--step-precisions", default="float32,bfloat16",
@@ -636,6 +656,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     work: Path = args.work.resolve()
     cfg["work"] = str(work)
+    if args.phase == "score":
+        return score_saved(work, cfg["datasets"])
     qfile = work / "quality.json"
     if args.phase in ("all", "quality") or not (work / "data.npz").exists():
         print(f"preparing data in {work} ...", flush=True)

@@ -209,9 +209,8 @@ class N2V:
         best_state = None
         bar = tqdm(total=total_steps, desc="N2V training", disable=not show_progress, leave=False)
         done = 0
-        backends = training_backends(dev)  # deterministic cuDNN for this training only
-        backends.__enter__()
-        try:
+        # deterministic cuDNN for this training only; the bar closes on any exit (tqdm's context)
+        with training_backends(dev), bar:
             for epoch in range(cfg.epochs):
                 t0 = time.perf_counter()
                 net.train()
@@ -247,9 +246,6 @@ class N2V:
                 if val_batches and val_loss < best:
                     best = val_loss
                     best_state = copy.deepcopy(net.state_dict())
-        finally:
-            backends.__exit__(None, None, None)
-            bar.close()
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..device import choose_device, memory_budget
+from ..device import choose_device, memory_budget, to_device
 from ..progress import Progress
 from ..tiles import auto_n_tiles
 from .. import layout as _layout
@@ -298,9 +298,12 @@ class StarDistBase:
         return out.float().cpu().numpy()
 
     def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """A batch (N, C, *spatial) on the device, channels-last (much faster convolutions on CPU)."""
+        """A batch (N, C, *spatial) on the device, channels-last (much faster convolutions on CPU).
+
+        On CUDA the copy is asynchronous (:func:`ij_bridge.device.to_device`).
+        """
         t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
-        return t.to(self.device).contiguous(memory_format=self._memory_format)
+        return to_device(t, self.device).contiguous(memory_format=self._memory_format)
 
     def _halo(self) -> tuple[int, ...]:
         div = self.config.divisor

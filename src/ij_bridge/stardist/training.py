@@ -292,9 +292,9 @@ def train(model: Any, X: Sequence[Any], Y: Sequence[Any],
             acc = torch.zeros(3, dtype=torch.float64, device=model.device)
             for _ in range(steps):
                 cancel.check()  # a time limit, a signal or Esc stops training here
-                # one asynchronous copy per array on CUDA (no host round trip); channels-last there
-                xb, pb, db = (to_device(v, model.device) for v in draw.next())
-                xb = model._tensor(xb)
+                # one asynchronous copy per array on CUDA (no host round trip)
+                xb, pb, db = draw.next()
+                xb, pb, db = model._tensor(xb), to_device(pb, model.device), to_device(db, model.device)
                 with autocast:  # train_precision="bfloat16": the network in bfloat16
                     pl, dl = model.net(xb)
                 loss, lp, ld = stardist_loss(model, pl.float(), dl.float(), pb, db)

@@ -21,16 +21,33 @@ import xarray as xr
 from conftest import REPO, run_python
 
 
-def _current_is(imp, timeout: float = 10.0) -> bool:
-    """Wait until ImageJ's active image is ``imp`` (window activation is asynchronous)."""
+def _select(imp, timeout: float = 10.0, steady: float = 0.3) -> bool:
+    """Make ``imp`` ImageJ's active image and wait until it stays so.
+
+    Window activation reaches ImageJ asynchronously: a window shown a moment earlier can be
+    activated by its late AWT event after ``setCurrentWindow`` and take the active image back
+    (CI saw that once, on a loaded machine). So ``imp`` is made current again whenever another
+    image is, the AWT queue is drained on every poll, and the answer is yes only once ``imp`` has
+    stayed current for ``steady`` seconds.
+    """
     import jpype
 
     WindowManager = jpype.JClass("ij.WindowManager")
+    EventQueue = jpype.JClass("java.awt.EventQueue")
+    Thread = jpype.JClass("java.lang.Thread")
     deadline = time.monotonic() + timeout
+    since = None
     while time.monotonic() < deadline:
         current = WindowManager.getCurrentImage()
         if current is not None and current.getID() == imp.getID():
-            return True
+            since = time.monotonic() if since is None else since
+            if time.monotonic() - since >= steady:
+                return True
+        else:
+            since = None
+            if imp.getWindow() is not None:
+                WindowManager.setCurrentWindow(imp.getWindow())
+        EventQueue.invokeAndWait(Thread())   # a no-op Runnable: every pending AWT event has run
         time.sleep(0.05)
     return False
 
@@ -38,11 +55,7 @@ def _current_is(imp, timeout: float = 10.0) -> bool:
 # --------------------------------------------------------------------------- active image
 @pytest.mark.imagej
 def test_active_imageplus_and_active_xarray(clean_imagej):
-    import jpype
-
     import ij_bridge
-
-    WindowManager = jpype.JClass("ij.WindowManager")
 
     assert ij_bridge.active_imageplus() is None and ij_bridge.active_xarray() is None
     a = xr.DataArray(np.arange(20 * 30, dtype=np.uint16).reshape(20, 30), dims=("y", "x"),
@@ -53,19 +66,17 @@ def test_active_imageplus_and_active_xarray(clean_imagej):
     stack = np.stack([np.full((16, 16), k, np.float32) for k in range(3)])
     imp_b = ij_bridge.to_imageplus(stack, title="second", dims="zyx")
     imp_b.show()
-    assert _current_is(imp_b)
+    assert _select(imp_b)
     active = ij_bridge.active_imageplus()
     assert active.getID() == imp_b.getID() and str(active.getTitle()) == "second"
-    WindowManager.setCurrentWindow(imp_a.getWindow())
-    assert _current_is(imp_a)
+    assert _select(imp_a)
     got = ij_bridge.active_xarray()
     assert got.dims == ("y", "x") and got.attrs["title"] == "first"
     np.testing.assert_array_equal(got.values, a.values)
     assert float(got.x[1] - got.x[0]) == 0.5 and got.attrs["units"]["x"] == "µm"
 
     # sync: pixels set through the processor reach the stack (and so from_imageplus) only with sync
-    WindowManager.setCurrentWindow(imp_b.getWindow())
-    assert _current_is(imp_b)
+    assert _select(imp_b)
     imp_b.setSlice(2)
     ip = imp_b.getProcessor()
     edited = ip.duplicate()
@@ -118,7 +129,7 @@ def test_run_plugin_runs_imagej_commands_and_raises_their_errors(clean_imagej):
     pixels = rng.normal(100, 20, (32, 32)).astype(np.float32)
     imp = ij_bridge.to_imageplus(pixels, title="noisy")
     imp.show()
-    assert _current_is(imp)
+    assert _select(imp)
     # a dict of arguments, as PyImageJ's run_plugin takes them; blurring in place opens nothing
     assert ij_bridge.run_plugin("Gaussian Blur...", {"sigma": 2}, imp=imp) == []
     blurred = ij_bridge.from_imageplus(imp).values

@@ -27,6 +27,30 @@ if not os.environ.get("IJ_BRIDGE_CONFIG_DIR"):
     os.environ["IJ_BRIDGE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="ij_bridge_test_config_")
 
 
+#: what sets how many threads a process that a test starts computes with
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                     "IJ_BRIDGE_TORCH_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def _thread_variables_unchanged():
+    """Fail a test that leaves another thread count in this process's environment.
+
+    Every process a later test starts would inherit it: a LocalCluster once left
+    OMP_NUM_THREADS=1 behind, and the demo then trained on one core, twice as slowly.
+    """
+    before = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    yield
+    after = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    changed = {k: (before[k], after[k]) for k in _THREAD_VARIABLES if before[k] != after[k]}
+    for k, (value, _) in changed.items():  # put it back, so that one leak fails one test
+        if value is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = value
+    assert not changed, f"the test changed the environment's thread counts (before, after): {changed}"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; skips with a clear reason only when the folder is absent."""

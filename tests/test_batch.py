@@ -216,9 +216,17 @@ def test_two_workers_and_dask_give_the_same_outputs(single, inputs, macro, tmp_p
     from ij_bridge.batch import run_batch
 
     out3 = tmp_path / "dask"
-    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        report = run_batch(macro, inputs, out3, pattern="**/*", scheduler=client, show_progress=False)
+    # distributed's Nanny writes its pre-spawn environment (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1,
+    # PYTHONHASHSEED, ...) into this process's os.environ and leaves it there; every process a
+    # later test starts would then train torch on one thread, so the environment is put back
+    environ = dict(os.environ)
+    try:
+        with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            report = run_batch(macro, inputs, out3, pattern="**/*", scheduler=client, show_progress=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     assert {r.input: r.status for r in report.results} == statuses
     assert _summary(out3)["empty.tif"]["error"] == _summary(out1)["empty.tif"]["error"]
     assert _comparable(out3) == reference

@@ -27,6 +27,15 @@ if not os.environ.get("IJ_BRIDGE_CONFIG_DIR"):
     os.environ["IJ_BRIDGE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="ij_bridge_test_config_")
 
 
+def _restore_environ(saved: dict) -> None:
+    """Put back environment variables saved as ``{name: value or None}`` (None: was unset)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 #: what sets how many threads a process that a test starts computes with
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                      "IJ_BRIDGE_TORCH_THREADS")
@@ -43,11 +52,7 @@ def _thread_variables_unchanged():
     yield
     after = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
     changed = {k: (before[k], after[k]) for k in _THREAD_VARIABLES if before[k] != after[k]}
-    for k, (value, _) in changed.items():  # put it back, so that one leak fails one test
-        if value is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = value
+    _restore_environ({k: before[k] for k in changed})  # so that one leak fails one test
     assert not changed, f"the test changed the environment's thread counts (before, after): {changed}"
 
 
@@ -268,11 +273,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem):
     import jpype
 
     jpype.startJVM = original
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    _restore_environ(saved)
     attempts = Path(log).read_text(encoding="utf-8")
     os.unlink(log)
     if attempts:
